@@ -1,0 +1,191 @@
+"""`erp` — the one command line of the platform."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from contextlib import nullcontext
+from typing import Any
+
+import uvicorn
+
+from services.registry import SERVICES, load_definition
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    code: int = args.run(args)
+    sys.exit(code)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="erp", description=__doc__)
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    codegen = commands.add_parser("codegen", help="generate models, stubs and topology from specs")
+    codegen.add_argument("--check", action="store_true", help="fail when generated/ is stale")
+    codegen.set_defaults(run=_codegen)
+
+    serve = commands.add_parser("serve", help="run one service (HTTP, consumers, outbox relay)")
+    serve.add_argument("service", choices=sorted(SERVICES))
+    serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=None)
+    serve.set_defaults(run=_serve)
+
+    up = commands.add_parser("up", help="run every service in one process")
+    up.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    up.set_defaults(run=_up)
+
+    users = commands.add_parser("users", help="manage users").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    admin = users.add_parser("create-admin", help="create (or promote) a super-admin")
+    admin.add_argument("email")
+    admin.add_argument("--password", required=True)
+    admin.add_argument("--name", default="Administrator")
+    admin.set_defaults(run=_create_admin)
+
+    dlq = commands.add_parser("dlq", help="inspect and replay dead letters").add_subparsers(
+        required=True, metavar="ACTION"
+    )
+    dlq_list = dlq.add_parser("list", help="list the dead letters of a service")
+    dlq_list.add_argument("service")
+    dlq_list.add_argument("--limit", type=int, default=50)
+    dlq_list.set_defaults(run=_dlq_list)
+    dlq_show = dlq.add_parser("show", help="show one dead letter, whole")
+    dlq_show.add_argument("service")
+    dlq_show.add_argument("message_id")
+    dlq_show.set_defaults(run=_dlq_show)
+    dlq_replay = dlq.add_parser("replay", help="publish dead letters to where they came from")
+    dlq_replay.add_argument("service")
+    dlq_replay.add_argument("message_id", nargs="?", help="one message; all when omitted")
+    dlq_replay.set_defaults(run=_dlq_replay)
+    return parser
+
+
+def _codegen(args: argparse.Namespace) -> int:
+    from tools.codegen import run
+
+    return run(check=args.check)
+
+
+def _settings(service: str, default_port: int) -> Any:
+    from services.platform.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(service, default_port)
+    except SettingsError as error:
+        raise SystemExit(f"erp: invalid configuration\n{error}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from services.platform.app import create_app
+
+    definition = load_definition(args.service)
+    settings = _settings(definition.name, definition.default_port)
+    port = args.port or settings.port
+    app = create_app(definition, settings)
+    uvicorn.run(app, host=args.host, port=port, log_config=None, access_log=False)
+    return 0
+
+
+class _SharedSignalServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `erp up`, which stops all at once."""
+
+    def capture_signals(self) -> Any:
+        return nullcontext()
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.platform.app import create_app
+    from services.platform.settings import detect_embedded
+
+    if detect_embedded(os.environ):
+        os.environ["ERP_EMBEDDED"] = "1"
+        print(
+            "erp: no ERP_DATABASE_URL/ERP_AMQP_URL/ERP_REDIS_URL set and nothing listening on "
+            "127.0.0.1:5432/5672/6379 — running embedded (SQLite under .data/, in-process "
+            "broker, in-process Redis stand-in)."
+        )
+    servers: list[uvicorn.Server] = []
+    lines: list[str] = []
+    for name in SERVICES:
+        definition = load_definition(name)
+        settings = _settings(definition.name, definition.default_port)
+        app = create_app(definition, settings)
+        config = uvicorn.Config(
+            app, host=args.host, port=settings.port, log_config=None, access_log=False
+        )
+        servers.append(_SharedSignalServer(config))
+        base = f"http://{args.host}:{settings.port}"
+        lines.append(
+            f"  {name:<13} {base}  docs {base}/ui/  spec {base}/openapi.json  "
+            f"health {base}/health"
+        )
+    print("erp: services\n" + "\n".join(lines), flush=True)
+    asyncio.run(_serve_all(servers))
+    return 0
+
+
+async def _serve_all(servers: list[uvicorn.Server]) -> None:
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    # Auth starts first and alone: the others fetch their JWKS from it.
+    first, *rest = servers
+    first_task = asyncio.create_task(first.serve())
+    while not first.started and not first_task.done():
+        await asyncio.sleep(0.05)
+    await asyncio.gather(first_task, *(server.serve() for server in rest))
+
+
+def _create_admin(args: argparse.Namespace) -> int:
+    from services.auth.admin import create_admin
+
+    definition = load_definition("auth")
+    settings = _settings(definition.name, definition.default_port)
+    user_id = asyncio.run(create_admin(settings, args.email, args.password, args.name))
+    print(f"super-admin {args.email} ready (id {user_id})")
+    return 0
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from services.platform import dlq
+
+    settings = _settings(args.service, load_definition(args.service).default_port)
+    letters = asyncio.run(dlq.list_dead_letters(settings, args.service, args.limit))
+    for letter in letters:
+        print(json.dumps(letter.summary(), sort_keys=True))
+    print(f"{len(letters)} dead letter(s) in {args.service}.dlq", file=sys.stderr)
+    return 0
+
+
+def _dlq_show(args: argparse.Namespace) -> int:
+    from services.platform import dlq
+
+    settings = _settings(args.service, load_definition(args.service).default_port)
+    letter = asyncio.run(dlq.show(settings, args.service, args.message_id))
+    if letter is None:
+        print(f"no dead letter {args.message_id} in {args.service}.dlq", file=sys.stderr)
+        return 1
+    print(json.dumps(letter.details(), indent=2, sort_keys=True))
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    from services.platform import dlq
+
+    settings = _settings(args.service, load_definition(args.service).default_port)
+    count = asyncio.run(dlq.replay(settings, args.service, args.message_id))
+    print(f"replayed {count} message(s) from {args.service}.dlq")
+    return 0 if count or args.message_id is None else 1
