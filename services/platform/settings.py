@@ -1,0 +1,281 @@
+"""Configuration of one service, read from `ERP_*` environment variables and validated once.
+
+Where each URL comes from (first match wins):
+
+* database: `ERP_<SERVICE>_DATABASE_URL` (a full URL, used as it is) → `ERP_DATABASE_URL` (a
+  PostgreSQL *server* URL; the service's database is `<service>_db` on it) → embedded:
+  `sqlite+aiosqlite:///<ERP_DATA_DIR>/<service>.db` → the local default server
+  `postgresql://postgres@127.0.0.1:5432/<service>_db`.
+* broker / Redis: `ERP_AMQP_URL` / `ERP_REDIS_URL` → embedded: `None` (in-process broker,
+  fakeredis) → the local defaults `amqp://guest:guest@127.0.0.1:5672/`, `redis://127.0.0.1:6379/0`.
+
+"Embedded" is `ERP_EMBEDDED=1`. `load_settings` never probes the network, so a service always
+starts the same way for the same environment; `erp up` calls `detect_embedded` first and sets
+`ERP_EMBEDDED=1` when nothing is configured and no server answers on the default ports. An
+explicitly configured URL always wins, also in embedded mode.
+
+Empty variables count as unset (compose files often pass `VAR=` through).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+DEFAULT_DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_AUTH_URL = "http://127.0.0.1:8001"
+DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0)
+DEFAULT_PORTS = {"postgresql": 5432, "rabbitmq": 5672, "redis": 6379}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
+_SQLITE_DRIVERS = {"sqlite", "sqlite+aiosqlite"}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(Exception):
+    """Invalid configuration; `errors` holds one "VARIABLE: what is wrong" line per bad value."""
+
+    def __init__(self, errors: list[str]) -> None:
+        self.errors = tuple(errors)
+        super().__init__("invalid configuration:\n" + "\n".join(f"  {e}" for e in errors))
+
+
+@dataclass(frozen=True)
+class Settings:
+    service: str
+    database_url: str
+    read_database_url: str | None
+    amqp_url: str | None  # None = embedded in-process broker
+    redis_url: str | None  # None = embedded fakeredis
+    redis_prefix: str
+    auth_url: str
+    port: int
+    retry_delays: tuple[float, ...]
+    log_level: str
+    embedded: bool
+    jwt_issuer: str = "erp-auth"
+    jwt_audience: str = "erp"
+    data_dir: Path = Path(".data")
+
+
+def service_variable(service: str, name: str) -> str:
+    """`ERP_<SERVICE>_<NAME>`, e.g. ("auth", "DATABASE_URL") -> "ERP_AUTH_DATABASE_URL"."""
+    return f"ERP_{service.upper().replace('-', '_')}_{name}"
+
+
+def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.environ) -> Settings:
+    """Read and validate the settings of `service`; raise SettingsError listing every bad value."""
+    if not _SERVICE_NAME.match(service):
+        raise SettingsError([f"service name {service!r}: expected lower-case letters and digits"])
+    reader = _Reader(env)
+    embedded = reader.flag("ERP_EMBEDDED", default=False)
+    data_dir = Path(reader.get("ERP_DATA_DIR") or ".data")
+
+    database_url = reader.database(
+        service_variable(service, "DATABASE_URL"), "ERP_DATABASE_URL", f"{service}_db"
+    )
+    if database_url is None:
+        database_url = (
+            f"sqlite+aiosqlite:///{data_dir / f'{service}.db'}"
+            if embedded
+            else _service_database(DEFAULT_DATABASE_SERVER, f"{service}_db")
+        )
+    read_database_url = reader.database(
+        service_variable(service, "READ_DATABASE_URL"), "ERP_READ_DATABASE_URL", f"{service}_db"
+    )
+    amqp_url = reader.url("ERP_AMQP_URL", ("amqp", "amqps"))
+    redis_url = reader.url("ERP_REDIS_URL", ("redis", "rediss", "unix"))
+    if not embedded:
+        amqp_url = amqp_url or DEFAULT_AMQP_URL
+        redis_url = redis_url or DEFAULT_REDIS_URL
+
+    port_variable = service_variable(service, "PORT")
+    port = reader.port(port_variable) if reader.get(port_variable) else reader.port("PORT")
+    settings = Settings(
+        service=service,
+        database_url=database_url,
+        read_database_url=read_database_url,
+        amqp_url=amqp_url,
+        redis_url=redis_url,
+        redis_prefix=reader.redis_prefix("ERP_REDIS_PREFIX"),
+        auth_url=reader.url("ERP_AUTH_URL", ("http", "https")) or DEFAULT_AUTH_URL,
+        port=port or default_port,
+        retry_delays=reader.delays("ERP_RETRY_DELAYS"),
+        log_level=reader.log_level("ERP_LOG_LEVEL"),
+        embedded=embedded,
+        jwt_issuer=reader.text("ERP_JWT_ISSUER", "erp-auth"),
+        jwt_audience=reader.text("ERP_JWT_AUDIENCE", "erp"),
+        data_dir=data_dir,
+    )
+    if reader.errors:
+        raise SettingsError(reader.errors)
+    return settings
+
+
+def detect_embedded(env: Mapping[str, str] = os.environ, timeout: float = 0.3) -> bool:
+    """Whether `erp up` should run embedded.
+
+    `ERP_EMBEDDED` decides when set. Otherwise: any configured server URL means real servers;
+    with none configured, real servers are used only when PostgreSQL, RabbitMQ and Redis all
+    accept TCP on 127.0.0.1 at their default ports. A partial set (say, only a local Redis)
+    runs embedded, because a half-local platform would fail at start-up.
+    """
+    explicit = (env.get("ERP_EMBEDDED") or "").strip().lower()
+    if explicit in _TRUE | _FALSE:
+        return explicit in _TRUE
+    if any(
+        value and key.startswith("ERP_") and key.endswith(("DATABASE_URL", "AMQP_URL", "REDIS_URL"))
+        for key, value in env.items()
+    ):
+        return False
+    with ThreadPoolExecutor(max_workers=len(DEFAULT_PORTS)) as pool:
+        reachable = pool.map(
+            lambda port: _accepts("127.0.0.1", port, timeout), DEFAULT_PORTS.values()
+        )
+        return not all(reachable)
+
+
+def _accepts(host: str, port: int, timeout: float) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _service_database(server_url: str, database: str) -> str:
+    url = _with_async_driver(make_url(server_url)).set(database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def _with_async_driver(url: URL) -> URL:
+    if url.drivername in _POSTGRES_DRIVERS:
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in _SQLITE_DRIVERS:
+        return url.set(drivername="sqlite+aiosqlite")
+    return url
+
+
+class _Reader:
+    """Reads variables, collecting one error line per bad value instead of stopping at the first."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.errors: list[str] = []
+
+    def get(self, name: str) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or None
+
+    def fail(self, name: str, problem: str) -> None:
+        self.errors.append(f"{name}: {problem}")
+
+    def flag(self, name: str, *, default: bool) -> bool:
+        value = self.get(name)
+        if value is None:
+            return default
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        self.fail(name, f"expected 1/0 (or true/false), got {value!r}")
+        return default
+
+    def text(self, name: str, default: str) -> str:
+        return self.get(name) or default
+
+    def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError as error:
+            self.fail(name, f"not a valid URL ({error})")
+            return None
+        if parts.scheme not in schemes:
+            self.fail(name, f"scheme must be one of {', '.join(schemes)}, got {value!r}")
+            return None
+        if parts.scheme != "unix" and not parts.hostname:
+            self.fail(name, f"URL has no host: {value!r}")
+            return None
+        return value
+
+    def database(self, override: str, server: str, database: str) -> str | None:
+        """A full per-service URL, else a server URL with the service's database name."""
+        if self.get(override) is not None:
+            full = self._database_url(override, allow_sqlite=True)
+            return full.render_as_string(hide_password=False) if full else None
+        base = self._database_url(server, allow_sqlite=False)
+        if base is None:
+            return None
+        return base.set(database=database).render_as_string(hide_password=False)
+
+    def _database_url(self, name: str, *, allow_sqlite: bool) -> URL | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+            url.port  # noqa: B018 - a non-numeric port only fails on access
+        except (ArgumentError, ValueError) as error:
+            self.fail(name, f"not a valid database URL ({error})")
+            return None
+        allowed = _POSTGRES_DRIVERS | (_SQLITE_DRIVERS if allow_sqlite else set())
+        if url.drivername not in allowed:
+            expected = "postgresql:// or sqlite:///" if allow_sqlite else "postgresql://"
+            self.fail(name, f"expected a {expected} URL, got scheme {url.drivername!r}")
+            return None
+        if url.drivername in _POSTGRES_DRIVERS and not url.host:
+            self.fail(name, f"PostgreSQL URL has no host: {value!r}")
+            return None
+        return _with_async_driver(url)
+
+    def port(self, name: str) -> int | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            self.fail(name, f"expected a TCP port number 1-65535, got {value!r}")
+            return None
+        return int(value)
+
+    def delays(self, name: str) -> tuple[float, ...]:
+        value = self.get(name)
+        if value is None:
+            return DEFAULT_RETRY_DELAYS
+        try:
+            delays = tuple(float(item) for item in value.split(","))
+        except ValueError:
+            delays = ()
+        if not delays or any(not 0 <= delay < 3600 for delay in delays):
+            self.fail(name, f"expected comma-separated seconds like 1,2,4 (0-3600), got {value!r}")
+            return DEFAULT_RETRY_DELAYS
+        return delays
+
+    def log_level(self, name: str) -> str:
+        value = (self.get(name) or "INFO").upper()
+        if value not in LOG_LEVELS:
+            self.fail(name, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+            return "INFO"
+        return value
+
+    def redis_prefix(self, name: str) -> str:
+        value = self.get(name) or "erp:"
+        if any(char.isspace() for char in value):
+            self.fail(name, f"must not contain white space, got {value!r}")
+            return "erp:"
+        return value

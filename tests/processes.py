@@ -1,0 +1,84 @@
+"""Run platform commands as real processes, the way an operator does, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+ERP = str(Path(sys.executable).with_name("erp"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def erp(*args: str, env: Mapping[str, str], timeout: float = 120) -> str:
+    """Run `erp ARGS` to completion and return its standard output; fail loudly otherwise."""
+    result = subprocess.run(
+        [ERP, *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(f"erp {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
+class ServiceProcess:
+    """`erp serve SERVICE` on a free port, waited for until it answers /health/live."""
+
+    def __init__(self, service: str, env: Mapping[str, str], log_dir: Path) -> None:
+        self.service = service
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._env = {**os.environ, **env, "PORT": str(self.port)}
+        self._log_path = log_dir / f"{service}-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60) -> ServiceProcess:
+        log = self._log_path.open("ab")
+        self._process = subprocess.Popen(
+            [ERP, "serve", self.service], env=self._env, cwd=ROOT, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise AssertionError(f"{self.service} exited at start-up:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{self.service} did not become ready:\n{self.log()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(sig)
+            try:
+                self._process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def log(self) -> str:
+        return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
