@@ -1,0 +1,437 @@
+"""HTTP plumbing shared by handlers and the app factory.
+
+* `reply()` — what a handler returns: JSON from pydantic models (mode="json", aliases, no
+  MISSING fields) with its Content-Type set, which connexion needs when an operation declares
+  both `application/json` and `application/problem+json` (connexion issue #1956).
+* `JSON_ENCODER` / `jsonifier()` — the same encoding for anything else connexion serializes.
+* `RouteTable` — the spec's paths and operations, to find a request's route template (metrics,
+  access log), the methods a path allows (405) and what an operation requires (permissions);
+  `ConcretePathMiddleware` makes a concrete path win over a template, as OpenAPI says.
+* Request validation fixes: format checks for uuid, date, date-time, email, int32, int64 on the
+  checker connexion uses, a JSON body validator that answers bad bytes or bad JSON with 400,
+  and a parameter validator that reports every bad field in `errors`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import jsonschema
+from connexion.datastructures import MediaTypeDict
+from connexion.decorators.response import BaseResponseDecorator
+from connexion.exceptions import BadRequestProblem, NonConformingResponseHeaders
+from connexion.jsonifier import Jsonifier
+from connexion.lifecycle import ConnexionResponse
+from connexion.utils import extract_content_type, is_null, is_nullable
+from connexion.validators import (
+    FormDataValidator,
+    JSONRequestBodyValidator,
+    MultiPartFormDataValidator,
+    ParameterValidator,
+)
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.platform.problems import Problem, validation_problem
+
+JSON = "application/json"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+MAX_MESSAGE_LENGTH = 300
+
+
+# --- responses -----------------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """JSON-ready data: models dumped by alias in JSON mode (Decimal → "12.50", not 12.5)."""
+    return to_jsonable_python(value, by_alias=True)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"))
+
+
+def reply(
+    body: BaseModel | Mapping[str, Any] | Sequence[Any] | None = None,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    content_type: str = JSON,
+) -> ConnexionResponse:
+    """A handler's response: `return reply(model, 201, {"Location": url})`; no body → none."""
+    response_headers = dict(headers or {})
+    if body is None:
+        return ConnexionResponse(status_code=int(status), headers=response_headers)
+    return ConnexionResponse(
+        status_code=int(status),
+        mimetype=content_type,
+        content_type=content_type,
+        body=dumps(body),
+        headers=response_headers,
+    )
+
+
+class _Encoder(json.JSONEncoder):
+    def default(self, o: Any) -> Any:
+        return to_jsonable(o)
+
+
+def jsonifier() -> Jsonifier:
+    """Connexion's serializer for bodies a handler returns without `reply()`."""
+    return Jsonifier(json, cls=_Encoder)
+
+
+_connexion_infer_content_type = BaseResponseDecorator._infer_content_type
+
+
+def _infer_content_type(data: Any, headers: dict[str, str]) -> str | None:
+    try:
+        return _connexion_infer_content_type(data, headers)  # type: ignore[no-any-return]
+    except NonConformingResponseHeaders:
+        from connexion.context import operation
+
+        # Issue #1956: several declared media types and none set → no body needs none; a
+        # body is JSON when the operation declares JSON.
+        if extract_content_type(headers) is None:
+            if data is None:
+                return None
+            if JSON in operation.produces:
+                return JSON
+        raise
+
+
+def fix_content_type_inference() -> None:
+    """Patch connexion so a handler returning a bare dict/model/None is not a 500 (idempotent)."""
+    BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)
+
+
+# --- the spec's routes ---------------------------------------------------------------------
+
+_PATH_PARAMETER = re.compile(r"\{[^}/]+\}")
+
+
+@dataclass(frozen=True, slots=True)
+class SpecOperation:
+    operation_id: str
+    method: str  # upper case
+    template: str
+    anonymous: bool  # `security: []` (or an empty alternative): no credentials needed
+    permissions: tuple[str, ...]  # x-permissions, all required
+
+
+@dataclass(frozen=True, slots=True)
+class _PathTemplate:
+    template: str
+    pattern: re.Pattern[str]
+    methods: frozenset[str]
+    specificity: tuple[int, int]  # (fewer parameters, longer literal text) sorts first
+
+
+class RouteTable:
+    """Path templates and operations of one OpenAPI document (paths written in full)."""
+
+    def __init__(self, spec: Mapping[str, Any]) -> None:
+        root_security = spec.get("security") or []
+        self.operations: dict[str, SpecOperation] = {}
+        templates = []
+        for template, item in (spec.get("paths") or {}).items():
+            methods = set()
+            for method, operation in item.items():
+                if method not in HTTP_METHODS:
+                    continue
+                methods.add(method.upper())
+                operation_id = operation.get("operationId")
+                if operation_id:
+                    security = operation.get("security", root_security)
+                    self.operations[operation_id] = SpecOperation(
+                        operation_id=operation_id,
+                        method=method.upper(),
+                        template=template,
+                        anonymous=not security or any(not alt for alt in security),
+                        permissions=tuple(operation.get("x-permissions") or ()),
+                    )
+            if "GET" in methods:
+                methods.add("HEAD")  # Starlette answers HEAD on every GET route
+            parts = _PATH_PARAMETER.split(template)
+            pattern = "[^/]+".join(re.escape(part) for part in parts)
+            templates.append(
+                _PathTemplate(
+                    template=template,
+                    pattern=re.compile(f"^{pattern}$"),
+                    methods=frozenset(methods),
+                    specificity=(len(parts) - 1, -sum(len(part) for part in parts)),
+                )
+            )
+        self._templates = sorted(templates, key=lambda t: t.specificity)
+
+    def _matching(self, path: str) -> list[_PathTemplate]:
+        return [t for t in self._templates if t.pattern.match(path)]
+
+    def template(self, method: str, path: str) -> str | None:
+        """The template a request is routed to, e.g. "/api/v1/users/{user_id}"."""
+        matching = self._matching(path)
+        for candidate in matching:
+            if method.upper() in candidate.methods:
+                return candidate.template
+        return matching[0].template if matching else None
+
+    def allowed_methods(self, path: str) -> list[str]:
+        """Methods of the most specific template matching `path` (empty when none does)."""
+        matching = self._matching(path)
+        return sorted(matching[0].methods) if matching else []
+
+    def operation(self, operation_id: str | None) -> SpecOperation | None:
+        return self.operations.get(operation_id) if operation_id else None
+
+    def concrete_first(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """A copy of `spec` whose paths are ordered most specific first.
+
+        OpenAPI matches concrete paths before templated ones; connexion registers routes in
+        document order and Starlette takes the first match, so "/users/{id}" listed before
+        "/users/me" would swallow it.
+        """
+        paths = spec.get("paths") or {}
+        ordered = {t.template: copy.deepcopy(paths[t.template]) for t in self._templates}
+        return {**copy.deepcopy(dict(spec)), "paths": ordered}
+
+
+class ConcretePathMiddleware:
+    """405 for a method the most specific matching path lacks, even if a template has it.
+
+    Without it, DELETE /users/me would reach DELETE /users/{user_id} and fail as a bad id.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: RouteTable) -> None:
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            allowed = self.routes.allowed_methods(scope["path"])
+            if allowed and scope["method"] not in allowed:
+                raise HTTPException(405)
+        await self.app(scope, receive, send)
+
+
+# --- request validation --------------------------------------------------------------------
+
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE_TIME = re.compile(
+    r"^(?P<date>\d{4}-\d{2}-\d{2})[Tt](?P<h>\d{2}):(?P<m>\d{2}):(?P<s>\d{2})(?:\.\d+)?"
+    r"(?:[Zz]|[+-](?P<oh>\d{2}):(?P<om>\d{2}))$"
+)
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+
+def _is_uuid(value: object) -> bool:
+    return not isinstance(value, str) or bool(_UUID.match(value))
+
+
+def _is_date(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    if not _DATE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_date_time(value: object) -> bool:
+    """RFC 3339 date-time: a time zone is required; a leap second (:60) is allowed."""
+    if not isinstance(value, str):
+        return True
+    match = _DATE_TIME.match(value)
+    if match is None or not _is_date(match["date"]):
+        return False
+    hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"])
+    offset_ok = match["oh"] is None or (int(match["oh"]) < 24 and int(match["om"]) < 60)
+    return hour < 24 and minute < 60 and second <= 60 and offset_ok
+
+
+def _is_email(value: object) -> bool:
+    return not isinstance(value, str) or (len(value) <= 254 and bool(_EMAIL.match(value)))
+
+
+def _in_range(bounds: tuple[int, int]) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return True
+        return bounds[0] <= value <= bounds[1]
+
+    return check
+
+
+def register_formats(checker: jsonschema.FormatChecker | None = None) -> None:
+    """Teach connexion's format checker the formats our specs use (idempotent).
+
+    Connexion validates parameters, request and response bodies with the one instance
+    `Draft4Validator.FORMAT_CHECKER`, which knows only email (any "@"), ipv4/6, regex: a bad
+    uuid would reach `uuid.UUID()` in a handler and become a 500.
+    """
+    checker = checker or jsonschema.Draft4Validator.FORMAT_CHECKER
+    checks: dict[str, Callable[[object], bool]] = {
+        "uuid": _is_uuid,
+        "date": _is_date,
+        "date-time": _is_date_time,
+        "email": _is_email,
+        "int32": _in_range(INT32),
+        "int64": _in_range(INT64),
+    }
+    for name, check in checks.items():
+        checker.checks(name)(check)
+
+
+def _short(message: str) -> str:
+    # jsonschema quotes the offending value, which may be huge.
+    if len(message) <= MAX_MESSAGE_LENGTH:
+        return message
+    return message[: MAX_MESSAGE_LENGTH - 1] + "…"
+
+
+def _join(base: str, path: Iterable[object]) -> str:
+    return ".".join([base, *(str(part) for part in path)] if base else [str(p) for p in path])
+
+
+def schema_errors(
+    validator: jsonschema.protocols.Validator, instance: Any, base: str
+) -> list[dict[str, str]]:
+    """Every violation as {field, message}; `field` is the dotted path below `base`."""
+    errors: list[dict[str, str]] = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
+        field = _join(base, error.absolute_path)
+        if error.validator == "required" and isinstance(error.instance, dict):
+            for name in error.validator_value:
+                if name not in error.instance:
+                    errors.append({"field": _join(field, [name]), "message": "is required"})
+            continue
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            declared = error.schema.get("properties", {})
+            patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+            for name in error.instance:
+                if name not in declared and not any(p.search(name) for p in patterns):
+                    errors.append({"field": _join(field, [name]), "message": "is not allowed"})
+            continue
+        errors.append({"field": field or "body", "message": _short(error.message)})
+    return errors
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
+    """Connexion's JSON body validator, answering every bad body with a 400 problem.
+
+    Connexion decodes the bytes outside its try (non-UTF-8 → 500) and would accept NaN,
+    Infinity and 1e999; its error names only the first violation.
+    """
+
+    async def _parse(self, stream: AsyncGenerator[bytes, None], scope: Scope) -> Any:
+        raw = b"".join([chunk async for chunk in stream])
+        if not raw:
+            return None
+        try:
+            text = raw.decode(self._encoding)
+        except (UnicodeDecodeError, LookupError):
+            raise _body_problem(f"The body is not valid {self._encoding} text.") from None
+        try:
+            return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        except (ValueError, RecursionError) as error:
+            raise _body_problem(f"The body is not valid JSON: {_short(str(error))}") from None
+
+    def _validate(self, body: Any) -> dict[str, Any] | None:
+        if not self._nullable and body is None:
+            raise _body_problem("The request body must not be empty.")
+        errors = schema_errors(self._validator, body, "")
+        if errors:
+            raise validation_problem(errors)
+        return None
+
+    async def wrap_receive(self, receive: Any, *, scope: Scope) -> Any:
+        try:
+            return await super().wrap_receive(receive, scope=scope)
+        except BadRequestProblem as problem:  # "RequestBody is required"
+            raise _body_problem(problem.detail) from None
+
+
+def _body_problem(message: str) -> Problem:
+    return Problem(400, "Bad Request", message, errors=[{"field": "body", "message": message}])
+
+
+class ParametersValidator(ParameterValidator):  # type: ignore[misc]
+    """Connexion's parameter validator, reporting every bad parameter (not just the first)."""
+
+    def validate_request(self, request: Any) -> None:
+        errors: list[dict[str, str]] = []
+        if self.strict_validation:
+            extra = self.validate_query_parameter_list(
+                request, security_params=self.security_query_params
+            )
+            errors += [
+                {"field": name, "message": "is not a parameter of this operation"}
+                for name in sorted(extra)
+            ]
+        sources: dict[str, Callable[[str], Any]] = {
+            "query": lambda name: request.query_params.get(name),
+            "path": lambda name: request.path_params.get(name.replace("-", "_")),
+            "header": lambda name: request.headers.get(name),
+            "cookie": lambda name: request.cookies.get(name),
+        }
+        for location, read in sources.items():
+            for parameter in self.parameters.get(location, []):
+                errors += _parameter_errors(location, parameter, read(parameter["name"]))
+        if errors:
+            raise validation_problem(errors)
+
+
+def _parameter_errors(
+    location: str, parameter: Mapping[str, Any], value: Any
+) -> list[dict[str, str]]:
+    name = parameter["name"]
+    if value is None:
+        if parameter.get("required"):
+            return [{"field": name, "message": f"is a required {location} parameter"}]
+        return []
+    if is_nullable(parameter) and is_null(value):
+        return []
+    validator = jsonschema.Draft4Validator(
+        parameter.get("schema", parameter),
+        format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER,
+    )
+    return schema_errors(validator, value, name)
+
+
+def validator_map() -> dict[str, Any]:
+    """Connexion's `validator_map` with the validators above (form bodies unchanged)."""
+    return {
+        "parameter": ParametersValidator,
+        "body": MediaTypeDict(
+            {
+                "*/*json": JsonBodyValidator,
+                "application/x-www-form-urlencoded": FormDataValidator,
+                "multipart/form-data": MultiPartFormDataValidator,
+            }
+        ),
+    }

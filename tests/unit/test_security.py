@@ -1,0 +1,214 @@
+"""Access-token verification rules, the JWKS cache and the permission check."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import fakeredis
+import jwt
+import pytest
+
+from services.platform.problems import Problem
+from services.platform.security import (
+    JwksKeySource,
+    Principal,
+    TokenVerifier,
+    parse_jwks,
+)
+from tests.unit.fixtures.support import AUDIENCE, ISSUER, JWKS_URL, JwksEndpoint, SigningKey
+
+
+@pytest.fixture(scope="module")
+def key() -> SigningKey:
+    return SigningKey.generate("key-1")
+
+
+@pytest.fixture(scope="module")
+def other_key() -> SigningKey:
+    return SigningKey.generate("key-2")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def verifier(source: Any, redis: fakeredis.FakeAsyncRedis | None = None) -> TokenVerifier:
+    blacklist = redis or fakeredis.FakeAsyncRedis(decode_responses=True)
+
+    async def is_revoked(jti: str) -> bool:
+        return bool(await blacklist.exists(f"erp:auth:blacklist:{jti}"))
+
+    return TokenVerifier(source, issuer=ISSUER, audience=AUDIENCE, is_revoked=is_revoked)
+
+
+def jwks(*keys: SigningKey) -> tuple[JwksEndpoint, JwksKeySource, Clock]:
+    endpoint, clock = JwksEndpoint(*keys), Clock()
+    return endpoint, JwksKeySource(JWKS_URL, endpoint.client(), clock=clock), clock
+
+
+async def rejected(tokens: TokenVerifier, token: str) -> Problem:
+    with pytest.raises(Problem) as raised:
+        await tokens.verify(token)
+    assert raised.value.status == 401
+    assert raised.value.headers["WWW-Authenticate"] == "Bearer"
+    return raised.value
+
+
+async def test_a_valid_token_gives_the_principal(key: SigningKey) -> None:
+    _, source, _ = jwks(key)
+    token = key.token(subject="u-1", permissions=["a.b.view"], roles=["admin"], jti="j-1")
+
+    principal = await verifier(source).verify(token)
+
+    assert principal.subject == "u-1"
+    assert principal.kind == "user"
+    assert principal.permissions == frozenset({"a.b.view"})
+    assert principal.roles == ("admin",)
+    assert principal.token_id == "j-1"
+    assert principal.expires_at is not None
+
+
+async def test_an_expired_token_is_refused(key: SigningKey) -> None:
+    _, source, _ = jwks(key)
+    token = key.token(issued_at=time.time() - 3600, lifetime=900)
+    assert "expired" in (await rejected(verifier(source), token)).detail
+
+
+async def test_a_token_issued_in_the_future_is_refused(key: SigningKey) -> None:
+    _, source, _ = jwks(key)
+    token = key.token(issued_at=time.time() + 600)
+    assert "not valid yet" in (await rejected(verifier(source), token)).detail
+
+
+async def test_a_tampered_token_is_refused(key: SigningKey) -> None:
+    _, source, _ = jwks(key)
+    header, _, signature = key.token(permissions=["x.y.view"]).split(".")
+    forged_payload = SigningKey.generate("forger").token(permissions=["*"]).split(".")[1]
+    tampered = ".".join([header, forged_payload, signature])
+    assert "signature" in (await rejected(verifier(source), tampered)).detail
+
+
+async def test_a_token_signed_by_a_key_outside_the_jwks_is_refused(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    _, source, _ = jwks(key)
+    # Signed with another key but claiming the published kid: the signature check fails.
+    impostor = other_key.token(kid=key.kid)
+    assert "signature" in (await rejected(verifier(source), impostor)).detail
+    # Signed with a key whose kid the JWKS does not publish.
+    assert "unknown key" in (await rejected(verifier(source), other_key.token())).detail
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"issuer": "someone-else"}, "issuer"),
+        ({"audience": "another-platform"}, "not meant for"),
+        ({"typ": "refresh"}, "not an access token"),
+        ({"without": ["jti"]}, "jti"),
+        ({"without": ["exp"]}, "exp"),
+        ({"without": ["sub"]}, "sub"),
+    ],
+)
+async def test_wrong_or_missing_claims_are_refused(
+    key: SigningKey, claims: dict[str, Any], reason: str
+) -> None:
+    _, source, _ = jwks(key)
+    assert reason in (await rejected(verifier(source), key.token(**claims))).detail
+
+
+async def test_a_blacklisted_token_is_refused(key: SigningKey) -> None:
+    _, source, _ = jwks(key)
+    redis = fakeredis.FakeAsyncRedis(decode_responses=True)
+    await redis.set("erp:auth:blacklist:logged-out", "1")
+    tokens = verifier(source, redis)
+
+    assert "revoked" in (await rejected(tokens, key.token(jti="logged-out"))).detail
+    assert (await tokens.verify(key.token(jti="still-valid"))).token_id == "still-valid"
+
+
+async def test_garbage_and_foreign_algorithms_are_refused(key: SigningKey) -> None:
+    _, source, _ = jwks(key)
+    tokens = verifier(source)
+    assert "malformed" in (await rejected(tokens, "not-a-jwt")).detail
+    hs256 = jwt.encode({"sub": "x"}, "s" * 32, algorithm="HS256", headers={"kid": key.kid})
+    assert "RS256" in (await rejected(tokens, hs256)).detail
+
+
+async def test_the_jwks_is_cached(key: SigningKey) -> None:
+    endpoint, source, clock = jwks(key)
+    tokens = verifier(source)
+    for _ in range(3):
+        await tokens.verify(key.token())
+    assert endpoint.fetches == 1
+
+    clock.now += 301  # past the TTL: refetched once
+    await tokens.verify(key.token())
+    assert endpoint.fetches == 2
+
+
+async def test_a_new_kid_triggers_a_refetch_rotation(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    endpoint, source, clock = jwks(key)
+    tokens = verifier(source)
+    await tokens.verify(key.token())
+
+    endpoint.keys.append(other_key)  # auth rotates: the JWKS now has both keys
+    clock.now += 10
+    assert (await tokens.verify(other_key.token(subject="new"))).subject == "new"
+    assert (await tokens.verify(key.token(subject="old"))).subject == "old"
+    assert endpoint.fetches == 2
+
+
+async def test_unknown_kids_cannot_cause_a_refetch_storm(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    endpoint, source, clock = jwks(key)
+    tokens = verifier(source)
+    await tokens.verify(key.token())
+    clock.now += 10
+    for _ in range(20):
+        await rejected(tokens, other_key.token())
+    assert endpoint.fetches == 2  # one refetch for the first unknown kid, then throttled
+
+    clock.now += 5  # the throttle window has passed: the next unknown kid may refetch
+    endpoint.keys.append(other_key)
+    await tokens.verify(other_key.token())
+    assert endpoint.fetches == 3
+
+
+async def test_cached_keys_survive_a_failing_jwks(key: SigningKey) -> None:
+    endpoint, source, clock = jwks(key)
+    tokens = verifier(source)
+    await tokens.verify(key.token())
+    endpoint.fail = True
+    clock.now += 301
+    assert (await tokens.verify(key.token(subject="still"))).subject == "still"
+    assert endpoint.fetches == 2
+
+
+def test_unusable_jwks_entries_are_skipped(key: SigningKey) -> None:
+    document = {
+        "keys": [
+            key.jwk(),
+            {**key.jwk(), "kid": "enc", "use": "enc"},
+            {"kty": "RSA", "kid": "broken", "n": "??", "e": "AQAB"},
+            {"kty": "RSA"},
+            "nonsense",
+        ]
+    }
+    assert list(parse_jwks(document)) == [key.kid]
+    assert parse_jwks({"keys": "nope"}) == {}
+    assert parse_jwks(["not", "a", "jwks"]) == {}
+
+
+def test_principal_reports_missing_permissions_in_order() -> None:
+    caller = Principal("u", "user", frozenset({"a.view", "c.view"}))
+    assert caller.missing(["a.view", "b.edit", "c.view", "d.edit"]) == ("b.edit", "d.edit")
+    assert caller.missing([]) == ()
