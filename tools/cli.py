@@ -86,9 +86,11 @@ def _settings(service: str, default_port: int) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from services.platform.app import create_app
+    from services.platform.logs import configure_logging
 
     definition = load_definition(args.service)
     settings = _settings(definition.name, definition.default_port)
+    configure_logging(definition.name, settings.log_level)
     port = args.port or settings.port
     app = create_app(definition, settings)
     uvicorn.run(app, host=args.host, port=port, log_config=None, access_log=False)
@@ -104,6 +106,7 @@ class _SharedSignalServer(uvicorn.Server):
 
 def _up(args: argparse.Namespace) -> int:
     from services.platform.app import create_app
+    from services.platform.logs import configure_logging
     from services.platform.settings import detect_embedded
 
     if detect_embedded(os.environ):
@@ -113,6 +116,7 @@ def _up(args: argparse.Namespace) -> int:
             "127.0.0.1:5432/5672/6379 — running embedded (SQLite under .data/, in-process "
             "broker, in-process Redis stand-in)."
         )
+    configure_logging("erp", os.environ.get("ERP_LOG_LEVEL", "INFO"))
     servers: list[uvicorn.Server] = []
     lines: list[str] = []
     for name in SERVICES:

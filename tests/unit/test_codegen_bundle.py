@@ -1,0 +1,180 @@
+"""The OpenAPI bundler of tools/codegen: external refs hoisted or inlined, nothing lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tools.codegen.bundle import BundleError, bundle_openapi, pointer_tokens
+
+COMMON: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "common", "version": "1.0.0"},
+    "tags": [{"name": "operations", "description": "Health and metrics."}],
+    "paths": {
+        "/health": {
+            "get": {
+                "operationId": "get_health",
+                "tags": ["operations"],
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
+                        },
+                    },
+                    "400": {"$ref": "#/components/responses/BadRequest"},
+                },
+            }
+        }
+    },
+    "components": {
+        "schemas": {
+            "Problem": {
+                "type": "object",
+                "properties": {
+                    "errors": {"type": "array", "items": {"$ref": "#/components/schemas/Field"}}
+                },
+            },
+            "Field": {"type": "object", "properties": {"field": {"type": "string"}}},
+            "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+            "Unused": {"type": "string"},
+        },
+        "responses": {
+            "BadRequest": {
+                "description": "bad",
+                "content": {
+                    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+                },
+            }
+        },
+        "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+    },
+}
+
+
+def _service(**components: Any) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "svc", "version": "1.0.0"},
+        "tags": [{"name": "things"}],
+        "paths": {
+            "/health": {"$ref": "common.yaml#/paths/~1health"},
+            "/api/v1/things": {
+                "get": {
+                    "operationId": "list_things",
+                    "tags": ["things"],
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Thing"}
+                                }
+                            },
+                        },
+                        "400": {"$ref": "common.yaml#/components/responses/BadRequest"},
+                    },
+                }
+            },
+        },
+        "components": {
+            "schemas": {"Thing": {"type": "object"}},
+            "securitySchemes": {
+                "bearerAuth": {"$ref": "common.yaml#/components/securitySchemes/bearerAuth"}
+            },
+            **components,
+        },
+    }
+
+
+def _write(directory: Path, service: dict[str, Any], common: dict[str, Any] = COMMON) -> Path:
+    (directory / "common.yaml").write_text(yaml.safe_dump(common))
+    path = directory / "svc.yaml"
+    path.write_text(yaml.safe_dump(service, sort_keys=False))
+    return path
+
+
+def _refs(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in _refs(item)]
+    return []
+
+
+def test_external_components_are_hoisted_with_their_dependencies(tmp_path: Path) -> None:
+    bundled = bundle_openapi(_write(tmp_path, _service()))
+    components = bundled["components"]
+    assert set(components["schemas"]) == {"Thing", "Problem", "Field", "Health"}  # not Unused
+    assert components["responses"]["BadRequest"]["content"]["application/problem+json"] == {
+        "schema": {"$ref": "#/components/schemas/Problem"}
+    }
+    assert all(ref.startswith("#/components/") for ref in _refs(bundled))
+
+
+def test_path_items_are_inlined_and_their_tags_declared(tmp_path: Path) -> None:
+    bundled = bundle_openapi(_write(tmp_path, _service()))
+    health = bundled["paths"]["/health"]["get"]
+    assert health["operationId"] == "get_health"
+    assert health["responses"]["400"] == {"$ref": "#/components/responses/BadRequest"}
+    assert list(bundled["paths"]) == ["/health", "/api/v1/things"]  # document order kept
+    assert bundled["tags"] == [
+        {"name": "things"},
+        {"name": "operations", "description": "Health and metrics."},
+    ]
+
+
+def test_a_same_named_alias_becomes_the_component(tmp_path: Path) -> None:
+    bundled = bundle_openapi(_write(tmp_path, _service()))
+    assert bundled["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+    }
+
+
+def test_a_conflicting_component_is_an_error(tmp_path: Path) -> None:
+    service = _service()
+    service["components"]["schemas"]["Problem"] = {"type": "string"}
+    with pytest.raises(BundleError, match="Problem"):
+        bundle_openapi(_write(tmp_path, service))
+
+
+def test_an_identical_component_is_accepted(tmp_path: Path) -> None:
+    service = _service()
+    service["components"]["schemas"]["Health"] = COMMON["components"]["schemas"]["Health"]
+    bundled = bundle_openapi(_write(tmp_path, service))
+    assert bundled["components"]["schemas"]["Health"] == {
+        "type": "object",
+        "properties": {"status": {"type": "string"}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("ref", "message"),
+    [
+        ("missing.yaml#/paths/~1health", "not found"),
+        ("common.yaml#/paths/~1nothing", "does not resolve"),
+        ("common.yaml#/components/schemas/Nothing", "does not resolve"),
+    ],
+)
+def test_unresolvable_references_are_errors(tmp_path: Path, ref: str, message: str) -> None:
+    service = _service()
+    service["paths"]["/health"] = {"$ref": ref}
+    with pytest.raises(BundleError, match=message):
+        bundle_openapi(_write(tmp_path, service))
+
+
+def test_bundling_is_deterministic(tmp_path: Path) -> None:
+    path = _write(tmp_path, _service())
+    assert bundle_openapi(path) == bundle_openapi(path)
+
+
+def test_pointer_tokens_unescape() -> None:
+    assert pointer_tokens("/paths/~1health~1live/get") == ["paths", "/health/live", "get"]
+    assert pointer_tokens("/a~0b") == ["a~b"]
+    assert pointer_tokens("") == []
