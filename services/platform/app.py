@@ -23,8 +23,10 @@ permissions → request validation → response validation → lifespan → conn
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -32,7 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from connexion import AsyncApp
+from connexion import AsyncApp, request
 from connexion.exceptions import ProblemException
 from connexion.middleware.context import ContextMiddleware
 from connexion.middleware.exceptions import ExceptionMiddleware
@@ -175,10 +177,51 @@ def _handler_lookup(
     if missing:
         raise MissingHandlersError(handlers.__name__, source, missing)
 
+    headers = _header_parameters(document)
+
     def lookup(operation_id: str) -> Callable[..., Any]:
-        return OPERATIONAL_HANDLERS.get(operation_id) or getattr(handlers, operation_id)
+        handler = OPERATIONAL_HANDLERS.get(operation_id) or getattr(handlers, operation_id)
+        wanted = headers.get(operation_id)
+        return _with_headers(handler, wanted) if wanted else handler
 
     return lookup
+
+
+def _header_parameters(document: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """operationId → {python argument: header name} for the header parameters it declares."""
+    components = (document.get("components") or {}).get("parameters") or {}
+
+    def resolved(parameter: Mapping[str, Any]) -> Mapping[str, Any]:
+        ref = parameter.get("$ref")
+        return components[ref.rsplit("/", 1)[-1]] if isinstance(ref, str) else parameter
+
+    found: dict[str, dict[str, str]] = {}
+    for item in (document.get("paths") or {}).values():
+        shared = [resolved(p) for p in item.get("parameters", [])]
+        for method, operation in item.items():
+            if method not in HTTP_METHODS or "operationId" not in operation:
+                continue
+            parameters = [*shared, *(resolved(p) for p in operation.get("parameters", []))]
+            names = {
+                re.sub(r"[^0-9a-z]+", "_", p["name"].lower()): p["name"]
+                for p in parameters
+                if p.get("in") == "header"
+            }
+            if names:
+                found[operation["operationId"]] = names
+    return found
+
+
+def _with_headers(handler: Callable[..., Any], headers: Mapping[str, str]) -> Callable[..., Any]:
+    """Connexion 3 validates header parameters but never passes them: pass them by name."""
+
+    @functools.wraps(handler)  # connexion inspects the unwrapped signature
+    async def with_headers(*args: Any, **kwargs: Any) -> Any:
+        for argument, header in headers.items():
+            kwargs.setdefault(argument, request.headers.get(header))
+        return await handler(*args, **kwargs)
+
+    return with_headers
 
 
 def _lifespan(
