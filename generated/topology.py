@@ -128,11 +128,11 @@ QUEUES: tuple[QueueSpec, ...] = (
 
 DEAD_LETTER_ARGUMENTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     {
-        "financial.dlq": MappingProxyType({"x-queue-type": "quorum"}),
-        "inventory.dlq": MappingProxyType({"x-queue-type": "quorum"}),
-        "logistics.dlq": MappingProxyType({"x-queue-type": "quorum"}),
-        "notification.dlq": MappingProxyType({"x-queue-type": "quorum"}),
-        "sales.dlq": MappingProxyType({"x-queue-type": "quorum"}),
+        "financial.dlq": MappingProxyType({"x-queue-type": "classic"}),
+        "inventory.dlq": MappingProxyType({"x-queue-type": "classic"}),
+        "logistics.dlq": MappingProxyType({"x-queue-type": "classic"}),
+        "notification.dlq": MappingProxyType({"x-queue-type": "classic"}),
+        "sales.dlq": MappingProxyType({"x-queue-type": "classic"}),
     }
 )
 """Arguments of every dead-letter queue, by name (declared durable)."""

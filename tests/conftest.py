@@ -13,8 +13,6 @@ Server locations come from ERP_TEST_POSTGRES_URL, ERP_TEST_AMQP_SERVER and ERP_T
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 
@@ -24,6 +22,7 @@ import redis
 from psycopg import sql
 
 from services.platform.settings import Settings, load_settings, service_variable
+from tests.processes import rabbitmqctl
 
 SERVICE_PORTS = {
     "auth": 8001,
@@ -36,7 +35,6 @@ SERVICE_PORTS = {
 POSTGRES_URL = os.environ.get("ERP_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 AMQP_SERVER = os.environ.get("ERP_TEST_AMQP_SERVER", "amqp://guest:guest@127.0.0.1:5672")
 REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-RABBITMQCTL = shlex.split(os.environ.get("ERP_TEST_RABBITMQCTL", "rabbitmqctl"))
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -47,23 +45,15 @@ def run_database_url(service: str) -> str:
     return f"{server}/erptest_{RUN_ID}_{service}_db"
 
 
-def _rabbitmqctl(*args: str) -> None:
-    result = subprocess.run(
-        [*RABBITMQCTL, *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"{shlex.join([*RABBITMQCTL, *args])} failed: {result.stderr}")
-
-
 @pytest.fixture(scope="session")
 def amqp_vhost() -> Iterator[str]:
     vhost = f"erptest-{RUN_ID}"
-    _rabbitmqctl("add_vhost", vhost)
+    rabbitmqctl("add_vhost", vhost)
     try:
-        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         yield vhost
     finally:
-        _rabbitmqctl("delete_vhost", vhost)
+        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")

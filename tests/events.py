@@ -1,4 +1,4 @@
-"""Check a message taken off the wire against the AsyncAPI document (the contract, not our models)."""
+"""Check a message off the wire against the AsyncAPI document (the contract, not our models)."""
 
 from __future__ import annotations
 

@@ -2,19 +2,44 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 ERP = str(Path(sys.executable).with_name("erp"))
+# Another command may stand in, e.g. "docker exec rabbitmq rabbitmqctl".
+RABBITMQCTL = shlex.split(os.environ.get("ERP_TEST_RABBITMQCTL", "rabbitmqctl"))
+
+
+def rabbitmqctl(*args: str) -> str:
+    result = subprocess.run(
+        [*RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=120, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{shlex.join([*RABBITMQCTL, *args])} failed: {result.stderr}")
+    return result.stdout
+
+
+@asynccontextmanager
+async def broker_stopped() -> AsyncIterator[None]:
+    """RabbitMQ's app stopped for the duration of the block, and always started again."""
+    await asyncio.to_thread(rabbitmqctl, "stop_app")
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(rabbitmqctl, "start_app")
+        await asyncio.to_thread(rabbitmqctl, "await_startup")
 
 
 def free_port() -> int:

@@ -129,8 +129,7 @@ def _up(args: argparse.Namespace) -> int:
         servers.append(_SharedSignalServer(config))
         base = f"http://{args.host}:{settings.port}"
         lines.append(
-            f"  {name:<13} {base}  docs {base}/ui/  spec {base}/openapi.json  "
-            f"health {base}/health"
+            f"  {name:<13} {base}  docs {base}/ui/  spec {base}/openapi.json  health {base}/health"
         )
     print("erp: services\n" + "\n".join(lines), flush=True)
     asyncio.run(_serve_all(servers))
@@ -148,7 +147,7 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
     # Auth starts first and alone: the others fetch their JWKS from it.
     first, *rest = servers
     first_task = asyncio.create_task(first.serve())
-    while not first.started and not first_task.done():
+    while not first.started and not first_task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     await asyncio.gather(first_task, *(server.serve() for server in rest))
 
@@ -182,7 +181,7 @@ def _dlq_show(args: argparse.Namespace) -> int:
     if letter is None:
         print(f"no dead letter {args.message_id} in {args.service}.dlq", file=sys.stderr)
         return 1
-    print(json.dumps(letter.details(), indent=2, sort_keys=True))
+    print(json.dumps(letter.to_dict(), indent=2, sort_keys=True))
     return 0
 
 
@@ -190,6 +189,6 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     from services.platform import dlq
 
     settings = _settings(args.service, load_definition(args.service).default_port)
-    count = asyncio.run(dlq.replay(settings, args.service, args.message_id))
+    count = asyncio.run(dlq.replay(settings, args.service, args.message_id or dlq.ALL))
     print(f"replayed {count} message(s) from {args.service}.dlq")
     return 0 if count or args.message_id is None else 1

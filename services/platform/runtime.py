@@ -30,8 +30,9 @@ from services.platform.cache import Keys, connect_redis
 from services.platform.consumers import start_consumers
 from services.platform.context import ServiceContext, use_context
 from services.platform.db import Database, ensure_database, migrate
+from services.platform.dlq import DLQ_DEPTH_JOB
 from services.platform.idempotency import PURGE_JOB
-from services.platform.messaging import create_bus
+from services.platform.messaging import Topology, create_bus
 from services.platform.relay import OutboxRelay
 from services.platform.service import PeriodicJob, ServiceDefinition
 from services.platform.settings import Settings
@@ -103,7 +104,11 @@ async def run_service(
                 tasks.start("outbox-relay", OutboxRelay(ctx).run())
             with _step(name, "starting the consumers"):
                 await start_consumers(ctx)
-            jobs = [*definition.periodic, *([PURGE_JOB] if definition.has_database else [])]
+            jobs = [
+                *definition.periodic,
+                *([PURGE_JOB] if definition.has_database else []),
+                *([DLQ_DEPTH_JOB] if Topology.generated().queues_for(name) else []),
+            ]
             for job in jobs:
                 tasks.start(f"periodic:{job.name}", _periodic(ctx, job))
 

@@ -1,0 +1,99 @@
+"""Auth events on the real RabbitMQ: what goes on the wire, and the outbox under a broker outage."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+
+import aio_pika
+import httpx
+import pytest
+
+from tests.events import assert_conforms
+from tests.processes import ServiceProcess, broker_stopped
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def auth_service(
+    service_env: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServiceProcess]:
+    service = ServiceProcess("auth", service_env, tmp_path_factory.mktemp("logs")).start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+@pytest.fixture
+async def captured(
+    auth_service: ServiceProcess, service_env: Mapping[str, str]
+) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    """A durable queue of our own bound to every auth user event (survives a broker restart)."""
+    connection = await aio_pika.connect_robust(service_env["ERP_AMQP_URL"])
+    channel = await connection.channel()
+    exchange = await channel.get_exchange("auth.events")
+    queue = await channel.declare_queue(f"test.capture.{uuid.uuid4().hex}", durable=True)
+    await queue.bind(exchange, routing_key="auth.user.#")
+    try:
+        yield queue
+    finally:
+        await queue.delete(if_unused=False, if_empty=False)
+        await connection.close()
+
+
+async def _next_message(
+    queue: aio_pika.abc.AbstractQueue, event_name: str, within: float = 30
+) -> aio_pika.abc.AbstractIncomingMessage:
+    deadline = asyncio.get_running_loop().time() + within
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            message = await queue.get(no_ack=True, fail=False, timeout=5)
+        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError):
+            message = None  # the broker is coming back; the robust connection reconnects
+        if message is not None and message.routing_key == event_name:
+            return message
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no {event_name} within {within} s")
+
+
+def _register(service: ServiceProcess, email: str) -> httpx.Response:
+    return httpx.post(
+        f"{service.url}/api/v1/auth/register",
+        json={"name": "Event Tester", "email": email, "password": "Event-tester-1"},
+        headers={"X-Forwarded-For": f"198.51.100.{uuid.uuid4().int % 250}"},
+        timeout=10,
+    )
+
+
+async def test_registered_event_on_the_wire_conforms_to_asyncapi(
+    auth_service: ServiceProcess, captured: aio_pika.abc.AbstractQueue
+) -> None:
+    email = f"wire-{uuid.uuid4().hex[:8]}@example.com"
+    response = await asyncio.to_thread(_register, auth_service, email)
+    assert response.status_code == 201, response.text
+
+    message = await _next_message(captured, "auth.user.registered")
+
+    envelope = assert_conforms(message.body)
+    assert envelope["payload"]["email"] == email
+    assert envelope["payload"]["user_id"] == response.json()["user"]["id"]
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.content_type == "application/json"
+    assert message.message_id == envelope["event_id"]
+    assert envelope["correlation_id"] == response.headers["X-Correlation-ID"]
+
+
+async def test_event_committed_while_rabbitmq_is_down_arrives_after_it_returns(
+    auth_service: ServiceProcess, captured: aio_pika.abc.AbstractQueue
+) -> None:
+    email = f"outage-{uuid.uuid4().hex[:8]}@example.com"
+    async with broker_stopped():
+        response = await asyncio.to_thread(_register, auth_service, email)
+        assert response.status_code == 201, response.text  # committed with its outbox row
+
+    message = await _next_message(captured, "auth.user.registered", within=60)
+
+    assert assert_conforms(message.body)["payload"]["email"] == email

@@ -1,0 +1,273 @@
+"""The outbox relay against the real PostgreSQL and RabbitMQ: order, confirms, competing relays,
+and a broker outage between commit and publish (`rabbitmqctl stop_app` / `start_app`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import delete, select
+from sqlmodel import col
+
+from services.platform.cache import Keys, connect_redis
+from services.platform.consumers import start_consumers
+from services.platform.context import ServiceContext
+from services.platform.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec
+from services.platform.db import Database, ensure_database, migrate
+from services.platform.messaging import PublishError, RabbitBus, Topology
+from services.platform.relay import OUTBOX_LAG, OUTBOX_PENDING, OutboxRelay
+from services.platform.settings import Settings
+from services.platform.tables import OutboxMessage
+from services.platform.uow import UnitOfWork
+from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
+from tests.processes import broker_stopped
+
+pytestmark = pytest.mark.integration
+
+SERVICE = "relaydemo"
+DEFINITION = dataclasses.replace(KIT_DEFINITION, name=SERVICE)
+
+
+class Parcel(BaseModel):
+    number: int
+
+
+PARCEL_SENT = EventSpec(
+    name="relaydemo.parcel.sent",
+    version="1.0",
+    exchange="relaydemo.events",
+    routing_key="relaydemo.parcel.sent",
+    producer=SERVICE,
+    payload_model=Parcel,
+)
+QUEUE = QueueSpec(
+    name="relaydemo.queue",
+    service=SERVICE,
+    arguments={
+        "x-queue-type": "quorum",
+        "x-dead-letter-exchange": "dlx",
+        "x-dead-letter-routing-key": "relaydemo.dlq",
+    },
+    bindings=(Binding("relaydemo.events", "relaydemo.#"),),
+    dead_letter_exchange="dlx",
+    dead_letter_queue="relaydemo.dlq",
+    dead_letter_routing_key="relaydemo.dlq",
+    consumes=(PARCEL_SENT.name,),
+)
+TOPOLOGY = Topology(
+    (ExchangeSpec("relaydemo.events", "topic"), ExchangeSpec("dlx", "direct")), (QUEUE,)
+)
+
+
+@pytest.fixture(scope="module")
+def settings(service_settings: Callable[[str], Settings]) -> Settings:
+    return service_settings(SERVICE)
+
+
+@pytest.fixture(scope="module")
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    await ensure_database(settings.database_url)
+    await asyncio.to_thread(migrate, DEFINITION, settings.database_url)
+    database = Database(settings)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+async def ctx(settings: Settings, database: Database) -> AsyncIterator[ServiceContext]:
+    assert settings.amqp_url is not None
+    bus = RabbitBus(settings.amqp_url, service=SERVICE, topology=TOPOLOGY, reconnect_interval=0.5)
+    await bus.start()
+    async with database.session() as session:  # each test starts with an empty outbox
+        await session.execute(delete(OutboxMessage))
+        await session.commit()
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        await (await channel.declare_queue(QUEUE.name, passive=True)).purge()
+    redis = connect_redis(settings)
+    async with httpx.AsyncClient() as http:
+        yield ServiceContext(
+            definition=DEFINITION,
+            settings=settings,
+            database=database,
+            redis=redis,
+            keys=Keys(settings.redis_prefix),
+            bus=bus,
+            http=http,
+        )
+    await redis.aclose()
+    await bus.stop()
+
+
+async def emit(ctx: ServiceContext, numbers: range) -> list[str]:
+    async with ctx.unit_of_work() as uow:
+        for number in numbers:
+            uow.emit(PARCEL_SENT, Parcel(number=number))
+        await uow.commit()
+    return [envelope["event_id"] for envelope in uow.emitted]
+
+
+async def outbox(ctx: ServiceContext) -> list[OutboxMessage]:
+    async with ctx.database.session() as session:
+        statement = select(OutboxMessage).order_by(col(OutboxMessage.id))
+        return list((await session.execute(statement)).scalars().all())
+
+
+async def drain(settings: Settings, expected: int, within: float = 20) -> list[Any]:
+    """Take `expected` messages off the queue (the ones the relay published)."""
+    assert settings.amqp_url is not None
+    taken: list[Any] = []
+    connection = await aio_pika.connect(settings.amqp_url)
+    async with connection:
+        queue = await (await connection.channel()).declare_queue(QUEUE.name, passive=True)
+        for _ in range(int(within / 0.05)):
+            while (
+                len(taken) < expected
+                and (message := await queue.get(no_ack=True, fail=False)) is not None
+            ):
+                taken.append(message)
+            if len(taken) >= expected:
+                break
+            await asyncio.sleep(0.05)
+        # Anything beyond the expected count would be a duplicate.
+        await asyncio.sleep(0.2)
+        extra = await queue.get(no_ack=True, fail=False)
+    assert extra is None, f"unexpected extra message {extra.message_id if extra else ''}"
+    assert len(taken) == expected, f"{len(taken)} of {expected} messages arrived"
+    return taken
+
+
+def gauge(metric: Any) -> float:
+    return float(metric.labels(SERVICE)._value.get())
+
+
+async def test_relay_publishes_committed_rows_in_order_and_marks_them(
+    ctx: ServiceContext, settings: Settings
+) -> None:
+    event_ids = await emit(ctx, range(5))
+    relay = OutboxRelay(ctx, topology=TOPOLOGY)
+
+    assert await relay.relay_once() == 5
+    assert await relay.relay_once() == 0
+
+    rows = await outbox(ctx)
+    assert all(row.published_at is not None for row in rows)
+    assert all(row.attempts == 0 for row in rows)
+    messages = await drain(settings, 5)
+    assert [message.message_id for message in messages] == event_ids
+    first = messages[0]
+    assert first.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert first.content_type == "application/json"
+    assert json.loads(first.body)["payload"] == {"number": 0}
+    assert first.correlation_id == json.loads(first.body)["correlation_id"]
+    assert first.headers["event_name"] == PARCEL_SENT.name
+    assert gauge(OUTBOX_PENDING) == 0
+    assert gauge(OUTBOX_LAG) == 0
+
+
+async def test_competing_relays_publish_each_row_once(
+    ctx: ServiceContext, settings: Settings, database: Database
+) -> None:
+    event_ids = await emit(ctx, range(60))
+    other = dataclasses.replace(ctx, outbox_signal=asyncio.Event())  # a second process
+    relays = [
+        OutboxRelay(ctx, batch_size=7, topology=TOPOLOGY),
+        OutboxRelay(other, batch_size=7, topology=TOPOLOGY),
+    ]
+
+    async def relay_all(relay: OutboxRelay) -> int:
+        total = 0
+        while published := await relay.relay_once():
+            total += published
+        return total
+
+    counts = await asyncio.gather(*(relay_all(relay) for relay in relays))
+
+    assert sum(counts) == 60
+    messages = await drain(settings, 60)
+    assert sorted(message.message_id for message in messages) == sorted(event_ids)
+
+
+async def test_rows_committed_while_rabbitmq_is_down_arrive_after_it_returns(
+    ctx: ServiceContext, settings: Settings
+) -> None:
+    handled: list[int] = []
+
+    async def handle(
+        ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
+    ) -> None:
+        assert isinstance(payload, Parcel)
+        handled.append(payload.number)
+
+    ctx.definition = dataclasses.replace(DEFINITION, consumers={PARCEL_SENT.name: handle})
+    await start_consumers(ctx, topology=TOPOLOGY, events={PARCEL_SENT.name: PARCEL_SENT})
+    relay = OutboxRelay(ctx, poll_interval=0.2, max_backoff=1.0, topology=TOPOLOGY)
+    task = asyncio.create_task(relay.run())
+    try:
+        await emit(ctx, range(1))
+        await _eventually(lambda: handled == [0])
+
+        async with broker_stopped():
+            [event_id] = await emit(ctx, range(1, 2))  # committed with its outbox row
+            await _eventually(lambda: _failed_attempts(ctx, event_id), within=20)
+            [row] = [row for row in await outbox(ctx) if str(row.event_id) == event_id]
+            assert row.published_at is None
+            assert row.last_error is not None
+
+        # The relay retries, the robust connection comes back, the consumer gets it.
+        await _eventually(lambda: handled == [0, 1], within=60)
+        await _eventually(lambda: _all_published(ctx), within=10)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _eventually(condition: Callable[[], Any], within: float = 10) -> None:
+    for _ in range(int(within / 0.1)):
+        result = condition()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not true within {within} s")
+
+
+async def _failed_attempts(ctx: ServiceContext, event_id: str) -> bool:
+    return any(str(row.event_id) == event_id and row.attempts > 0 for row in await outbox(ctx))
+
+
+async def _all_published(ctx: ServiceContext) -> bool:
+    return all(row.published_at is not None for row in await outbox(ctx))
+
+
+async def test_a_publish_error_keeps_the_row_with_its_error_and_counts_it_pending(
+    ctx: ServiceContext,
+) -> None:
+    lost = dataclasses.replace(PARCEL_SENT, exchange="missing.events")
+    async with ctx.unit_of_work() as uow:
+        uow.emit(lost, Parcel(number=1))
+        uow.emit(PARCEL_SENT, Parcel(number=2))
+        await uow.commit()
+
+    with pytest.raises(PublishError):
+        await OutboxRelay(ctx, topology=TOPOLOGY).relay_once()
+
+    failed, behind = await outbox(ctx)
+    assert failed.published_at is None
+    assert failed.attempts == 1
+    assert failed.last_error is not None
+    assert "missing.events" in failed.last_error
+    assert behind.published_at is None  # kept in order behind the failing row
+    assert gauge(OUTBOX_PENDING) == 2
+    assert gauge(OUTBOX_LAG) > 0
