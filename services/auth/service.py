@@ -1,0 +1,38 @@
+"""The auth service as the platform kit runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import services.auth.handlers
+from generated.auth.operations import OPERATIONS, AuthHandlers
+from services.auth import usecases
+from services.auth.tables import metadata
+from services.platform.context import ServiceContext
+from services.platform.security import ApiKeyVerifier, KeySource
+from services.platform.service import ServiceDefinition
+
+
+def _api_keys(ctx: ServiceContext) -> ApiKeyVerifier:
+    return usecases.DatabaseApiKeyVerifier(ctx)
+
+
+def _signing_keys(ctx: ServiceContext) -> KeySource:
+    # Auth verifies its own tokens with the keys in its database, not over HTTP.
+    return usecases.signing_keys(ctx)
+
+
+definition = ServiceDefinition(
+    name="auth",
+    default_port=8001,
+    handlers="services.auth.handlers",
+    operations=OPERATIONS,
+    metadata=metadata,
+    migrations=Path(__file__).parent / "migrations",
+    on_startup=[usecases.seed_roles_and_permissions, usecases.start_signing_keys],
+    api_keys=_api_keys,
+    signing_keys=_signing_keys,
+)
+
+# mypy proves here that the handler module has a coroutine for every operation of the spec.
+handlers_check: AuthHandlers = services.auth.handlers
