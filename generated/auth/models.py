@@ -289,7 +289,7 @@ class ApiKeyCreate(BaseModel):
         AwareDatetime | MISSING,
         Field(
             description="When the key stops working (must be in the future); never when omitted.",
-            examples=["2026-01-01T00:00:00Z"],
+            examples=["2030-01-01T00:00:00Z"],
         ),
     ] = MISSING
 

@@ -14,7 +14,6 @@ from typing import Any, TypeVar
 from connexion import context as connexion_context
 from connexion.lifecycle import ConnexionResponse
 from pydantic import BaseModel, RootModel, ValidationError
-from starlette.datastructures import Headers
 
 from generated.auth import models
 from services.auth import domain, usecases
@@ -51,15 +50,6 @@ def _parse(model: type[M], body: Mapping[str, Any] | None) -> M:
                 for e in error.errors()
             ]
         ) from None
-
-
-def _header(passed: str | None, name: str) -> str | None:
-    """A header parameter: connexion 3.3 passes path, query and body parameters to handlers,
-    not headers, so read it from the request when it did not arrive as an argument."""
-    if passed is not None:
-        return passed
-    value = Headers(scope=connexion_context.scope).get(name)
-    return str(value) if value is not None else None
 
 
 def _caller() -> Caller:
@@ -319,7 +309,7 @@ async def create_user(
     return await idempotent(
         current_context(),
         operation_id="create_user",
-        key=_header(idempotency_key, "Idempotency-Key"),
+        key=idempotency_key,
         body=body,
         run=run,
     )
@@ -337,7 +327,7 @@ async def update_user(
         current_context(),
         _caller(),
         user_id,
-        if_match=_header(if_match, "If-Match"),
+        if_match=if_match,
         name=body.get("name"),
         email=body.get("email"),
         password=password if isinstance(password, str) else None,
@@ -396,7 +386,7 @@ async def create_role(
     return await idempotent(
         current_context(),
         operation_id="create_role",
-        key=_header(idempotency_key, "Idempotency-Key"),
+        key=idempotency_key,
         body=body,
         run=run,
     )
@@ -417,7 +407,7 @@ async def update_role(
         current_context(),
         _caller(),
         role_id,
-        if_match=_header(if_match, "If-Match"),
+        if_match=if_match,
         changes=changes,
     )
     return _role_reply(view)
@@ -465,7 +455,7 @@ async def create_api_key(
     return await idempotent(
         current_context(),
         operation_id="create_api_key",
-        key=_header(idempotency_key, "Idempotency-Key"),
+        key=idempotency_key,
         body=body,
         run=run,
     )

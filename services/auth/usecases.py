@@ -1273,6 +1273,8 @@ async def get_api_key(ctx: ServiceContext, api_key_id: str) -> ApiKey:
 async def revoke_api_key(ctx: ServiceContext, caller: Caller, api_key_id: str) -> None:
     async with ctx.unit_of_work() as uow:
         api_key = await _live_api_key(uow.session, api_key_id)
+        if caller.principal is not None and caller.principal.subject == str(api_key.id):
+            raise Problem(409, detail="A key cannot revoke itself; use another credential.")
         api_key.revoked_at = utc_now()
         _audit(
             uow.session,

@@ -119,6 +119,7 @@ def create_app(
     routes = RouteTable(document)
     state = AppState(service=definition.name, version=str(document["info"]["version"]))
     renderer = ProblemRenderer(routes)
+    authenticator = Authenticator(definition, settings)
     run: ContextFactory = lifespan or (lambda: run_service(definition, settings))
 
     app = AsyncApp(
@@ -135,7 +136,7 @@ def create_app(
             partial(ConcretePathMiddleware, routes=routes),
             RoutingMiddleware,
             SecurityMiddleware,
-            partial(PermissionMiddleware, routes=routes),
+            partial(PermissionMiddleware, routes=routes, authenticator=authenticator),
             RequestValidationMiddleware,
             ResponseValidationMiddleware,
             LifespanMiddleware,
@@ -147,7 +148,7 @@ def create_app(
         strict_validation=True,
         validate_responses=True,
         validator_map=validator_map(),
-        security_map=security_map(Authenticator(definition, settings)),
+        security_map=security_map(authenticator),
         # Connexion would serve its dereferenced copy; the published document is the bundle.
         swagger_ui_options=SwaggerUIOptions(serve_spec=False, spec_path=OPENAPI_PATH),
     )

@@ -28,6 +28,7 @@ import httpx
 import jwt
 from connexion.middleware.abstract import ROUTING_CONTEXT
 from connexion.security import ApiKeySecurityHandler, BearerSecurityHandler
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.platform import requestctx
@@ -319,9 +320,10 @@ class PermissionMiddleware:
     body is even validated.
     """
 
-    def __init__(self, app: ASGIApp, *, routes: RouteTable) -> None:
+    def __init__(self, app: ASGIApp, *, routes: RouteTable, authenticator: Authenticator) -> None:
         self.app = app
         self.routes = routes
+        self.authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -334,6 +336,7 @@ class PermissionMiddleware:
         if operation is not None and not operation.anonymous:
             if caller is None:  # connexion fails closed already; this guards a changed stack
                 raise unauthorized("Authentication is required.")
+            await self._refuse_bad_second_credential(Headers(scope=scope), caller)
             missing = caller.missing(operation.permissions)
             if missing:
                 raise Problem(403, detail=f"Missing permission: {', '.join(missing)}")
@@ -342,3 +345,16 @@ class PermissionMiddleware:
             await self.app(scope, receive, send)
         finally:
             requestctx.principal.reset(token)
+
+    async def _refuse_bad_second_credential(self, headers: Headers, caller: Principal) -> None:
+        """Connexion accepts the first scheme that passes; a request that also carries a bad
+        credential of the other scheme is refused (401) rather than served on the good one."""
+        authorization = headers.get("authorization")
+        if caller.kind == "api_key" and authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise unauthorized("The Authorization header is not a bearer token.")
+            await self.authenticator.bearer(token.strip())
+        raw_key = headers.get("x-api-key")
+        if caller.kind == "user" and raw_key is not None:
+            await self.authenticator.api_key(raw_key)

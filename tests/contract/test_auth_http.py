@@ -19,7 +19,7 @@ from tests.processes import ERP, ROOT, ServiceProcess, erp
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
 ADMIN_EMAIL = "contract-admin@example.com"
-ADMIN_PASSWORD = "Contract-admin-1"
+ADMIN_PASSWORD = "Sup3r-secret-pass"
 MAX_EXAMPLES = os.environ.get("ERP_SCHEMATHESIS_MAX_EXAMPLES", "25")
 
 
@@ -28,7 +28,9 @@ def auth_service(
     service_env: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
     erp("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=service_env)
-    service = ServiceProcess("auth", service_env, tmp_path_factory.mktemp("logs")).start()
+    logs = ROOT / ".schemathesis"  # kept beside the report for reading after a failure
+    logs.mkdir(exist_ok=True)
+    service = ServiceProcess("auth", service_env, logs).start()
     try:
         yield service
     finally:
@@ -59,13 +61,14 @@ def partner_key(auth_service: ServiceProcess) -> str:
         return key
 
 
-def test_every_auth_operation_conforms(
-    auth_service: ServiceProcess, partner_key: str, tmp_path: Path
-) -> None:
-    report = tmp_path / "schemathesis.txt"
+def test_every_auth_operation_conforms(auth_service: ServiceProcess, partner_key: str) -> None:
+    report = ROOT / ".schemathesis" / "auth.txt"  # the whole output, kept for reading
+    report.parent.mkdir(exist_ok=True)
     result = subprocess.run(
         [
             str(Path(ERP).with_name("schemathesis")),
+            "--config-file",
+            str(Path(__file__).with_name("schemathesis.toml")),
             "run",
             f"{auth_service.url}/openapi.json",
             "--checks",
@@ -87,6 +90,7 @@ def test_every_auth_operation_conforms(
         check=False,
     )
     report.write_text(result.stdout + result.stderr)
+    print(result.stdout[-3000:])  # the summary, shown with `pytest -s`
     assert result.returncode == 0, (
         f"Schemathesis found failures:\n{result.stdout[-20000:]}\n{result.stderr[-5000:]}\n"
         f"--- service log ---\n{auth_service.log()[-5000:]}"
