@@ -39,10 +39,10 @@ REDIS_URL = os.environ.get("ERP_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_ID = uuid.uuid4().hex[:10]
 
 
-def run_database_url(service: str) -> str:
-    """The isolated database of `service` for this test run."""
+def run_database_url(service: str, scope: str = "") -> str:
+    """The isolated database of `service` for this test run (and `scope` within it)."""
     server = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    return f"{server}/erptest_{RUN_ID}_{service}_db"
+    return f"{server}/erptest_{RUN_ID}_{scope + '_' if scope else ''}{service}_db"
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +96,20 @@ def service_env(amqp_vhost: str, redis_prefix: str, test_databases: None) -> Map
     }
     for service in SERVICE_PORTS:
         env[service_variable(service, "DATABASE_URL")] = run_database_url(service)
+    return env
+
+
+@pytest.fixture(scope="session")
+def scoped_env(service_env: Mapping[str, str]) -> Callable[[str], Mapping[str, str]]:
+    """`scoped_env("contract")`: like `service_env`, with databases and Redis keys of its own,
+    for tests that change shared state (roles, rate limits) in ways other tests must not see."""
+
+    def env(scope: str) -> Mapping[str, str]:
+        scoped = {**service_env, "ERP_REDIS_PREFIX": f"{service_env['ERP_REDIS_PREFIX']}{scope}:"}
+        for service in SERVICE_PORTS:
+            scoped[service_variable(service, "DATABASE_URL")] = run_database_url(service, scope)
+        return scoped
+
     return env
 
 

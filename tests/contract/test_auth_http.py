@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -24,13 +24,13 @@ MAX_EXAMPLES = os.environ.get("ERP_SCHEMATHESIS_MAX_EXAMPLES", "25")
 
 
 @pytest.fixture(scope="module")
-def auth_service(
-    service_env: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    erp("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=service_env)
+def auth_service(scoped_env: Callable[[str], Mapping[str, str]]) -> Iterator[ServiceProcess]:
+    # Schemathesis edits roles and trips rate limits: its own database and keys.
+    env = scoped_env("contract")
+    erp("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env)
     logs = ROOT / ".schemathesis"  # kept beside the report for reading after a failure
     logs.mkdir(exist_ok=True)
-    service = ServiceProcess("auth", service_env, logs).start()
+    service = ServiceProcess("auth", env, logs).start()
     try:
         yield service
     finally:

@@ -51,7 +51,12 @@ async def _next_message(
     while asyncio.get_running_loop().time() < deadline:
         try:
             message = await queue.get(no_ack=True, fail=False, timeout=5)
-        except (TimeoutError, aio_pika.exceptions.AMQPError, ConnectionError):
+        except (
+            TimeoutError,
+            ConnectionError,
+            aio_pika.exceptions.AMQPError,
+            aio_pika.exceptions.ChannelInvalidStateError,
+        ):
             message = None  # the broker is coming back; the robust connection reconnects
         if message is not None and message.routing_key == event_name:
             return message

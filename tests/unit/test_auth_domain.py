@@ -65,7 +65,7 @@ def test_email_is_normalised_to_lower_case() -> None:
     assert domain.normalise_email("  Maria.Silva@Example.COM ") == "maria.silva@example.com"
 
 
-@pytest.mark.parametrize("email", ["x@example.test", "x@localhost", "no-at-sign"])
+@pytest.mark.parametrize("email", ["x@localhost", "a..b@example.com", "no-at-sign"])
 def test_addresses_events_could_not_carry_are_refused(email: str) -> None:
     assert [e.field for e in domain.email_errors(email)] == ["email"]
 
