@@ -14,7 +14,7 @@ from sqlmodel import col, select
 from services.auth import domain, usecases
 from services.auth.service import definition
 from services.auth.tables import Role, User, UserRole
-from services.platform.db import Database, ensure_database, migrate
+from services.platform.db import Database, prepare_database
 from services.platform.settings import Settings
 
 
@@ -27,8 +27,7 @@ async def create_admin(settings: Settings, email: str, password: str, name: str)
     errors = domain.email_errors(email) + domain.password_errors(password, email)
     if errors:
         raise AdminError("; ".join(f"{e.field} {e.message}" for e in errors))
-    await ensure_database(settings.database_url)
-    await asyncio.to_thread(migrate, definition, settings.database_url)
+    await prepare_database(definition, settings.database_url)
     password_hash = await asyncio.to_thread(domain.hash_password, password)
     database = Database(settings)
     try:

@@ -178,6 +178,12 @@ def alembic_config(migrations: Path, database_url: str) -> Config:
     return config
 
 
+async def prepare_database(definition: ServiceDefinition, url: str) -> None:
+    """Create the service's database if missing, then apply its migrations."""
+    await ensure_database(url)
+    await asyncio.to_thread(migrate, definition, url)
+
+
 def migrate(definition: ServiceDefinition, database_url: str) -> None:
     """`alembic upgrade head` for the service. Synchronous: call it through asyncio.to_thread."""
     if definition.migrations is None:

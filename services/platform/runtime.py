@@ -29,7 +29,7 @@ from services.platform import context as context_module
 from services.platform.cache import Keys, connect_redis
 from services.platform.consumers import start_consumers
 from services.platform.context import ServiceContext, use_context
-from services.platform.db import Database, ensure_database, migrate
+from services.platform.db import Database, prepare_database
 from services.platform.dlq import DLQ_DEPTH_JOB
 from services.platform.idempotency import PURGE_JOB
 from services.platform.messaging import Topology, create_bus
@@ -61,10 +61,8 @@ async def run_service(
         database = Database(settings)
         stack.push_async_callback(database.dispose)
         if definition.has_database:
-            with _step(name, "creating the database"):
-                await ensure_database(settings.database_url)
-            with _step(name, "migrating the database"):
-                await asyncio.to_thread(migrate, definition, settings.database_url)
+            with _step(name, "creating and migrating the database"):
+                await prepare_database(definition, settings.database_url)
 
         redis = connect_redis(settings)
         stack.push_async_callback(redis.aclose)

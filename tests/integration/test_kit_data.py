@@ -30,7 +30,7 @@ from services.platform.db import (
     alembic_config,
     drop_database,
     ensure_database,
-    migrate,
+    prepare_database,
 )
 from services.platform.idempotency import REPLAYED_HEADER, Effect, fingerprint, idempotent
 from services.platform.messaging import InProcessBus, InProcessRouter, Topology
@@ -61,8 +61,7 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
-    await ensure_database(settings.database_url)
-    await asyncio.to_thread(migrate, DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION, settings.database_url)
     database = Database(settings)
     redis = connect_redis(settings)
     bus = InProcessBus(InProcessRouter(Topology((), ())), service=DEFINITION.name)
@@ -91,8 +90,7 @@ async def test_database_is_created_and_migrated(ctx: ServiceContext, settings: S
     assert settings.database_url.endswith(f"_{DEFINITION.name}_db")
     await ctx.database.ping()
     # A second start: the database exists and the schema is at head, nothing changes.
-    await ensure_database(settings.database_url)
-    await asyncio.to_thread(migrate, DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION, settings.database_url)
 
     engine = create_engine(settings.database_url)
     try:
@@ -110,8 +108,7 @@ async def test_database_is_created_and_migrated(ctx: ServiceContext, settings: S
 
 async def test_migrations_run_on_sqlite_for_embedded_mode(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'kitdemo.db'}"
-    await ensure_database(url)
-    await asyncio.to_thread(migrate, DEFINITION, url)
+    await prepare_database(DEFINITION, url)
     engine = create_engine(_sync_url(url))
     try:
         with engine.connect() as connection:
@@ -453,8 +450,7 @@ async def test_bad_key_is_400_and_no_key_just_runs(ctx: ServiceContext) -> None:
 async def test_inbox_and_idempotency_on_sqlite(settings: Settings, tmp_path: Path) -> None:
     """Embedded mode: the same semantics on SQLite (ON CONFLICT, rowcounts, naive timestamps)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'kitdemo.db'}"
-    await ensure_database(url)
-    await asyncio.to_thread(migrate, DEFINITION, url)
+    await prepare_database(DEFINITION, url)
     embedded = replace(settings, database_url=url, redis_url=None)
     database = Database(embedded)
     lite = ServiceContext(

@@ -26,7 +26,7 @@ from services.platform.cache import Keys, connect_redis
 from services.platform.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
 from services.platform.context import ServiceContext
 from services.platform.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec
-from services.platform.db import Database, ensure_database, migrate
+from services.platform.db import Database, prepare_database
 from services.platform.messaging import (
     BrokerUnavailable,
     IncomingMessage,
@@ -167,8 +167,7 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    await ensure_database(settings.database_url)
-    await asyncio.to_thread(migrate, DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION, settings.database_url)
     database = Database(settings)
     yield database
     await database.dispose()
