@@ -59,11 +59,15 @@ QUEUES: tuple[QueueSpec, ...] = (
                 "x-queue-type": "quorum",
             }
         ),
-        bindings=(),
+        bindings=(
+            Binding(exchange="sales.events", routing_key="sales.order.created"),
+            Binding(exchange="sales.events", routing_key="sales.order.confirmed"),
+            Binding(exchange="sales.events", routing_key="sales.order.cancelled"),
+        ),
         dead_letter_exchange="dlx",
         dead_letter_queue="inventory.dlq",
         dead_letter_routing_key="inventory.dlq",
-        consumes=(),
+        consumes=("sales.order.created", "sales.order.confirmed", "sales.order.cancelled"),
     ),
     QueueSpec(
         name="logistics.queue",
@@ -97,6 +101,7 @@ QUEUES: tuple[QueueSpec, ...] = (
             Binding(exchange="auth.events", routing_key="auth.user.registered"),
             Binding(exchange="auth.events", routing_key="auth.user.password_reset_requested"),
             Binding(exchange="auth.events", routing_key="auth.user.email_verification_requested"),
+            Binding(exchange="inventory.events", routing_key="inventory.stock.low_alert"),
         ),
         dead_letter_exchange="dlx",
         dead_letter_queue="notification.dlq",
@@ -105,6 +110,7 @@ QUEUES: tuple[QueueSpec, ...] = (
             "auth.user.registered",
             "auth.user.password_reset_requested",
             "auth.user.email_verification_requested",
+            "inventory.stock.low_alert",
         ),
     ),
     QueueSpec(

@@ -127,6 +127,309 @@ class AuthUserEmailVerificationRequestedPayload(BaseModel):
     expires_at: AwareDatetime
 
 
+class ProductStatus(StrEnum):
+    active = "active"
+    inactive = "inactive"
+    discontinued = "discontinued"
+
+
+class StockReleaseReason(StrEnum):
+    cancelled = "cancelled"
+    expired = "expired"
+
+
+class PaymentMethod(StrEnum):
+    credit_card = "credit_card"
+    debit_card = "debit_card"
+    pix = "pix"
+    boleto = "boleto"
+    bank_transfer = "bank_transfer"
+
+
+class StockItem(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    warehouse_id: UUID
+    quantity: Annotated[int, Field(ge=1)]
+
+
+class StockShortage(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    requested: Annotated[int, Field(ge=1)]
+    available: Annotated[int, Field(ge=0)]
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    sku: Annotated[str, Field(max_length=100, min_length=3, pattern="^[A-Z0-9-]{3,100}$")]
+    name: Annotated[str, Field(max_length=255, min_length=1)]
+    quantity: Annotated[int, Field(ge=1)]
+    unit_price: Annotated[
+        str,
+        Field(
+            description="Decimal string, 0.01 to 9999999.99.",
+            pattern="^\\d{1,7}\\.\\d{2}$",
+        ),
+    ]
+
+
+class OrderLine(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    quantity: Annotated[int, Field(ge=1)]
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    street: Annotated[str, Field(max_length=255, min_length=1)]
+    number: Annotated[str, Field(max_length=20, min_length=1)]
+    complement: Annotated[str | None, Field(max_length=255)]
+    neighborhood: Annotated[str, Field(max_length=255, min_length=1)]
+    city: Annotated[str, Field(max_length=255, min_length=1)]
+    state: Annotated[str, Field(description="Two-letter state code (UF).", pattern="^[A-Z]{2}$")]
+    zip_code: Annotated[str, Field(description="CEP.", pattern="^\\d{5}-?\\d{3}$")]
+    country: Annotated[str, Field(description="ISO 3166-1 alpha-2 (BR).", pattern="^[A-Z]{2}$")]
+
+
+class InventoryProductCreatedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    sku: Annotated[str, Field(max_length=100, min_length=3, pattern="^[A-Z0-9-]{3,100}$")]
+    name: Annotated[str, Field(max_length=255, min_length=1)]
+    description: Annotated[str | None, Field(max_length=5000)]
+    price: Annotated[
+        str,
+        Field(
+            description="Decimal string, 0.01 to 9999999.99.",
+            pattern="^\\d{1,7}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str, Field(description="ISO 4217 code (default BRL).", pattern="^[A-Z]{3}$")
+    ]
+    category_id: UUID | None
+    status: ProductStatus
+    version: Annotated[
+        int,
+        Field(
+            description="Product version (optimistic concurrency); grows with every change.",
+            ge=1,
+        ),
+    ]
+    occurred_at: AwareDatetime
+
+
+class InventoryProductUpdatedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    sku: Annotated[str, Field(max_length=100, min_length=3, pattern="^[A-Z0-9-]{3,100}$")]
+    name: Annotated[str, Field(max_length=255, min_length=1)]
+    description: Annotated[str | None, Field(max_length=5000)]
+    price: Annotated[
+        str,
+        Field(
+            description="Decimal string, 0.01 to 9999999.99.",
+            pattern="^\\d{1,7}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str, Field(description="ISO 4217 code (default BRL).", pattern="^[A-Z]{3}$")
+    ]
+    category_id: UUID | None
+    status: ProductStatus
+    version: Annotated[
+        int,
+        Field(
+            description="Product version (optimistic concurrency); grows with every change.",
+            ge=1,
+        ),
+    ]
+    occurred_at: AwareDatetime
+
+
+class InventoryProductDeletedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    sku: Annotated[str, Field(max_length=100, min_length=3, pattern="^[A-Z0-9-]{3,100}$")]
+    name: Annotated[str, Field(max_length=255, min_length=1)]
+    description: Annotated[str | None, Field(max_length=5000)]
+    price: Annotated[
+        str,
+        Field(
+            description="Decimal string, 0.01 to 9999999.99.",
+            pattern="^\\d{1,7}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str, Field(description="ISO 4217 code (default BRL).", pattern="^[A-Z]{3}$")
+    ]
+    category_id: UUID | None
+    status: ProductStatus
+    version: Annotated[
+        int,
+        Field(
+            description="Product version (optimistic concurrency); grows with every change.",
+            ge=1,
+        ),
+    ]
+    occurred_at: AwareDatetime
+
+
+class InventoryStockReservedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    reservation_id: UUID
+    items: Annotated[list[StockItem], Field(min_length=1)]
+    expires_at: AwareDatetime
+
+
+class InventoryStockReservationFailedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    reason: Annotated[
+        str,
+        Field(
+            description="Why the reservation failed (for example `insufficient_stock`, `product_not_found`).",
+            max_length=255,
+            min_length=1,
+        ),
+    ]
+    items: Annotated[
+        list[StockShortage],
+        Field(
+            description="The items that could not be reserved, with requested and available quantities."
+        ),
+    ]
+
+
+class InventoryStockReleasedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    reservation_id: Annotated[
+        UUID | None,
+        Field(description="Null when the order had no reservation to release."),
+    ]
+    reason: StockReleaseReason
+    items: Annotated[
+        list[StockItem],
+        Field(description="The quantities returned to available stock."),
+    ]
+
+
+class InventoryStockConfirmedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    reservation_id: UUID
+    items: Annotated[list[StockItem], Field(min_length=1)]
+
+
+class InventoryStockLowAlertPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: UUID
+    sku: Annotated[str, Field(max_length=100, min_length=3, pattern="^[A-Z0-9-]{3,100}$")]
+    warehouse_id: UUID
+    available: Annotated[int, Field(ge=0)]
+    min_quantity: Annotated[int, Field(ge=0)]
+
+
+class SalesOrderCreatedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    customer_email: Annotated[EmailStr, Field(max_length=254)]
+    items: Annotated[list[OrderItem], Field(min_length=1)]
+    subtotal: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    discount: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    shipping: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    total: Annotated[
+        str,
+        Field(
+            description="subtotal − discount + shipping (decimal string).",
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str, Field(description="ISO 4217 code (default BRL).", pattern="^[A-Z]{3}$")
+    ]
+    payment_method: PaymentMethod
+    shipping_address: Address
+
+
+class SalesOrderConfirmedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    items: Annotated[list[OrderLine], Field(min_length=1)]
+
+
+class SalesOrderCancelledPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    reason: Annotated[str, Field(max_length=255, min_length=1)]
+    items: Annotated[list[OrderLine], Field(min_length=1)]
+
+
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -245,6 +548,127 @@ class AuthUserEmailVerificationRequestedEvent(EventEnvelope):
     payload: AuthUserEmailVerificationRequestedPayload
 
 
+class InventoryProductCreatedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.product.created"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryProductCreatedPayload
+
+
+class InventoryProductUpdatedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.product.updated"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryProductUpdatedPayload
+
+
+class InventoryProductDeletedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.product.deleted"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryProductDeletedPayload
+
+
+class InventoryStockReservedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.stock.reserved"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryStockReservedPayload
+
+
+class InventoryStockReservationFailedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.stock.reservation_failed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryStockReservationFailedPayload
+
+
+class InventoryStockReleasedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.stock.released"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryStockReleasedPayload
+
+
+class InventoryStockConfirmedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.stock.confirmed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryStockConfirmedPayload
+
+
+class InventoryStockLowAlertEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["inventory.stock.low_alert"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: InventoryStockLowAlertPayload
+
+
+class SalesOrderCreatedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.order.created"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesOrderCreatedPayload
+
+
+class SalesOrderConfirmedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.order.confirmed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesOrderConfirmedPayload
+
+
+class SalesOrderCancelledEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.order.cancelled"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesOrderCancelledPayload
+
+
 class AnyEvent(
     RootModel[
         AuthUserRegisteredEvent
@@ -254,6 +678,17 @@ class AnyEvent(
         | AuthUserDeactivatedEvent
         | AuthUserPasswordResetRequestedEvent
         | AuthUserEmailVerificationRequestedEvent
+        | InventoryProductCreatedEvent
+        | InventoryProductUpdatedEvent
+        | InventoryProductDeletedEvent
+        | InventoryStockReservedEvent
+        | InventoryStockReservationFailedEvent
+        | InventoryStockReleasedEvent
+        | InventoryStockConfirmedEvent
+        | InventoryStockLowAlertEvent
+        | SalesOrderCreatedEvent
+        | SalesOrderConfirmedEvent
+        | SalesOrderCancelledEvent
     ]
 ):
     root: Annotated[
@@ -263,7 +698,18 @@ class AnyEvent(
         | AuthUserActivatedEvent
         | AuthUserDeactivatedEvent
         | AuthUserPasswordResetRequestedEvent
-        | AuthUserEmailVerificationRequestedEvent,
+        | AuthUserEmailVerificationRequestedEvent
+        | InventoryProductCreatedEvent
+        | InventoryProductUpdatedEvent
+        | InventoryProductDeletedEvent
+        | InventoryStockReservedEvent
+        | InventoryStockReservationFailedEvent
+        | InventoryStockReleasedEvent
+        | InventoryStockConfirmedEvent
+        | InventoryStockLowAlertEvent
+        | SalesOrderCreatedEvent
+        | SalesOrderConfirmedEvent
+        | SalesOrderCancelledEvent,
         Field(
             description="Any event of the platform: the envelope of one of the declared events.",
             title="AnyEvent",

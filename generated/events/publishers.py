@@ -33,6 +33,28 @@ from generated.events.models import (
     AuthUserRegisteredPayload,
     AuthUserUpdatedEvent,
     AuthUserUpdatedPayload,
+    InventoryProductCreatedEvent,
+    InventoryProductCreatedPayload,
+    InventoryProductDeletedEvent,
+    InventoryProductDeletedPayload,
+    InventoryProductUpdatedEvent,
+    InventoryProductUpdatedPayload,
+    InventoryStockConfirmedEvent,
+    InventoryStockConfirmedPayload,
+    InventoryStockLowAlertEvent,
+    InventoryStockLowAlertPayload,
+    InventoryStockReleasedEvent,
+    InventoryStockReleasedPayload,
+    InventoryStockReservationFailedEvent,
+    InventoryStockReservationFailedPayload,
+    InventoryStockReservedEvent,
+    InventoryStockReservedPayload,
+    SalesOrderCancelledEvent,
+    SalesOrderCancelledPayload,
+    SalesOrderConfirmedEvent,
+    SalesOrderConfirmedPayload,
+    SalesOrderCreatedEvent,
+    SalesOrderCreatedPayload,
 )
 from services.platform.contracts import EventSink, EventSpec
 
@@ -46,6 +68,17 @@ __all__ = [
     "AUTH_USER_DEACTIVATED",
     "AUTH_USER_PASSWORD_RESET_REQUESTED",
     "AUTH_USER_EMAIL_VERIFICATION_REQUESTED",
+    "INVENTORY_PRODUCT_CREATED",
+    "INVENTORY_PRODUCT_UPDATED",
+    "INVENTORY_PRODUCT_DELETED",
+    "INVENTORY_STOCK_RESERVED",
+    "INVENTORY_STOCK_RESERVATION_FAILED",
+    "INVENTORY_STOCK_RELEASED",
+    "INVENTORY_STOCK_CONFIRMED",
+    "INVENTORY_STOCK_LOW_ALERT",
+    "SALES_ORDER_CREATED",
+    "SALES_ORDER_CONFIRMED",
+    "SALES_ORDER_CANCELLED",
     "publish_auth_user_registered",
     "publish_auth_user_updated",
     "publish_auth_user_deleted",
@@ -53,6 +86,17 @@ __all__ = [
     "publish_auth_user_deactivated",
     "publish_auth_user_password_reset_requested",
     "publish_auth_user_email_verification_requested",
+    "publish_inventory_product_created",
+    "publish_inventory_product_updated",
+    "publish_inventory_product_deleted",
+    "publish_inventory_stock_reserved",
+    "publish_inventory_stock_reservation_failed",
+    "publish_inventory_stock_released",
+    "publish_inventory_stock_confirmed",
+    "publish_inventory_stock_low_alert",
+    "publish_sales_order_created",
+    "publish_sales_order_confirmed",
+    "publish_sales_order_cancelled",
 ]
 
 AUTH_USER_REGISTERED = EventSpec(
@@ -146,6 +190,149 @@ AUTH_USER_EMAIL_VERIFICATION_REQUESTED = EventSpec(
 )
 """auth.user.email_verification_requested v1.0: auth → auth.events."""
 
+INVENTORY_PRODUCT_CREATED = EventSpec(
+    name="inventory.product.created",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.product.created",
+    producer="inventory",
+    payload_model=InventoryProductCreatedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.product.created v1.0: inventory → inventory.events."""
+
+INVENTORY_PRODUCT_UPDATED = EventSpec(
+    name="inventory.product.updated",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.product.updated",
+    producer="inventory",
+    payload_model=InventoryProductUpdatedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.product.updated v1.0: inventory → inventory.events."""
+
+INVENTORY_PRODUCT_DELETED = EventSpec(
+    name="inventory.product.deleted",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.product.deleted",
+    producer="inventory",
+    payload_model=InventoryProductDeletedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.product.deleted v1.0: inventory → inventory.events."""
+
+INVENTORY_STOCK_RESERVED = EventSpec(
+    name="inventory.stock.reserved",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.stock.reserved",
+    producer="inventory",
+    payload_model=InventoryStockReservedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.stock.reserved v1.0: inventory → inventory.events."""
+
+INVENTORY_STOCK_RESERVATION_FAILED = EventSpec(
+    name="inventory.stock.reservation_failed",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.stock.reservation_failed",
+    producer="inventory",
+    payload_model=InventoryStockReservationFailedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.stock.reservation_failed v1.0: inventory → inventory.events."""
+
+INVENTORY_STOCK_RELEASED = EventSpec(
+    name="inventory.stock.released",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.stock.released",
+    producer="inventory",
+    payload_model=InventoryStockReleasedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.stock.released v1.0: inventory → inventory.events."""
+
+INVENTORY_STOCK_CONFIRMED = EventSpec(
+    name="inventory.stock.confirmed",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.stock.confirmed",
+    producer="inventory",
+    payload_model=InventoryStockConfirmedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.stock.confirmed v1.0: inventory → inventory.events."""
+
+INVENTORY_STOCK_LOW_ALERT = EventSpec(
+    name="inventory.stock.low_alert",
+    version="1.0",
+    exchange="inventory.events",
+    routing_key="inventory.stock.low_alert",
+    producer="inventory",
+    payload_model=InventoryStockLowAlertPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""inventory.stock.low_alert v1.0: inventory → inventory.events."""
+
+SALES_ORDER_CREATED = EventSpec(
+    name="sales.order.created",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.order.created",
+    producer="sales",
+    payload_model=SalesOrderCreatedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""sales.order.created v1.0: sales → sales.events."""
+
+SALES_ORDER_CONFIRMED = EventSpec(
+    name="sales.order.confirmed",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.order.confirmed",
+    producer="sales",
+    payload_model=SalesOrderConfirmedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""sales.order.confirmed v1.0: sales → sales.events."""
+
+SALES_ORDER_CANCELLED = EventSpec(
+    name="sales.order.cancelled",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.order.cancelled",
+    producer="sales",
+    payload_model=SalesOrderCancelledPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""sales.order.cancelled v1.0: sales → sales.events."""
+
 EVENTS: Mapping[str, EventSpec] = MappingProxyType(
     {
         "auth.user.registered": AUTH_USER_REGISTERED,
@@ -155,6 +342,17 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         "auth.user.deactivated": AUTH_USER_DEACTIVATED,
         "auth.user.password_reset_requested": AUTH_USER_PASSWORD_RESET_REQUESTED,
         "auth.user.email_verification_requested": AUTH_USER_EMAIL_VERIFICATION_REQUESTED,
+        "inventory.product.created": INVENTORY_PRODUCT_CREATED,
+        "inventory.product.updated": INVENTORY_PRODUCT_UPDATED,
+        "inventory.product.deleted": INVENTORY_PRODUCT_DELETED,
+        "inventory.stock.reserved": INVENTORY_STOCK_RESERVED,
+        "inventory.stock.reservation_failed": INVENTORY_STOCK_RESERVATION_FAILED,
+        "inventory.stock.released": INVENTORY_STOCK_RELEASED,
+        "inventory.stock.confirmed": INVENTORY_STOCK_CONFIRMED,
+        "inventory.stock.low_alert": INVENTORY_STOCK_LOW_ALERT,
+        "sales.order.created": SALES_ORDER_CREATED,
+        "sales.order.confirmed": SALES_ORDER_CONFIRMED,
+        "sales.order.cancelled": SALES_ORDER_CANCELLED,
     }
 )
 """Every event of the document by name."""
@@ -168,6 +366,17 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "auth.user.deactivated": AuthUserDeactivatedEvent,
         "auth.user.password_reset_requested": AuthUserPasswordResetRequestedEvent,
         "auth.user.email_verification_requested": AuthUserEmailVerificationRequestedEvent,
+        "inventory.product.created": InventoryProductCreatedEvent,
+        "inventory.product.updated": InventoryProductUpdatedEvent,
+        "inventory.product.deleted": InventoryProductDeletedEvent,
+        "inventory.stock.reserved": InventoryStockReservedEvent,
+        "inventory.stock.reservation_failed": InventoryStockReservationFailedEvent,
+        "inventory.stock.released": InventoryStockReleasedEvent,
+        "inventory.stock.confirmed": InventoryStockConfirmedEvent,
+        "inventory.stock.low_alert": InventoryStockLowAlertEvent,
+        "sales.order.created": SalesOrderCreatedEvent,
+        "sales.order.confirmed": SalesOrderConfirmedEvent,
+        "sales.order.cancelled": SalesOrderCancelledEvent,
     }
 )
 """The envelope model of every event by name."""
@@ -221,3 +430,97 @@ def publish_auth_user_email_verification_requested(
     `auth.user.email_verification_requested` to auth.events (priority 7, TTL 86400000 ms).
     """
     sink.emit(AUTH_USER_EMAIL_VERIFICATION_REQUESTED, payload)
+
+
+def publish_inventory_product_created(
+    sink: EventSink, payload: InventoryProductCreatedPayload
+) -> None:
+    """A product was created; carries the full product state (sales keeps a replica of the
+    catalogue). Emit `inventory.product.created` to inventory.events.
+    """
+    sink.emit(INVENTORY_PRODUCT_CREATED, payload)
+
+
+def publish_inventory_product_updated(
+    sink: EventSink, payload: InventoryProductUpdatedPayload
+) -> None:
+    """A product changed; carries the full product state after the change. Emit
+    `inventory.product.updated` to inventory.events.
+    """
+    sink.emit(INVENTORY_PRODUCT_UPDATED, payload)
+
+
+def publish_inventory_product_deleted(
+    sink: EventSink, payload: InventoryProductDeletedPayload
+) -> None:
+    """A product was deleted; carries its last state. Emit `inventory.product.deleted` to
+    inventory.events.
+    """
+    sink.emit(INVENTORY_PRODUCT_DELETED, payload)
+
+
+def publish_inventory_stock_reserved(
+    sink: EventSink, payload: InventoryStockReservedPayload
+) -> None:
+    """Every item of an order was reserved (all or nothing) in the default warehouse; the
+    reservation expires at `expires_at` unless confirmed. Emit `inventory.stock.reserved` to
+    inventory.events.
+    """
+    sink.emit(INVENTORY_STOCK_RESERVED, payload)
+
+
+def publish_inventory_stock_reservation_failed(
+    sink: EventSink, payload: InventoryStockReservationFailedPayload
+) -> None:
+    """The items of an order could not be reserved (nothing was reserved); lists the items short of
+    stock. Emit `inventory.stock.reservation_failed` to inventory.events.
+    """
+    sink.emit(INVENTORY_STOCK_RESERVATION_FAILED, payload)
+
+
+def publish_inventory_stock_released(
+    sink: EventSink, payload: InventoryStockReleasedPayload
+) -> None:
+    """An order's reservation was released (order cancelled, or the pending reservation expired).
+    Emit `inventory.stock.released` to inventory.events.
+    """
+    sink.emit(INVENTORY_STOCK_RELEASED, payload)
+
+
+def publish_inventory_stock_confirmed(
+    sink: EventSink, payload: InventoryStockConfirmedPayload
+) -> None:
+    """An order's reservation was confirmed: on hand and reserved both went down by the items'
+    quantities. Emit `inventory.stock.confirmed` to inventory.events.
+    """
+    sink.emit(INVENTORY_STOCK_CONFIRMED, payload)
+
+
+def publish_inventory_stock_low_alert(
+    sink: EventSink, payload: InventoryStockLowAlertPayload
+) -> None:
+    """The available quantity of a product in a warehouse fell to its minimum quantity or below.
+    Emit `inventory.stock.low_alert` to inventory.events.
+    """
+    sink.emit(INVENTORY_STOCK_LOW_ALERT, payload)
+
+
+def publish_sales_order_created(sink: EventSink, payload: SalesOrderCreatedPayload) -> None:
+    """An order was placed (status pending); carries everything the saga needs: items, totals,
+    payment method, customer and shipping address. Emit `sales.order.created` to sales.events.
+    """
+    sink.emit(SALES_ORDER_CREATED, payload)
+
+
+def publish_sales_order_confirmed(sink: EventSink, payload: SalesOrderConfirmedPayload) -> None:
+    """An order was confirmed (stock reserved and payment approved). Emit `sales.order.confirmed` to
+    sales.events.
+    """
+    sink.emit(SALES_ORDER_CONFIRMED, payload)
+
+
+def publish_sales_order_cancelled(sink: EventSink, payload: SalesOrderCancelledPayload) -> None:
+    """An order was cancelled (from pending or confirmed), with the reason. Emit
+    `sales.order.cancelled` to sales.events.
+    """
+    sink.emit(SALES_ORDER_CANCELLED, payload)
