@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 # Start order of `erp up`: auth first, since every other service fetches its JWKS.
 SERVICES: dict[str, str] = {
     "auth": "services.auth.service",
+    "inventory": "services.inventory.service",
 }
 
 

@@ -9,15 +9,20 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
+import uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 ERP = str(Path(sys.executable).with_name("erp"))
+T = TypeVar("T")
+
 # Another command may stand in, e.g. "docker exec rabbitmq rabbitmqctl".
 RABBITMQCTL = shlex.split(os.environ.get("ERP_TEST_RABBITMQCTL", "rabbitmqctl"))
 
@@ -107,3 +112,42 @@ class ServiceProcess:
 
     def log(self) -> str:
         return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
+
+
+class ServerThread:
+    """uvicorn serving the app on a free port in a thread with its own event loop."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
+        )
+        self.server = uvicorn.Server(config)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def serve() -> None:
+            self.loop = asyncio.get_running_loop()
+            await self.server.serve()
+
+        asyncio.run(serve())
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise AssertionError("the app did not start")
+            time.sleep(0.05)
+        return self
+
+    def call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run a coroutine on the server's loop (its engines and Redis client live there)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout=30)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -10,18 +10,21 @@ from pathlib import Path
 
 import httpx
 
+from services.registry import SERVICES
 from tests.processes import ERP, ROOT, free_port
 
 
 def test_erp_up_runs_embedded_and_serves_auth(tmp_path: Path) -> None:
-    port = free_port()
+    ports = {service: free_port() for service in SERVICES}
+    port = ports["auth"]
     env = {
         key: value
         for key, value in os.environ.items()
         if not (key.startswith("ERP_") or key == "PORT")
     }
     env |= {"ERP_EMBEDDED": "1", "ERP_DATA_DIR": str(tmp_path / "data")}
-    env |= {"ERP_AUTH_PORT": str(port), "ERP_AUTH_URL": f"http://127.0.0.1:{port}"}
+    env |= {f"ERP_{service.upper()}_PORT": str(ports[service]) for service in SERVICES}
+    env |= {"ERP_AUTH_URL": f"http://127.0.0.1:{port}"}
     process = subprocess.Popen(
         [ERP, "up"], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -52,8 +55,12 @@ def test_erp_up_runs_embedded_and_serves_auth(tmp_path: Path) -> None:
         me = httpx.get(f"{base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
         assert me.json()["email"] == "ana@example.com"
         assert (tmp_path / "data" / "auth.db").exists()
+        for service, service_port in ports.items():
+            status = httpx.get(f"http://127.0.0.1:{service_port}/health", timeout=5).status_code
+            assert status == 200, f"{service} is not healthy in embedded mode"
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert "running embedded" in output
-    assert f"{base}/ui/" in output
+    for service_port in ports.values():
+        assert f"http://127.0.0.1:{service_port}/ui/" in output

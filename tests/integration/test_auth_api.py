@@ -12,10 +12,8 @@ import asyncio
 import base64
 import itertools
 import json
-import threading
-import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,7 +21,6 @@ from typing import Any, TypeVar
 import httpx
 import jwt
 import pytest
-import uvicorn
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -41,7 +38,7 @@ from services.platform.context import ServiceContext, current_context
 from services.platform.db import alembic_config
 from services.platform.settings import Settings
 from tests.events import assert_conforms
-from tests.processes import free_port
+from tests.processes import ServerThread
 
 pytestmark = pytest.mark.integration
 
@@ -62,45 +59,6 @@ def new_ip() -> str:
 
 def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-
-
-class ServerThread:
-    """uvicorn serving the app on a free port in a thread with its own event loop."""
-
-    def __init__(self, app: Any) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        async def serve() -> None:
-            self.loop = asyncio.get_running_loop()
-            await self.server.serve()
-
-        asyncio.run(serve())
-
-    def start(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise AssertionError("the auth app did not start")
-            time.sleep(0.05)
-        return self
-
-    def call(self, make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run a coroutine on the server's loop (its engines and Redis client live there)."""
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(make(), self.loop).result(timeout=30)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,60 @@
+"""Event handlers of the inventory service: one coroutine per consumed event name.
+
+The kit's consumer wrapper has validated the envelope and payload, recorded the event in the
+inbox (a duplicate never reaches these) and opened the unit of work; it commits after the
+handler returns. Raising the kit's `DeadLetter` dead-letters the event at once (an illegal
+transition); any other exception is retried with back-off, then dead-lettered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from generated.events.models import (
+    SalesOrderCancelledPayload,
+    SalesOrderConfirmedPayload,
+    SalesOrderCreatedPayload,
+)
+from services.inventory import usecases
+from services.inventory.domain import Line
+from services.platform.context import ServiceContext
+from services.platform.uow import UnitOfWork
+
+P = TypeVar("P", bound=BaseModel)
+
+
+def _as(model: type[P], payload: BaseModel) -> P:
+    # The wrapper validated the payload with this event's model; this narrows the type.
+    if not isinstance(payload, model):
+        raise TypeError(f"expected a {model.__name__}, got {type(payload).__name__}")
+    return payload
+
+
+async def order_created(
+    ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
+) -> None:
+    order = _as(SalesOrderCreatedPayload, payload)
+    lines = [Line(item.product_id, item.quantity) for item in order.items]
+    outcome = await usecases.reserve_order(uow, order.order_id, lines)
+    if outcome is not usecases.ReserveOutcome.FAILED:
+        return
+    # The failed attempt was rolled back with the inbox row: record the event as handled again
+    # in the fresh transaction that records the failure (False: a concurrent copy has it).
+    if await uow.mark_handled(ctx.name, envelope["event_id"], envelope["event_name"]):
+        await usecases.record_reservation_failure(uow, order.order_id, lines)
+
+
+async def order_confirmed(
+    ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
+) -> None:
+    order = _as(SalesOrderConfirmedPayload, payload)
+    await usecases.confirm_order(uow, order.order_id)
+
+
+async def order_cancelled(
+    ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
+) -> None:
+    order = _as(SalesOrderCancelledPayload, payload)
+    await usecases.cancel_order(uow, order.order_id)

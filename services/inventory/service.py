@@ -1,0 +1,47 @@
+"""The inventory service as the platform kit runs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import services.inventory.handlers
+from generated.inventory.operations import OPERATIONS, InventoryHandlers
+from services.inventory import consumers, usecases
+from services.inventory.tables import metadata
+from services.platform.context import ServiceContext
+from services.platform.service import PeriodicJob, ServiceDefinition
+
+# Reservations live 15 minutes; checking twice a minute releases them at most ~30 s late.
+EXPIRY_INTERVAL_SECONDS = 30.0
+
+
+async def _expire_reservations(ctx: ServiceContext) -> None:
+    await usecases.expire_reservations(ctx)
+
+
+definition = ServiceDefinition(
+    name="inventory",
+    default_port=8002,
+    handlers="services.inventory.handlers",
+    operations=OPERATIONS,
+    metadata=metadata,
+    migrations=Path(__file__).parent / "migrations",
+    consumers={
+        "sales.order.created": consumers.order_created,
+        "sales.order.confirmed": consumers.order_confirmed,
+        "sales.order.cancelled": consumers.order_cancelled,
+    },
+    on_startup=[usecases.seed_default_warehouse],
+    # run_at_start: reservations that expired while the service was down go at once.
+    periodic=[
+        PeriodicJob(
+            "reservations-expiry",
+            every_seconds=EXPIRY_INTERVAL_SECONDS,
+            run=_expire_reservations,
+            run_at_start=True,
+        )
+    ],
+)
+
+# mypy proves here that the handler module has a coroutine for every operation of the spec.
+handlers_check: InventoryHandlers = services.inventory.handlers
