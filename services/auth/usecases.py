@@ -48,6 +48,7 @@ from services.auth.tables import (
 from services.auth.tokens import SigningKeys
 from services.platform.context import ServiceContext
 from services.platform.db import affected_rows, insert_ignoring_conflicts
+from services.platform.ids import parse_uuid
 from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
 from services.platform.problems import Problem, unauthorized
 from services.platform.ratelimit import rate_limit
@@ -98,9 +99,7 @@ class Caller:
 
     @property
     def user_id(self) -> UUID | None:
-        if self.principal is None or self.principal.kind != "user":
-            return None
-        return _uuid(self.principal.subject)
+        return self.principal.user_id if self.principal else None
 
     @property
     def permissions(self) -> frozenset[str]:
@@ -110,15 +109,6 @@ class Caller:
         if self.principal is not None and self.principal.kind == "api_key":
             return {"api_key_id": self.principal.subject}
         return {}
-
-
-def _uuid(value: str | UUID | None) -> UUID | None:
-    if value is None or isinstance(value, UUID):
-        return value
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
 
 
 # --- views returned to the handlers ---------------------------------------------------------
@@ -226,7 +216,7 @@ async def _user_by_email(session: AsyncSession, email: str) -> User | None:
 
 async def _live_user(session: AsyncSession, user_id: UUID | str, *, lock: bool = False) -> User:
     """A user that is not deleted (404 otherwise); `lock` takes its row lock (PostgreSQL)."""
-    identifier = _uuid(user_id)
+    identifier = parse_uuid(user_id)
     statement = select(User).where(col(User.id) == identifier, col(User.deleted_at).is_(None))
     if lock:
         statement = statement.with_for_update()
@@ -718,9 +708,9 @@ async def list_audit_events(
     if action is not None:
         statement = statement.where(col(AuditEntry.action) == action)
     if actor_id is not None:
-        statement = statement.where(col(AuditEntry.actor_id) == _uuid(actor_id))
+        statement = statement.where(col(AuditEntry.actor_id) == parse_uuid(actor_id))
     if subject_id is not None:
-        statement = statement.where(col(AuditEntry.subject_id) == _uuid(subject_id))
+        statement = statement.where(col(AuditEntry.subject_id) == parse_uuid(subject_id))
     if cursor is not None:
         position = decode_cursor(cursor, ["seq"])
         if not isinstance(position["seq"], int) or isinstance(position["seq"], bool):
@@ -1063,7 +1053,7 @@ async def _role_view(session: AsyncSession, role: Role) -> RoleView:
 
 
 async def _live_role(session: AsyncSession, role_id: str, *, lock: bool = False) -> Role:
-    identifier = _uuid(role_id)
+    identifier = parse_uuid(role_id)
     statement = select(Role).where(col(Role.id) == identifier)
     if lock:
         statement = statement.with_for_update()
@@ -1258,7 +1248,7 @@ async def create_api_key(
 
 
 async def _live_api_key(session: AsyncSession, api_key_id: str) -> ApiKey:
-    identifier = _uuid(api_key_id)
+    identifier = parse_uuid(api_key_id)
     api_key = await session.get(ApiKey, identifier) if identifier else None
     if api_key is None or api_key.revoked_at is not None:
         raise _not_found("API key", api_key_id)

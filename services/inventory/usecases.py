@@ -68,6 +68,7 @@ from services.inventory.tables import (
 from services.platform.consumers import DeadLetter
 from services.platform.context import ServiceContext
 from services.platform.db import insert_ignoring_conflicts
+from services.platform.ids import parse_uuid
 from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
 from services.platform.problems import Problem
 from services.platform.security import Principal
@@ -92,18 +93,7 @@ class Caller:
 
     @property
     def user_id(self) -> UUID | None:
-        if self.principal is None or self.principal.kind != "user":
-            return None
-        return _uuid(self.principal.subject)
-
-
-def _uuid(value: str | UUID | None) -> UUID | None:
-    if value is None or isinstance(value, UUID):
-        return value
-    try:
-        return UUID(value)
-    except ValueError:
-        return None
+        return self.principal.user_id if self.principal else None
 
 
 # --- views returned to the handlers ---------------------------------------------------------
@@ -188,7 +178,7 @@ async def list_categories(
 ) -> tuple[Sequence[Category], PageMeta]:
     statement = select(Category)
     if parent_id is not None:
-        statement = statement.where(col(Category.parent_id) == _uuid(parent_id))
+        statement = statement.where(col(Category.parent_id) == parse_uuid(parent_id))
     if search is not None:
         statement = statement.where(func.lower(col(Category.name)).like(_like(search), escape="\\"))
     statement = statement.order_by(col(Category.name), col(Category.id))
@@ -199,7 +189,7 @@ async def list_categories(
 async def _category(
     session: AsyncSession, category_id: UUID | str, *, lock: bool = False
 ) -> Category:
-    identifier = _uuid(category_id)
+    identifier = parse_uuid(category_id)
     statement = select(Category).where(col(Category.id) == identifier)
     if lock:
         statement = statement.with_for_update()
@@ -215,7 +205,7 @@ async def _referenced_category(
     """The id of an existing category named in a body (422 when there is none)."""
     if category_id is None:
         return None
-    identifier = _uuid(category_id)
+    identifier = parse_uuid(category_id)
     found = await session.get(Category, identifier) if identifier else None
     if found is None:
         raise _unprocessable(
@@ -407,7 +397,7 @@ async def list_products(
                 )
             )
         if category_id is not None:
-            statement = statement.where(col(Product.category_id) == _uuid(category_id))
+            statement = statement.where(col(Product.category_id) == parse_uuid(category_id))
         if status is not None:
             statement = statement.where(col(Product.status) == status)
         if min_price is not None:
@@ -425,7 +415,7 @@ async def list_products(
 
 async def _product(session: AsyncSession, product_id: UUID | str, *, lock: bool = False) -> Product:
     """A product that is not deleted (404 otherwise)."""
-    identifier = _uuid(product_id)
+    identifier = parse_uuid(product_id)
     statement = select(Product).where(
         col(Product.id) == identifier, col(Product.deleted_at).is_(None)
     )
@@ -608,7 +598,7 @@ async def _default_warehouse_id(session: AsyncSession) -> UUID:
 async def _warehouse(
     session: AsyncSession, warehouse_id: UUID | str, *, lock: bool = False
 ) -> Warehouse:
-    identifier = _uuid(warehouse_id)
+    identifier = parse_uuid(warehouse_id)
     statement = select(Warehouse).where(col(Warehouse.id) == identifier)
     if lock:
         statement = statement.with_for_update()
@@ -695,9 +685,9 @@ async def list_stock(
 ) -> tuple[Sequence[Stock], PageMeta]:
     statement = _live_stock()
     if product_id is not None:
-        statement = statement.where(col(Stock.product_id) == _uuid(product_id))
+        statement = statement.where(col(Stock.product_id) == parse_uuid(product_id))
     if warehouse_id is not None:
-        statement = statement.where(col(Stock.warehouse_id) == _uuid(warehouse_id))
+        statement = statement.where(col(Stock.warehouse_id) == parse_uuid(warehouse_id))
     statement = statement.order_by(col(Stock.product_id), col(Stock.warehouse_id))
     async with ctx.database.read_session() as session:
         return await paginate(session, statement, page)
@@ -710,7 +700,7 @@ async def list_low_stock(
         col(Stock.on_hand) - col(Stock.reserved) <= col(Stock.min_quantity)
     )
     if warehouse_id is not None:
-        statement = statement.where(col(Stock.warehouse_id) == _uuid(warehouse_id))
+        statement = statement.where(col(Stock.warehouse_id) == parse_uuid(warehouse_id))
     statement = statement.order_by(
         col(Stock.on_hand) - col(Stock.reserved), col(Stock.product_id), col(Stock.warehouse_id)
     )
@@ -732,9 +722,9 @@ async def list_movements(
     page = Page.of(1, per_page)
     statement = select(Movement)
     if product_id is not None:
-        statement = statement.where(col(Movement.product_id) == _uuid(product_id))
+        statement = statement.where(col(Movement.product_id) == parse_uuid(product_id))
     if warehouse_id is not None:
-        statement = statement.where(col(Movement.warehouse_id) == _uuid(warehouse_id))
+        statement = statement.where(col(Movement.warehouse_id) == parse_uuid(warehouse_id))
     if type is not None:
         statement = statement.where(col(Movement.type) == type)
     if reference is not None:
@@ -757,7 +747,7 @@ async def _target(
     session: AsyncSession, product_id: str, warehouse_id: str | None
 ) -> tuple[Product, UUID]:
     """The product and warehouse a stock request names (422: they are body fields)."""
-    identifier = _uuid(product_id)
+    identifier = parse_uuid(product_id)
     product = (
         (
             await session.scalars(
@@ -775,7 +765,9 @@ async def _target(
         )
     if warehouse_id is None:
         return product, await _default_warehouse_id(session)
-    warehouse = await session.get(Warehouse, _uuid(warehouse_id)) if _uuid(warehouse_id) else None
+    warehouse = (
+        await session.get(Warehouse, parse_uuid(warehouse_id)) if parse_uuid(warehouse_id) else None
+    )
     if warehouse is None:
         raise _unprocessable(
             f"Warehouse {warehouse_id} does not exist.",
@@ -956,7 +948,7 @@ def _emit_low_alert(
 
 async def get_reservation(ctx: ServiceContext, order_id: str) -> ReservationView:
     async with ctx.database.read_session() as session:
-        identifier = _uuid(order_id)
+        identifier = parse_uuid(order_id)
         reservation = (
             (
                 await session.scalars(

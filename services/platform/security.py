@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from uuid import UUID
 
 import httpx
 import jwt
@@ -33,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.platform import requestctx
 from services.platform.context import ServiceContext, current_context
+from services.platform.ids import parse_uuid
 from services.platform.problems import Problem, unauthorized
 
 if TYPE_CHECKING:
@@ -58,6 +60,11 @@ class Principal:
     roles: tuple[str, ...] = ()
     token_id: str | None = None  # the access token's jti
     expires_at: datetime | None = None
+
+    @property
+    def user_id(self) -> UUID | None:
+        """The user behind an access token; None for a partner key."""
+        return parse_uuid(self.subject) if self.kind == "user" else None
 
     def missing(self, required: Iterable[str]) -> tuple[str, ...]:
         """The required permissions this caller lacks, in the order given."""
