@@ -22,6 +22,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 
+from services.platform.ids import api_key_digest
+
 # --- lifetimes ------------------------------------------------------------------------------
 
 ACCESS_TOKEN_TTL: Final = timedelta(minutes=15)
@@ -161,7 +163,7 @@ class NewApiKey:
 def new_api_key() -> NewApiKey:
     prefix = "".join(secrets.choice(_PREFIX_ALPHABET) for _ in range(API_KEY_PREFIX_LENGTH))
     key = f"{API_KEY_SCHEME}_{prefix}_{new_token()}"
-    return NewApiKey(key=key, prefix=prefix, key_hash=token_hash(key))
+    return NewApiKey(key=key, prefix=prefix, key_hash=api_key_digest(key))
 
 
 def api_key_prefix(raw_key: str) -> str | None:

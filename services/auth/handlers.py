@@ -452,13 +452,12 @@ async def create_api_key(
             {"Location": f"/api/v1/api-keys/{api_key.id}"},
         )
 
-    return await idempotent(
-        current_context(),
-        operation_id="create_api_key",
-        key=idempotency_key,
-        body=body,
-        run=run,
+    ctx = current_context()
+    response = await idempotent(
+        ctx, operation_id="create_api_key", key=idempotency_key, body=body, run=run
     )
+    await usecases.publish_api_keys(ctx)  # usable on every service at once
+    return response
 
 
 async def get_api_key(*, api_key_id: str) -> ConnexionResponse:
@@ -466,5 +465,7 @@ async def get_api_key(*, api_key_id: str) -> ConnexionResponse:
 
 
 async def revoke_api_key(*, api_key_id: str) -> ConnexionResponse:
-    await usecases.revoke_api_key(current_context(), _caller(), api_key_id)
+    ctx = current_context()
+    await usecases.revoke_api_key(ctx, _caller(), api_key_id)
+    await usecases.publish_api_keys(ctx)  # refused on every service at once
     return reply(None, 204)

@@ -10,7 +10,7 @@ from services.auth import usecases
 from services.auth.tables import metadata
 from services.platform.context import ServiceContext
 from services.platform.security import ApiKeyVerifier, KeySource
-from services.platform.service import ServiceDefinition
+from services.platform.service import PeriodicJob, ServiceDefinition
 
 
 def _api_keys(ctx: ServiceContext) -> ApiKeyVerifier:
@@ -29,7 +29,12 @@ definition = ServiceDefinition(
     operations=OPERATIONS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
-    on_startup=[usecases.seed_roles_and_permissions, usecases.start_signing_keys],
+    on_startup=[
+        usecases.seed_roles_and_permissions,
+        usecases.start_signing_keys,
+        usecases.publish_api_keys,
+    ],
+    periodic=[PeriodicJob("publish-api-keys", every_seconds=30, run=usecases.publish_api_keys)],
     api_keys=_api_keys,
     signing_keys=_signing_keys,
 )

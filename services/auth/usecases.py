@@ -48,11 +48,11 @@ from services.auth.tables import (
 from services.auth.tokens import SigningKeys
 from services.platform.context import ServiceContext
 from services.platform.db import affected_rows, insert_ignoring_conflicts
-from services.platform.ids import parse_uuid
+from services.platform.ids import api_key_digest, parse_uuid
 from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
 from services.platform.problems import Problem, unauthorized
 from services.platform.ratelimit import rate_limit
-from services.platform.security import Principal
+from services.platform.security import Principal, PublishedApiKey
 from services.platform.uow import UnitOfWork
 
 SIGNING_KEYS: Final = "auth.signing_keys"  # ctx.state entry, set by the start-up hook
@@ -1276,6 +1276,46 @@ async def revoke_api_key(ctx: ServiceContext, caller: Caller, api_key_id: str) -
         await uow.commit()
 
 
+async def publish_api_keys(ctx: ServiceContext) -> None:
+    """Mirror the active partner keys into shared Redis, where every other service verifies
+    them (`services.platform.security.PublishedApiKeys`); drop the revoked and expired ones;
+    fold the other services' last-use marks into `last_used_at`.
+
+    Runs at start-up, every half minute (a flushed Redis heals itself) and right after a key
+    is created or revoked.
+    """
+    now = utc_now()
+    async with ctx.database.session() as session:
+        keys = (await session.scalars(select(ApiKey).where(col(ApiKey.revoked_at).is_(None)))).all()
+        live = {
+            key.key_hash: key
+            for key in keys
+            if key.expires_at is None or aware(key.expires_at) > now
+        }
+        async with ctx.redis.pipeline(transaction=False) as pipe:
+            for key_hash, key in live.items():
+                expires = aware(key.expires_at) if key.expires_at else None
+                published = PublishedApiKey(str(key.id), tuple(key.permissions), expires)
+                ttl_ms = int((expires - now).total_seconds() * 1000) if expires else None
+                pipe.set(ctx.keys("auth", "api_key", key_hash), published.dumps(), px=ttl_ms)
+            await pipe.execute()
+        stale = [
+            name
+            async for name in ctx.redis.scan_iter(match=ctx.keys("auth", "api_key", "*"))
+            if str(name).rsplit(":", 1)[-1] not in live
+        ]
+        if stale:
+            await ctx.redis.delete(*stale)
+        for key in live.values():
+            used = await ctx.redis.get(ctx.keys("auth", "api_key_used", str(key.id)))
+            if used is None:
+                continue
+            used_at = datetime.fromisoformat(str(used))
+            if key.last_used_at is None or aware(key.last_used_at) < used_at:
+                key.last_used_at = used_at
+        await session.commit()
+
+
 class DatabaseApiKeyVerifier:
     """The kit's `ApiKeyVerifier`: a key is valid while not revoked and not expired."""
 
@@ -1292,7 +1332,7 @@ class DatabaseApiKeyVerifier:
             api_key = found.first()
             if api_key is None or api_key.revoked_at is not None:
                 return None
-            if not domain.same_hash(api_key.key_hash, domain.token_hash(raw_key)):
+            if not domain.same_hash(api_key.key_hash, api_key_digest(raw_key)):
                 return None
             if api_key.expires_at is not None and aware(api_key.expires_at) <= now:
                 return None

@@ -1,7 +1,8 @@
-"""Ids are UUIDs (DESIGN §3); text that is not one names nothing."""
+"""Identifiers: ids are UUIDs (DESIGN §3); partner keys are known by their digest."""
 
 from __future__ import annotations
 
+import hashlib
 from uuid import UUID
 
 
@@ -13,3 +14,9 @@ def parse_uuid(value: str | UUID | None) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+def api_key_digest(raw_key: str) -> str:
+    """How a partner key is stored and looked up: SHA-256 hex (the keys are random 256-bit
+    secrets, so a fast hash is enough)."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()

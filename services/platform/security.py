@@ -17,6 +17,7 @@ verifiers; the routing extension of the ASGI scope for the operation id.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -34,7 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.platform import requestctx
 from services.platform.context import ServiceContext, current_context
-from services.platform.ids import parse_uuid
+from services.platform.ids import api_key_digest, parse_uuid
 from services.platform.problems import Problem, unauthorized
 
 if TYPE_CHECKING:
@@ -263,9 +264,9 @@ class Authenticator:
         self._tokens: TokenVerifier | None = None
         self._api_keys: ApiKeyVerifier | None = None
 
-    def _build(self) -> tuple[TokenVerifier, ApiKeyVerifier | None]:
+    def _build(self) -> tuple[TokenVerifier, ApiKeyVerifier]:
         ctx = current_context()
-        if self._built_for is not ctx or self._tokens is None:
+        if self._built_for is not ctx or self._tokens is None or self._api_keys is None:
             keys: KeySource = (
                 self.definition.signing_keys(ctx)
                 if self.definition.signing_keys is not None
@@ -282,7 +283,7 @@ class Authenticator:
                 is_revoked=is_revoked,
             )
             api_keys = self.definition.api_keys
-            self._api_keys = api_keys(ctx) if api_keys is not None else None
+            self._api_keys = api_keys(ctx) if api_keys is not None else PublishedApiKeys(ctx)
             self._built_for = ctx
         return self._tokens, self._api_keys
 
@@ -292,12 +293,63 @@ class Authenticator:
 
     async def api_key(self, raw_key: str) -> dict[str, Any]:
         _, api_keys = self._build()
-        if api_keys is None:
-            raise unauthorized("This service does not accept API keys.")
         principal = await api_keys.verify(raw_key)
         if principal is None:
             raise unauthorized("The API key is invalid or revoked.")
         return _token_info(principal)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedApiKey:
+    """What auth publishes in shared Redis about an active partner key, under
+    `keys("auth", "api_key", <digest>)`, so that every service can verify it locally."""
+
+    id: str
+    permissions: tuple[str, ...]
+    expires_at: datetime | None
+
+    def dumps(self) -> str:
+        expires = self.expires_at.isoformat() if self.expires_at else None
+        return json.dumps({"id": self.id, "permissions": self.permissions, "expires_at": expires})
+
+    @classmethod
+    def loads(cls, text: str) -> PublishedApiKey:
+        data = json.loads(text)
+        expires = data["expires_at"]
+        return cls(
+            id=data["id"],
+            permissions=tuple(data["permissions"]),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+        )
+
+
+class PublishedApiKeys:
+    """The `ApiKeyVerifier` of every service but auth: reads the keys auth publishes in Redis
+    (ADR 0002) and leaves a last-use mark (`keys("auth", "api_key_used", <id>)`) that auth
+    folds into the key's `last_used_at`."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def verify(self, raw_key: str) -> Principal | None:
+        published = await self.ctx.redis.get(
+            self.ctx.keys("auth", "api_key", api_key_digest(raw_key))
+        )
+        if published is None:
+            return None
+        key = PublishedApiKey.loads(
+            published.decode() if isinstance(published, bytes) else published
+        )
+        now = datetime.now(UTC)
+        if key.expires_at is not None and key.expires_at <= now:
+            return None
+        await self.ctx.redis.set(self.ctx.keys("auth", "api_key_used", key.id), now.isoformat())
+        return Principal(
+            subject=key.id,
+            kind="api_key",
+            permissions=frozenset(key.permissions),
+            expires_at=key.expires_at,
+        )
 
 
 def _token_info(principal: Principal) -> dict[str, Any]:

@@ -419,3 +419,29 @@ def test_warehouses_and_reservations(api: Api) -> None:
     rows = api("GET", f"/api/v1/warehouses/{warehouse['id']}/stock").json()["data"]
     assert [(r["product_id"], r["on_hand"]) for r in rows] == [(product["id"], 4)]
     problem(api("GET", f"/api/v1/stock/reservations/{uuid.uuid4()}"), 404)
+
+
+def test_partner_keys_made_in_auth_work_here_until_revoked(
+    auth_server: ServerThread, admin_token: str, client: httpx.Client
+) -> None:
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    created = httpx.post(
+        f"{auth_server.url}/api/v1/api-keys",
+        headers=admin,
+        json={"name": "ACME catalogue sync", "permissions": ["inventory.products.create"]},
+        timeout=30,
+    )
+    assert created.status_code == 201, created.text
+    partner = {"X-API-Key": created.json()["key"]}
+    body = {"sku": sku(), "name": "Partner widget", "price": "12.50"}
+
+    assert client.post("/api/v1/products", headers=partner, json=body).status_code == 201
+    problem(client.get("/api/v1/stock", headers=partner), 403)  # not a permission it holds
+
+    # Auth folds the use marks in whenever it republishes the keys (here: a new key).
+    another = {"name": "another", "permissions": ["inventory.products.view"]}
+    httpx.post(f"{auth_server.url}/api/v1/api-keys", headers=admin, json=another, timeout=30)
+    key_url = f"{auth_server.url}/api/v1/api-keys/{created.json()['id']}"
+    assert httpx.get(key_url, headers=admin, timeout=30).json()["last_used_at"] is not None
+    assert httpx.delete(key_url, headers=admin, timeout=30).status_code == 204
+    problem(client.post("/api/v1/products", headers=partner, json={**body, "sku": sku()}), 401)

@@ -11,15 +11,19 @@ import logging
 import re
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
 from services.platform import health, requestctx
 from services.platform.app import MissingHandlersError, create_app
+from services.platform.cache import Keys
+from services.platform.ids import api_key_digest
 from services.platform.logs import JsonFormatter, configure_logging
-from services.platform.security import Principal
+from services.platform.security import Principal, PublishedApiKey
 from tests.unit.fixtures import support
 from tests.unit.fixtures.kit_handlers import KNOWN
 
@@ -365,9 +369,24 @@ def test_permissions_are_checked_before_the_input(
     problem(client.get("/api/v1/things?debug=1", headers=bearer(key)), 403)
 
 
-def test_api_keys_need_a_verifier(client: TestClient) -> None:
-    body = problem(client.get("/api/v1/whoami", headers={"X-API-Key": "k"}), 401)
-    assert "does not accept API keys" in body["detail"]
+def test_partner_keys_published_in_redis_authenticate_on_any_service(
+    client: TestClient, service: support.FakeService
+) -> None:
+    raw = "erp_published_0123456789"
+    published = PublishedApiKey("key-9", ("kit.things.view",), datetime(2100, 1, 1, tzinfo=UTC))
+    settings = support.settings()
+    redis = fakeredis.FakeRedis(server=service.redis_server, decode_responses=True)
+    redis.set(
+        Keys(settings.redis_prefix)("auth", "api_key", api_key_digest(raw)), published.dumps()
+    )
+
+    whoami = client.get("/api/v1/whoami", headers={"X-API-Key": raw})
+
+    assert (whoami.json()["subject"], whoami.json()["kind"]) == ("key-9", "api_key")
+    assert redis.get(Keys(settings.redis_prefix)("auth", "api_key_used", "key-9")) is not None
+    problem(client.delete(THING, headers={"X-API-Key": raw}), 403)
+    body = problem(client.get("/api/v1/whoami", headers={"X-API-Key": "erp_unknown_0"}), 401)
+    assert "invalid or revoked" in body["detail"]
 
 
 class PartnerKeys:
