@@ -46,7 +46,15 @@ class RegisterRequest(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    name: Annotated[str, Field(examples=["Maria Silva"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Maria Silva"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     email: Annotated[
         EmailStr,
         Field(
@@ -98,6 +106,7 @@ class RefreshRequest(BaseModel):
             examples=["q9Zr3kV0bW2mN8xT5yL1aP4sD7fG6hJ2"],
             max_length=512,
             min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ]
 
@@ -114,6 +123,7 @@ class LogoutRequest(BaseModel):
             examples=["q9Zr3kV0bW2mN8xT5yL1aP4sD7fG6hJ2"],
             max_length=512,
             min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
 
@@ -130,6 +140,7 @@ class VerifyEmailRequest(BaseModel):
             examples=["q9Zr3kV0bW2mN8xT5yL1aP4sD7fG6hJ2"],
             max_length=512,
             min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ]
 
@@ -162,6 +173,7 @@ class ResetPasswordRequest(BaseModel):
             examples=["q9Zr3kV0bW2mN8xT5yL1aP4sD7fG6hJ2"],
             max_length=512,
             min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ]
     password: Annotated[
@@ -180,7 +192,15 @@ class UserCreate(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    name: Annotated[str, Field(examples=["Maria Silva"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Maria Silva"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     email: Annotated[
         EmailStr,
         Field(
@@ -212,7 +232,13 @@ class UserUpdate(BaseModel):
         validate_by_name=True,
     )
     name: Annotated[
-        str | MISSING, Field(examples=["Maria Silva"], max_length=255, min_length=1)
+        str | MISSING,
+        Field(
+            examples=["Maria Silva"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     email: Annotated[
         EmailStr | MISSING,
@@ -255,10 +281,17 @@ class RoleCreate(BaseModel):
             pattern="^[a-z][a-z0-9-]{1,49}$",
         ),
     ]
-    name: Annotated[str, Field(examples=["Auditor"], max_length=100, min_length=1)]
+    name: Annotated[
+        str,
+        Field(examples=["Auditor"], max_length=100, min_length=1, pattern="^[^\\x00]*$"),
+    ]
     description: Annotated[
         str | None | MISSING,
-        Field(examples=["Read-only access to users and the audit log"], max_length=500),
+        Field(
+            examples=["Read-only access to users and the audit log"],
+            max_length=500,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     permissions: Annotated[list[PermissionSlug], Field(max_length=200)]
 
@@ -268,12 +301,17 @@ class RoleUpdate(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    name: Annotated[str | MISSING, Field(examples=["Auditor"], max_length=100, min_length=1)] = (
-        MISSING
-    )
+    name: Annotated[
+        str | MISSING,
+        Field(examples=["Auditor"], max_length=100, min_length=1, pattern="^[^\\x00]*$"),
+    ] = MISSING
     description: Annotated[
         str | None | MISSING,
-        Field(examples=["Read-only access to users and the audit log"], max_length=500),
+        Field(
+            examples=["Read-only access to users and the audit log"],
+            max_length=500,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     permissions: Annotated[list[PermissionSlug] | MISSING, Field(max_length=200)] = MISSING
 
@@ -283,7 +321,15 @@ class ApiKeyCreate(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    name: Annotated[str, Field(examples=["Partner ACME"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Partner ACME"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     permissions: Annotated[list[PermissionSlug], Field(max_length=200, min_length=1)]
     expires_at: Annotated[
         AwareDatetime | MISSING,
@@ -300,7 +346,15 @@ class User(BaseModel):
         validate_by_name=True,
     )
     id: UUID
-    name: Annotated[str, Field(examples=["Maria Silva"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Maria Silva"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     email: Annotated[
         EmailStr,
         Field(
@@ -338,8 +392,8 @@ class Role(BaseModel):
             pattern="^[a-z][a-z0-9-]{1,49}$",
         ),
     ]
-    name: Annotated[str, Field(max_length=100, min_length=1)]
-    description: Annotated[str | None, Field(...)]
+    name: Annotated[str, Field(max_length=100, min_length=1, pattern="^[^\\x00]*$")]
+    description: Annotated[str | None, Field(pattern="^[^\\x00]*$")]
     permissions: list[PermissionSlug]
     is_system: Annotated[
         bool,
@@ -366,10 +420,10 @@ class Permission(BaseModel):
             pattern="^[a-z_]+\\.[a-z_]+\\.[a-z_]+$",
         ),
     ]
-    module: Annotated[str, Field(examples=["sales"])]
-    resource: Annotated[str, Field(examples=["orders"])]
-    action: Annotated[str, Field(examples=["create"])]
-    description: Annotated[str, Field(examples=["Create orders"])]
+    module: Annotated[str, Field(examples=["sales"], pattern="^[^\\x00]*$")]
+    resource: Annotated[str, Field(examples=["orders"], pattern="^[^\\x00]*$")]
+    action: Annotated[str, Field(examples=["create"], pattern="^[^\\x00]*$")]
+    description: Annotated[str, Field(examples=["Create orders"], pattern="^[^\\x00]*$")]
 
 
 class TokenPair(BaseModel):
@@ -379,9 +433,15 @@ class TokenPair(BaseModel):
     )
     access_token: Annotated[
         str,
-        Field(description="RS256 JWT (claims iss, sub, aud, iat, exp, jti, roles, permissions)."),
+        Field(
+            description="RS256 JWT (claims iss, sub, aud, iat, exp, jti, roles, permissions).",
+            pattern="^[^\\x00]*$",
+        ),
     ]
-    refresh_token: Annotated[str, Field(description="Opaque, single-use refresh token.")]
+    refresh_token: Annotated[
+        str,
+        Field(description="Opaque, single-use refresh token.", pattern="^[^\\x00]*$"),
+    ]
     token_type: Literal["Bearer"]
     expires_in: Annotated[
         int,
@@ -403,12 +463,13 @@ class ApiKey(BaseModel):
         validate_by_name=True,
     )
     id: UUID
-    name: str
+    name: Annotated[str, Field(pattern="^[^\\x00]*$")]
     prefix: Annotated[
         str,
         Field(
             description="First characters of the key, to recognise it.",
             examples=["erp_Ab3dE"],
+            pattern="^[^\\x00]*$",
         ),
     ]
     permissions: list[PermissionSlug]
@@ -427,6 +488,7 @@ class ApiKeyCreated(ApiKey):
         Field(
             description="The secret to send in `X-API-Key`. Not retrievable later.",
             examples=["erp_Ab3dE.x7Kp2Qw9Rt4Ys1Uv6Zb3Nc8Md5Lf0Hg"],
+            pattern="^[^\\x00]*$",
         ),
     ]
 
@@ -442,6 +504,7 @@ class AuditEvent(BaseModel):
         Field(
             description="What happened, e.g. auth.login.succeeded, auth.login.failed, auth.user.created,\nauth.user.updated, auth.user.deactivated, auth.user.roles_changed, auth.role.created,\nauth.role.updated, auth.role.deleted, auth.api_key.created, auth.api_key.revoked,\nauth.password.reset.\n",
             examples=["auth.login.succeeded"],
+            pattern="^[^\\x00]*$",
         ),
     ]
     actor_id: Annotated[
@@ -449,7 +512,14 @@ class AuditEvent(BaseModel):
         Field(description="User who acted; null for anonymous actions (e.g. a failed login)."),
     ]
     subject_id: Annotated[UUID | None, Field(description="User, role or API key acted upon.")]
-    ip: Annotated[str | None, Field(description="Client IP address.", examples=["203.0.113.7"])]
+    ip: Annotated[
+        str | None,
+        Field(
+            description="Client IP address.",
+            examples=["203.0.113.7"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     details: Annotated[
         dict[str, Any], Field(description="Action-specific details (never secrets).")
     ]
@@ -470,11 +540,18 @@ class Jwk(BaseModel):
         validate_by_name=True,
     )
     kty: Literal["RSA"]
-    kid: str
+    kid: Annotated[str, Field(pattern="^[^\\x00]*$")]
     use: Literal["sig"]
     alg: Literal["RS256"]
-    n: Annotated[str, Field(description="RSA modulus (base64url).")]
-    e: Annotated[str, Field(description="RSA public exponent (base64url).", examples=["AQAB"])]
+    n: Annotated[str, Field(description="RSA modulus (base64url).", pattern="^[^\\x00]*$")]
+    e: Annotated[
+        str,
+        Field(
+            description="RSA public exponent (base64url).",
+            examples=["AQAB"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
 
 
 class Jwks(BaseModel):
@@ -503,6 +580,7 @@ class CursorMeta(BaseModel):
         Field(
             description="Opaque cursor of the next page; null on the last page.",
             examples=["eyJpZCI6IjE4In0"],
+            pattern="^[^\\x00]*$",
         ),
     ]
     per_page: Annotated[int, Field(examples=[15], ge=1, le=100)]
@@ -517,9 +595,12 @@ class FieldError(BaseModel):
         Field(
             description="Path of the offending field (dot-separated for nested fields).",
             examples=["password"],
+            pattern="^[^\\x00]*$",
         ),
     ]
-    message: Annotated[str, Field(examples=["must contain at least one digit"])]
+    message: Annotated[
+        str, Field(examples=["must contain at least one digit"], pattern="^[^\\x00]*$")
+    ]
 
 
 class Status(StrEnum):
@@ -549,7 +630,11 @@ class HealthCheck(BaseModel):
     ]
     error: Annotated[
         str | None,
-        Field(description="Why the dependency is down; null when up.", examples=[None]),
+        Field(
+            description="Why the dependency is down; null when up.",
+            examples=[None],
+            pattern="^[^\\x00]*$",
+        ),
     ]
 
 
@@ -608,6 +693,7 @@ class Problem(BaseModel):
         Field(
             description="Short, human-readable summary of the problem type.",
             examples=["Unprocessable Entity"],
+            pattern="^[^\\x00]*$",
         ),
     ]
     status: Annotated[int, Field(description="HTTP status code.", examples=[422], ge=100, le=599)]
@@ -616,6 +702,7 @@ class Problem(BaseModel):
         Field(
             description="Human-readable explanation of this occurrence.",
             examples=["The password must contain at least one digit."],
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
     instance: Annotated[
@@ -623,6 +710,7 @@ class Problem(BaseModel):
         Field(
             description="URI reference of this occurrence (usually the request path).",
             examples=["/api/v1/auth/register"],
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
     errors: Annotated[
@@ -677,8 +765,13 @@ class Health(BaseModel):
             description="`ok` all dependencies up; `degraded` some down; `down` the service cannot work."
         ),
     ]
-    service: Annotated[str, Field(examples=["auth"])]
+    service: Annotated[str, Field(examples=["auth"], pattern="^[^\\x00]*$")]
     version: Annotated[
-        str, Field(description="Version of the running service.", examples=["1.0.0"])
+        str,
+        Field(
+            description="Version of the running service.",
+            examples=["1.0.0"],
+            pattern="^[^\\x00]*$",
+        ),
     ]
     checks: HealthChecks

@@ -29,15 +29,35 @@ class Address(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    street: Annotated[str, Field(examples=["Rua das Indústrias"], max_length=255, min_length=1)]
-    number: Annotated[str, Field(examples=["500"], max_length=20, min_length=1)]
-    complement: Annotated[str | None | MISSING, Field(examples=["Galpão 3"], max_length=255)] = (
-        MISSING
-    )
-    neighborhood: Annotated[
-        str, Field(examples=["Distrito Industrial"], max_length=255, min_length=1)
+    street: Annotated[
+        str,
+        Field(
+            examples=["Rua das Indústrias"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
     ]
-    city: Annotated[str, Field(examples=["Campinas"], max_length=255, min_length=1)]
+    number: Annotated[
+        str, Field(examples=["500"], max_length=20, min_length=1, pattern="^[^\\x00]*$")
+    ]
+    complement: Annotated[
+        str | None | MISSING,
+        Field(examples=["Galpão 3"], max_length=255, pattern="^[^\\x00]*$"),
+    ] = MISSING
+    neighborhood: Annotated[
+        str,
+        Field(
+            examples=["Distrito Industrial"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    city: Annotated[
+        str,
+        Field(examples=["Campinas"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
     state: Annotated[
         str,
         Field(
@@ -65,7 +85,10 @@ class CategoryCreate(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    name: Annotated[str, Field(examples=["Keyboards"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(examples=["Keyboards"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
     slug: Annotated[
         str | MISSING,
         Field(
@@ -82,7 +105,11 @@ class CategoryCreate(BaseModel):
     ] = MISSING
     description: Annotated[
         str | None | MISSING,
-        Field(examples=["Mechanical and membrane keyboards"], max_length=5000),
+        Field(
+            examples=["Mechanical and membrane keyboards"],
+            max_length=5000,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
 
 
@@ -91,9 +118,10 @@ class CategoryUpdate(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    name: Annotated[str | MISSING, Field(examples=["Keyboards"], max_length=255, min_length=1)] = (
-        MISSING
-    )
+    name: Annotated[
+        str | MISSING,
+        Field(examples=["Keyboards"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ] = MISSING
     slug: Annotated[
         str | MISSING,
         Field(
@@ -110,7 +138,11 @@ class CategoryUpdate(BaseModel):
     ] = MISSING
     description: Annotated[
         str | None | MISSING,
-        Field(examples=["Mechanical and membrane keyboards"], max_length=5000),
+        Field(
+            examples=["Mechanical and membrane keyboards"],
+            max_length=5000,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
 
 
@@ -129,10 +161,22 @@ class ProductCreate(BaseModel):
             pattern="^[A-Z0-9-]{3,100}$",
         ),
     ]
-    name: Annotated[str, Field(examples=["Mechanical keyboard"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Mechanical keyboard"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     description: Annotated[
         str | None | MISSING,
-        Field(examples=["Mechanical and membrane keyboards"], max_length=5000),
+        Field(
+            examples=["Mechanical and membrane keyboards"],
+            max_length=5000,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     price: Annotated[
         str,
@@ -165,11 +209,20 @@ class ProductUpdate(BaseModel):
     )
     name: Annotated[
         str | MISSING,
-        Field(examples=["Mechanical keyboard"], max_length=255, min_length=1),
+        Field(
+            examples=["Mechanical keyboard"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     description: Annotated[
         str | None | MISSING,
-        Field(examples=["Mechanical and membrane keyboards"], max_length=5000),
+        Field(
+            examples=["Mechanical and membrane keyboards"],
+            max_length=5000,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     price: Annotated[
         str | MISSING,
@@ -210,7 +263,15 @@ class WarehouseCreate(BaseModel):
             pattern="^[A-Z0-9-]{2,20}$",
         ),
     ]
-    name: Annotated[str, Field(examples=["São Paulo cross-dock"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["São Paulo cross-dock"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     address: Address | None | MISSING = MISSING
 
 
@@ -221,7 +282,12 @@ class WarehouseUpdate(BaseModel):
     )
     name: Annotated[
         str | MISSING,
-        Field(examples=["São Paulo cross-dock"], max_length=255, min_length=1),
+        Field(
+            examples=["São Paulo cross-dock"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
     ] = MISSING
     address: Address | None | MISSING = MISSING
 
@@ -242,6 +308,7 @@ class StockReceive(BaseModel):
             description="Why the stock changes (5 to 255 characters).",
             max_length=255,
             min_length=5,
+            pattern="^[^\\x00]*$",
         ),
     ]
     reference: Annotated[
@@ -250,6 +317,7 @@ class StockReceive(BaseModel):
             description="External reference (purchase order, invoice, count sheet, order id).",
             max_length=255,
             min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
 
@@ -277,6 +345,7 @@ class StockAdjust(BaseModel):
             description="Why the stock changes (5 to 255 characters).",
             max_length=255,
             min_length=5,
+            pattern="^[^\\x00]*$",
         ),
     ]
     reference: Annotated[
@@ -285,6 +354,7 @@ class StockAdjust(BaseModel):
             description="External reference (purchase order, invoice, count sheet, order id).",
             max_length=255,
             min_length=1,
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
     min_quantity: Annotated[
@@ -303,7 +373,10 @@ class Category(BaseModel):
         validate_by_name=True,
     )
     id: UUID
-    name: Annotated[str, Field(examples=["Keyboards"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(examples=["Keyboards"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
     slug: Annotated[
         str,
         Field(
@@ -319,7 +392,11 @@ class Category(BaseModel):
     ]
     description: Annotated[
         str | None,
-        Field(examples=["Mechanical and membrane keyboards"], max_length=5000),
+        Field(
+            examples=["Mechanical and membrane keyboards"],
+            max_length=5000,
+            pattern="^[^\\x00]*$",
+        ),
     ]
     created_at: AwareDatetime
     updated_at: AwareDatetime
@@ -348,10 +425,22 @@ class Product(BaseModel):
             pattern="^[A-Z0-9-]{3,100}$",
         ),
     ]
-    name: Annotated[str, Field(examples=["Mechanical keyboard"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Mechanical keyboard"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     description: Annotated[
         str | None,
-        Field(examples=["Mechanical and membrane keyboards"], max_length=5000),
+        Field(
+            examples=["Mechanical and membrane keyboards"],
+            max_length=5000,
+            pattern="^[^\\x00]*$",
+        ),
     ]
     price: Annotated[
         str,
@@ -399,7 +488,15 @@ class Warehouse(BaseModel):
             pattern="^[A-Z0-9-]{2,20}$",
         ),
     ]
-    name: Annotated[str, Field(examples=["São Paulo cross-dock"], max_length=255, min_length=1)]
+    name: Annotated[
+        str,
+        Field(
+            examples=["São Paulo cross-dock"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
     address: Address | None
     is_default: Annotated[
         bool,
@@ -466,8 +563,8 @@ class Movement(BaseModel):
     on_hand_after: Annotated[int, Field(ge=0, le=1000000000)]
     reserved_before: Annotated[int, Field(ge=0, le=1000000000)]
     reserved_after: Annotated[int, Field(ge=0, le=1000000000)]
-    reason: Annotated[str, Field(max_length=255)]
-    reference: Annotated[str | None, Field(max_length=255)]
+    reason: Annotated[str, Field(max_length=255, pattern="^[^\\x00]*$")]
+    reference: Annotated[str | None, Field(max_length=255, pattern="^[^\\x00]*$")]
     user_id: Annotated[
         UUID | None,
         Field(description="User who made the change; null for changes caused by events."),
@@ -524,6 +621,7 @@ class CursorMeta(BaseModel):
         Field(
             description="Opaque cursor of the next page; null on the last page.",
             examples=["eyJpZCI6IjE4In0"],
+            pattern="^[^\\x00]*$",
         ),
     ]
     per_page: Annotated[int, Field(examples=[15], ge=1, le=100)]
@@ -538,9 +636,12 @@ class FieldError(BaseModel):
         Field(
             description="Path of the offending field (dot-separated for nested fields).",
             examples=["password"],
+            pattern="^[^\\x00]*$",
         ),
     ]
-    message: Annotated[str, Field(examples=["must contain at least one digit"])]
+    message: Annotated[
+        str, Field(examples=["must contain at least one digit"], pattern="^[^\\x00]*$")
+    ]
 
 
 class Status(StrEnum):
@@ -570,7 +671,11 @@ class HealthCheck(BaseModel):
     ]
     error: Annotated[
         str | None,
-        Field(description="Why the dependency is down; null when up.", examples=[None]),
+        Field(
+            description="Why the dependency is down; null when up.",
+            examples=[None],
+            pattern="^[^\\x00]*$",
+        ),
     ]
 
 
@@ -629,6 +734,7 @@ class Problem(BaseModel):
         Field(
             description="Short, human-readable summary of the problem type.",
             examples=["Unprocessable Entity"],
+            pattern="^[^\\x00]*$",
         ),
     ]
     status: Annotated[int, Field(description="HTTP status code.", examples=[422], ge=100, le=599)]
@@ -637,6 +743,7 @@ class Problem(BaseModel):
         Field(
             description="Human-readable explanation of this occurrence.",
             examples=["The password must contain at least one digit."],
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
     instance: Annotated[
@@ -644,6 +751,7 @@ class Problem(BaseModel):
         Field(
             description="URI reference of this occurrence (usually the request path).",
             examples=["/api/v1/auth/register"],
+            pattern="^[^\\x00]*$",
         ),
     ] = MISSING
     errors: Annotated[
@@ -707,8 +815,13 @@ class Health(BaseModel):
             description="`ok` all dependencies up; `degraded` some down; `down` the service cannot work."
         ),
     ]
-    service: Annotated[str, Field(examples=["auth"])]
+    service: Annotated[str, Field(examples=["auth"], pattern="^[^\\x00]*$")]
     version: Annotated[
-        str, Field(description="Version of the running service.", examples=["1.0.0"])
+        str,
+        Field(
+            description="Version of the running service.",
+            examples=["1.0.0"],
+            pattern="^[^\\x00]*$",
+        ),
     ]
     checks: HealthChecks

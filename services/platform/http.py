@@ -374,7 +374,7 @@ class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
             return None  # an optional body left out (connexion would validate it as null)
         if not self._nullable and body is None:
             raise _body_problem("The request body must not be empty.")
-        errors = _nul_errors(body, "body") or schema_errors(self._validator, body, "")
+        errors = schema_errors(self._validator, body, "")
         if errors:
             raise validation_problem(errors)
         return None
@@ -384,29 +384,6 @@ class JsonBodyValidator(JSONRequestBodyValidator):  # type: ignore[misc]
             return await super().wrap_receive(receive, scope=scope)
         except BadRequestProblem as problem:  # "RequestBody is required"
             raise _body_problem(problem.detail) from None
-
-
-# Text columns (PostgreSQL) cannot hold U+0000; JSON and query strings can carry it.
-NUL_MESSAGE = "must not contain NUL (U+0000) characters"
-
-
-def _nul_errors(value: Any, field: str) -> list[dict[str, str]]:
-    """Every string of a JSON document (keys included) that carries a NUL character."""
-    if isinstance(value, str):
-        return [{"field": field, "message": NUL_MESSAGE}] if "\x00" in value else []
-    if isinstance(value, dict):
-        return [
-            error
-            for key, item in value.items()
-            for error in _nul_errors(key, field) + _nul_errors(item, f"{field}.{key}")
-        ]
-    if isinstance(value, list):
-        return [
-            error
-            for index, item in enumerate(value)
-            for error in _nul_errors(item, f"{field}.{index}")
-        ]
-    return []
 
 
 def _body_problem(message: str) -> Problem:
@@ -449,8 +426,6 @@ def _parameter_errors(
         return []
     if is_nullable(parameter) and is_null(value):
         return []
-    if isinstance(value, str) and "\x00" in value:
-        return [{"field": name, "message": NUL_MESSAGE}]
     validator = jsonschema.Draft4Validator(
         parameter.get("schema", parameter),
         format_checker=jsonschema.Draft4Validator.FORMAT_CHECKER,

@@ -527,10 +527,3 @@ def test_configure_logging_installs_one_json_handler() -> None:
         root.handlers[:] = saved_handlers
         root.setLevel(saved_level)
         logging.getLogger("uvicorn.access").disabled = False
-
-
-def test_nul_characters_are_a_bad_request_not_a_database_error(client: TestClient) -> None:
-    body = problem(client.post("/api/v1/things", json={**VALID_THING, "tags": ["a\x00b"]}), 400)
-    assert fields(body) == {"body.tags.0": "must not contain NUL (U+0000) characters"}
-    path = problem(client.get("/api/v1/things/a%00b"), 400)
-    assert fields(path) == {"thing_id": "must not contain NUL (U+0000) characters"}

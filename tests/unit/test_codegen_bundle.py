@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tools.codegen.bundle import BundleError, bundle_openapi, pointer_tokens
+from tools.codegen.bundle import NO_NUL, BundleError, bundle_openapi, pointer_tokens
 
 COMMON: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -150,7 +150,7 @@ def test_an_identical_component_is_accepted(tmp_path: Path) -> None:
     bundled = bundle_openapi(_write(tmp_path, service))
     assert bundled["components"]["schemas"]["Health"] == {
         "type": "object",
-        "properties": {"status": {"type": "string"}},
+        "properties": {"status": {"type": "string", "pattern": NO_NUL}},
     }
 
 
@@ -178,3 +178,24 @@ def test_pointer_tokens_unescape() -> None:
     assert pointer_tokens("/paths/~1health~1live/get") == ["paths", "/health/live", "get"]
     assert pointer_tokens("/a~0b") == ["a~b"]
     assert pointer_tokens("") == []
+
+
+def test_free_text_strings_refuse_nul_in_the_published_document(tmp_path: Path) -> None:
+    service = _service()
+    service["components"]["schemas"]["Thing"] = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 10},
+            "id": {"type": "string", "format": "uuid"},
+            "code": {"type": "string", "pattern": "^[A-Z]+$"},
+            "status": {"type": "string", "enum": ["on", "off"]},
+        },
+    }
+
+    bundled = bundle_openapi(_write(tmp_path, service))
+
+    properties = bundled["components"]["schemas"]["Thing"]["properties"]
+    assert properties["name"]["pattern"] == NO_NUL
+    assert "pattern" not in properties["id"]
+    assert properties["code"]["pattern"] == "^[A-Z]+$"
+    assert "pattern" not in properties["status"]

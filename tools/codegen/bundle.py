@@ -13,6 +13,9 @@ Rules (docs/adr/0001-foundation.md):
 * Two different definitions under one component name are an error, never a silent choice.
 * Tags used by inlined operations and declared only in the referenced file are copied into the
   root document's `tags`.
+* House rule: text never carries U+0000 (PostgreSQL text columns cannot hold it), so every
+  free-text string schema (no `format`, `enum` or `pattern` of its own) gets `NO_NUL` as its
+  pattern: the published contract says what the server enforces.
 
 The result keeps the root document's key order (deterministic: it comes from the YAML file);
 hoisted components are sorted by name within their kind.
@@ -215,6 +218,22 @@ class Bundler:
                 tags.append(copy.deepcopy(self._tag_docs[name]))
 
 
+NO_NUL = "^[^\\x00]*$"
+
+
 def bundle_openapi(path: Path, loader: Callable[[Path], Any] = load_yaml) -> JsonObject:
     """The bundled, self-contained form of the OpenAPI document at `path`."""
-    return Bundler(path, loader).bundle()
+    document = Bundler(path, loader).bundle()
+    _forbid_nul(document)
+    return document
+
+
+def _forbid_nul(node: Any) -> None:
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not {"format", "enum", "pattern"} & node.keys():
+            node["pattern"] = NO_NUL
+        for value in node.values():
+            _forbid_nul(value)
+    elif isinstance(node, list):
+        for item in node:
+            _forbid_nul(item)
