@@ -15,6 +15,7 @@ from services.auth import domain, usecases
 from services.auth.service import definition
 from services.auth.tables import Role, User, UserRole
 from services.platform.db import Database, prepare_database
+from services.platform.rules import utc_now
 from services.platform.settings import Settings
 
 
@@ -33,7 +34,7 @@ async def create_admin(settings: Settings, email: str, password: str, name: str)
     try:
         async with database.session() as session:
             await usecases.seed(session, database.dialect)
-            now = domain.utc_now()
+            now = utc_now()
             user = (await session.scalars(select(User).where(col(User.email) == email))).first()
             if user is None:
                 user = User(name=name, email=email, password_hash=password_hash, created_at=now)

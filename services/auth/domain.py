@@ -13,7 +13,7 @@ import secrets
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Final
 from uuid import UUID
@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 
 from services.platform.ids import api_key_digest
+from services.platform.rules import FieldError, aware
 
 # --- lifetimes ------------------------------------------------------------------------------
 
@@ -30,24 +31,6 @@ ACCESS_TOKEN_TTL: Final = timedelta(minutes=15)
 REFRESH_TOKEN_TTL: Final = timedelta(days=30)
 EMAIL_VERIFICATION_TTL: Final = timedelta(hours=24)
 PASSWORD_RESET_TTL: Final = timedelta(hours=1)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(moment: datetime) -> datetime:
-    """A timestamp with its time zone (SQLite reads timestamps back naive; they are UTC)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
 
 
 # --- e-mail addresses and passwords ---------------------------------------------------------

@@ -17,7 +17,6 @@ from pydantic import BaseModel, RootModel, ValidationError
 
 from generated.auth import models
 from services.auth import domain, usecases
-from services.auth.domain import aware
 from services.auth.tables import ApiKey, AuditEntry, Permission
 from services.auth.usecases import Caller, RoleView, TokenPairView, UserView
 from services.platform.context import current_context
@@ -26,6 +25,7 @@ from services.platform.idempotency import idempotent
 from services.platform.pagination import Page, PageMeta
 from services.platform.problems import validation_problem
 from services.platform.requestctx import current_principal
+from services.platform.rules import aware
 from services.platform.uow import UnitOfWork
 
 M = TypeVar("M", bound=BaseModel)

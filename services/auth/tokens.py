@@ -30,9 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
-from services.auth.domain import ACCESS_TOKEN_TTL, aware, utc_now
+from services.auth.domain import ACCESS_TOKEN_TTL
 from services.auth.tables import SigningKey
 from services.platform.db import Database
+from services.platform.rules import aware, utc_now
 from services.platform.security import ACCESS_TOKEN_TYPE
 
 ALGORITHM = "RS256"

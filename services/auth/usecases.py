@@ -32,7 +32,7 @@ from generated.events.models import (
     AuthUserUpdatedPayload,
 )
 from services.auth import domain
-from services.auth.domain import FieldError, RefreshOutcome, TokenPurpose, aware, utc_now
+from services.auth.domain import RefreshOutcome, TokenPurpose
 from services.auth.tables import (
     ApiKey,
     AuditEntry,
@@ -52,6 +52,7 @@ from services.platform.ids import api_key_digest, parse_uuid
 from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
 from services.platform.problems import Problem, unauthorized
 from services.platform.ratelimit import rate_limit
+from services.platform.rules import FieldError, aware, utc_now
 from services.platform.security import Principal, PublishedApiKey
 from services.platform.uow import UnitOfWork
 

@@ -10,11 +10,13 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Final
 from uuid import UUID
+
+from services.platform.rules import FieldError, aware
 
 SKU_PATTERN: Final = re.compile(r"^[A-Z0-9-]{3,100}$")
 SLUG_PATTERN: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -32,24 +34,6 @@ DEFAULT_WAREHOUSE_CODE: Final = "DEFAULT"
 DEFAULT_WAREHOUSE_NAME: Final = "Default warehouse"
 # The largest quantity a stock row holds (the HTTP contract bounds every quantity by it).
 MAX_QUANTITY: Final = 1_000_000_000
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(moment: datetime) -> datetime:
-    """A timestamp with its time zone (SQLite reads timestamps back naive; they are UTC)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class FieldError:
-    field: str
-    message: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"field": self.field, "message": self.message}
 
 
 # --- catalogue ------------------------------------------------------------------------------

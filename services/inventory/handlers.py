@@ -16,7 +16,6 @@ from connexion.lifecycle import ConnexionResponse
 
 from generated.inventory import models
 from services.inventory import domain, usecases
-from services.inventory.domain import aware
 from services.inventory.tables import Category, Movement, Product, Stock, Warehouse
 from services.inventory.usecases import Caller, ReservationView
 from services.platform.context import current_context
@@ -24,6 +23,7 @@ from services.platform.http import reply
 from services.platform.idempotency import idempotent
 from services.platform.pagination import Page, PageMeta
 from services.platform.requestctx import current_principal
+from services.platform.rules import aware
 from services.platform.uow import UnitOfWork
 
 # --- input ----------------------------------------------------------------------------------

@@ -45,14 +45,11 @@ from generated.events.models import (
 )
 from services.inventory import domain
 from services.inventory.domain import (
-    FieldError,
     Line,
     MovementType,
     ReleaseReason,
     ReservationStatus,
     StockLevel,
-    aware,
-    utc_now,
 )
 from services.inventory.tables import (
     Category,
@@ -71,6 +68,7 @@ from services.platform.db import insert_ignoring_conflicts
 from services.platform.ids import parse_uuid
 from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
 from services.platform.problems import Problem
+from services.platform.rules import FieldError, aware, utc_now
 from services.platform.security import Principal
 from services.platform.uow import UnitOfWork, rfc3339
 

@@ -20,6 +20,7 @@ from services.auth.domain import (
     RefreshRecord,
 )
 from services.auth.tokens import generate_signing_key, public_jwk, thumbprint
+from services.platform.rules import FieldError
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -39,7 +40,7 @@ NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 )
 def test_password_policy_rejects(password: str, message: str) -> None:
     errors = domain.password_errors(password, "Maria@example.com")
-    assert domain.FieldError("password", message) in errors
+    assert FieldError("password", message) in errors
     assert all(error.field == "password" for error in errors)
 
 

@@ -10,14 +10,8 @@ from uuid import UUID, uuid4
 import pytest
 
 from services.inventory import domain
-from services.inventory.domain import (
-    Decision,
-    FieldError,
-    Line,
-    ReservationStatus,
-    Shortage,
-    StockLevel,
-)
+from services.inventory.domain import Decision, Line, ReservationStatus, Shortage, StockLevel
+from services.platform.rules import FieldError
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 
