@@ -38,6 +38,7 @@ from services.platform.context import ServiceContext, current_context
 from services.platform.db import alembic_config
 from services.platform.settings import Settings
 from tests.events import assert_conforms
+from tests.problems import problem
 from tests.processes import ServerThread
 
 pytestmark = pytest.mark.integration
@@ -170,14 +171,6 @@ def count_outbox(engine: Engine, event_name: str, email: str) -> int:
             text("SELECT body FROM outbox WHERE event_name = :name"), {"name": event_name}
         ).all()
     return sum(json.loads(body)["payload"]["email"] == email for (body,) in rows)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 def test_migrations_match_the_tables_on_postgresql_and_sqlite(

@@ -31,6 +31,7 @@ from services.platform.app import create_app
 from services.platform.db import alembic_config
 from services.platform.settings import Settings, load_settings
 from tests.events import assert_conforms
+from tests.problems import problem
 from tests.processes import ServerThread
 
 pytestmark = pytest.mark.integration
@@ -142,14 +143,6 @@ def api(client: httpx.Client, admin_token: str) -> Api:
 @pytest.fixture
 def public(client: httpx.Client) -> Api:
     return Api(client)
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 def sku() -> str:

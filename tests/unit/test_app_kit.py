@@ -24,6 +24,7 @@ from services.platform.cache import Keys
 from services.platform.ids import api_key_digest
 from services.platform.logs import JsonFormatter, configure_logging
 from services.platform.security import Principal, PublishedApiKey
+from tests.problems import problem as assert_problem
 from tests.unit.fixtures import support
 from tests.unit.fixtures.kit_handlers import KNOWN
 
@@ -71,10 +72,8 @@ def bearer(key: support.SigningKey, *permissions: str, **claims: Any) -> dict[st
 
 
 def problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
+    body = assert_problem(response, status)
     assert response.headers["content-type"] == "application/problem+json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
     assert body["type"] == "about:blank"
     assert body["instance"] == response.request.url.path
     return body
