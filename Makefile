@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml requirements.lock
 $(ASYNCAPI):
 	npm install --silent --no-audit --no-fund --prefix .tools @asyncapi/specs@6.11.1
 
-up: install
+up: $(STAMP)
 	$(BIN)/erp up
 
 servers:
