@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -15,6 +16,9 @@ from typing import Any
 import uvicorn
 
 from services.registry import SERVICES, load_definition
+
+# connexion imports starlette's test client, which warns about httpx on every start: not ours.
+warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
