@@ -114,11 +114,17 @@ def _up(args: argparse.Namespace) -> int:
     from services.platform.settings import detect_embedded
 
     if detect_embedded(os.environ):
+        why = (
+            "ERP_EMBEDDED=1"
+            if os.environ.get("ERP_EMBEDDED") == "1"
+            else "no ERP_DATABASE_URL/ERP_AMQP_URL/ERP_REDIS_URL set and nothing listening on "
+            "127.0.0.1:5432/5672/6379"
+        )
         os.environ["ERP_EMBEDDED"] = "1"
+        data = os.environ.get("ERP_DATA_DIR") or ".data"
         print(
-            "erp: no ERP_DATABASE_URL/ERP_AMQP_URL/ERP_REDIS_URL set and nothing listening on "
-            "127.0.0.1:5432/5672/6379 — running embedded (SQLite under .data/, in-process "
-            "broker, in-process Redis stand-in)."
+            f"erp: {why} — running embedded (SQLite under {data}/, in-process broker, "
+            "in-process Redis stand-in)."
         )
     configure_logging("erp", os.environ.get("ERP_LOG_LEVEL", "INFO"))
     servers: list[uvicorn.Server] = []
