@@ -100,7 +100,7 @@ def insert_ignoring_conflicts(dialect: str, table: Table, values: dict[str, Any]
     elif dialect == "sqlite":
         statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
     else:
-        raise NotImplementedError(f"INSERT … ON CONFLICT DO NOTHING on {dialect}")
+        raise ValueError(f"unsupported database {dialect!r}: PostgreSQL or SQLite only")
     # SQLAlchemy reports an INSERT's rowcount only when asked to.
     return statement.execution_options(preserve_rowcount=True)
 
