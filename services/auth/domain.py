@@ -372,15 +372,3 @@ class TokenPurpose(StrEnum):
 
 def one_time_token_usable(expires_at: datetime, used_at: datetime | None, now: datetime) -> bool:
     return used_at is None and aware(expires_at) > now
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def if_match_satisfied(if_match: str | None, version: int) -> bool:
-    """RFC 9110 If-Match with strong comparison: `*`, or one of the listed tags."""
-    if if_match is None:
-        return True
-    tags = [tag.strip() for tag in if_match.split(",")]
-    return "*" in tags or etag(version) in tags

@@ -27,6 +27,7 @@ from services.platform.problems import validation_problem
 from services.platform.requestctx import current_principal
 from services.platform.rules import aware
 from services.platform.uow import UnitOfWork
+from services.platform.versioning import etag
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -152,7 +153,7 @@ def _meta(meta: PageMeta) -> models.PaginationMeta:
 
 
 def _etag(version: int) -> dict[str, str]:
-    return {"ETag": domain.etag(version)}
+    return {"ETag": etag(version)}
 
 
 def _user_reply(view: UserView, status: int = 200, location: bool = False) -> ConnexionResponse:

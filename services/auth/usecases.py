@@ -55,6 +55,7 @@ from services.platform.ratelimit import rate_limit
 from services.platform.rules import FieldError, aware, utc_now
 from services.platform.security import Principal, PublishedApiKey
 from services.platform.uow import UnitOfWork
+from services.platform.versioning import require_if_match
 
 SIGNING_KEYS: Final = "auth.signing_keys"  # ctx.state entry, set by the start-up hook
 INVALID_CREDENTIALS: Final = "Invalid credentials"
@@ -831,10 +832,6 @@ async def get_user(ctx: ServiceContext, user_id: str) -> UserView:
         return await _user_view(session, await _live_user(session, user_id))
 
 
-def _precondition_failed(version: int) -> Problem:
-    return Problem(412, detail=f"The resource has changed (current ETag {domain.etag(version)}).")
-
-
 async def update_user(
     ctx: ServiceContext,
     caller: Caller,
@@ -850,8 +847,7 @@ async def update_user(
     async with ctx.unit_of_work() as uow:
         session = uow.session
         user = await _live_user(session, user_id, lock=True)
-        if not domain.if_match_satisfied(if_match, user.version):
-            raise _precondition_failed(user.version)
+        require_if_match(if_match, user.version)
         await _guard_outranking(session, caller, user)
         changed: list[str] = []
         new_email = domain.normalise_email(email) if email is not None else user.email
@@ -1128,8 +1124,7 @@ async def update_role(
     async with ctx.unit_of_work() as uow:
         session = uow.session
         role = await _live_role(session, role_id, lock=True)
-        if not domain.if_match_satisfied(if_match, role.version):
-            raise _precondition_failed(role.version)
+        require_if_match(if_match, role.version)
         if role.slug == domain.SUPER_ADMIN:
             raise Problem(409, detail="The super-admin role cannot be changed.")
         before = (await _permissions_by_role(session, [role.id]))[role.id]

@@ -285,15 +285,3 @@ def failure_reason(unknown: Iterable[UUID]) -> str:
 
 
 # --- HTTP concurrency -----------------------------------------------------------------------
-
-
-def etag(version: int) -> str:
-    return f'"{version}"'
-
-
-def if_match_satisfied(if_match: str | None, version: int) -> bool:
-    """RFC 9110 If-Match with strong comparison: `*`, or one of the listed tags."""
-    if if_match is None:
-        return True
-    tags = [tag.strip() for tag in if_match.split(",")]
-    return "*" in tags or etag(version) in tags

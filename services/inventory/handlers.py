@@ -25,6 +25,7 @@ from services.platform.pagination import Page, PageMeta
 from services.platform.requestctx import current_principal
 from services.platform.rules import aware
 from services.platform.uow import UnitOfWork
+from services.platform.versioning import etag
 
 # --- input ----------------------------------------------------------------------------------
 
@@ -50,7 +51,7 @@ def _meta(meta: PageMeta) -> models.PaginationMeta:
 
 
 def _etag(version: int) -> dict[str, str]:
-    return {"ETag": domain.etag(version)}
+    return {"ETag": etag(version)}
 
 
 def _category(category: Category) -> models.Category:

@@ -71,6 +71,7 @@ from services.platform.problems import Problem
 from services.platform.rules import FieldError, aware, utc_now
 from services.platform.security import Principal
 from services.platform.uow import UnitOfWork, rfc3339
+from services.platform.versioning import require_if_match
 
 log = logging.getLogger("services.inventory")
 
@@ -144,15 +145,6 @@ def _check(errors: Sequence[FieldError]) -> None:
 
 def _not_found(kind: str, identifier: object) -> Problem:
     return Problem(404, detail=f"{kind} {identifier} not found.")
-
-
-def _precondition_failed(version: int) -> Problem:
-    return Problem(412, detail=f"The resource has changed (current ETag {domain.etag(version)}).")
-
-
-def _check_if_match(if_match: str | None, version: int) -> None:
-    if not domain.if_match_satisfied(if_match, version):
-        raise _precondition_failed(version)
 
 
 async def _flush_unique(session: AsyncSession, conflict: Problem) -> None:
@@ -265,7 +257,7 @@ async def update_category(
         if "parent_id" in changes:
             await _lock_hierarchy(uow)
         category = await _category(session, category_id, lock=True)
-        _check_if_match(if_match, category.version)
+        require_if_match(if_match, category.version)
         changed = False
         if "slug" in changes and changes["slug"] != category.slug:
             _check(domain.slug_errors(changes["slug"]))
@@ -485,7 +477,7 @@ async def update_product(
     async with ctx.unit_of_work() as uow:
         session = uow.session
         product = await _product(session, product_id, lock=True)
-        _check_if_match(if_match, product.version)
+        require_if_match(if_match, product.version)
         changed = False
         if "price" in changes:
             price = _price(changes["price"])
@@ -640,7 +632,7 @@ async def update_warehouse(
 ) -> Warehouse:
     async with ctx.unit_of_work() as uow:
         warehouse = await _warehouse(uow.session, warehouse_id, lock=True)
-        _check_if_match(if_match, warehouse.version)
+        require_if_match(if_match, warehouse.version)
         changed = False
         for field in ("name", "address"):
             if field in changes and changes[field] != getattr(warehouse, field):

@@ -21,6 +21,7 @@ from services.auth.domain import (
 )
 from services.auth.tokens import generate_signing_key, public_jwk, thumbprint
 from services.platform.rules import FieldError
+from services.platform.versioning import etag, if_match_satisfied
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -239,8 +240,8 @@ def test_one_time_tokens() -> None:
     [(None, True), ('"3"', True), ("*", True), ('"1", "3"', True), ('"2"', False), ("3", False)],
 )
 def test_if_match(if_match: str | None, ok: bool) -> None:
-    assert domain.if_match_satisfied(if_match, 3) is ok
-    assert domain.etag(3) == '"3"'
+    assert if_match_satisfied(if_match, 3) is ok
+    assert etag(3) == '"3"'
 
 
 def test_signing_key_jwk_and_kid() -> None:

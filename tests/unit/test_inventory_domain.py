@@ -12,6 +12,7 @@ import pytest
 from services.inventory import domain
 from services.inventory.domain import Decision, Line, ReservationStatus, Shortage, StockLevel
 from services.platform.rules import FieldError
+from services.platform.versioning import if_match_satisfied
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -185,8 +186,8 @@ def test_failure_reason_codes() -> None:
 
 
 def test_if_match() -> None:
-    assert domain.if_match_satisfied(None, 3)
-    assert domain.if_match_satisfied('"3"', 3)
-    assert domain.if_match_satisfied('"1", "3"', 3)
-    assert domain.if_match_satisfied("*", 3)
-    assert not domain.if_match_satisfied('"2"', 3)
+    assert if_match_satisfied(None, 3)
+    assert if_match_satisfied('"3"', 3)
+    assert if_match_satisfied('"1", "3"', 3)
+    assert if_match_satisfied("*", 3)
+    assert not if_match_satisfied('"2"', 3)
