@@ -263,7 +263,7 @@ async def list_audit_events(
     )
     return reply(
         models.AuditEventList(
-            data=[_audit_event(entry) for entry in page.entries],
+            data=[_audit_event(entry) for entry in page.rows],
             meta=models.CursorMeta(next_cursor=page.next_cursor, per_page=page.per_page),
         )
     )

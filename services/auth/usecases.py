@@ -49,7 +49,13 @@ from services.auth.tokens import SigningKeys
 from services.platform.context import ServiceContext
 from services.platform.db import affected_rows, insert_ignoring_conflicts
 from services.platform.ids import api_key_digest, parse_uuid
-from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
+from services.platform.pagination import (
+    KeysetPage,
+    Page,
+    PageMeta,
+    newest_first,
+    paginate,
+)
 from services.platform.problems import Problem, unauthorized
 from services.platform.ratelimit import rate_limit
 from services.platform.rules import FieldError, aware, utc_now
@@ -145,13 +151,6 @@ class SessionView:
 class CreatedApiKey:
     api_key: ApiKey
     key: str  # the secret, returned this once
-
-
-@dataclass(frozen=True, slots=True)
-class AuditPage:
-    entries: Sequence[AuditEntry]
-    next_cursor: str | None
-    per_page: int
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -704,8 +703,7 @@ async def list_audit_events(
     subject_id: str | None,
     cursor: str | None,
     per_page: int,
-) -> AuditPage:
-    page = Page.of(1, per_page)
+) -> KeysetPage[AuditEntry]:
     statement = select(AuditEntry)
     if action is not None:
         statement = statement.where(col(AuditEntry.action) == action)
@@ -713,18 +711,8 @@ async def list_audit_events(
         statement = statement.where(col(AuditEntry.actor_id) == parse_uuid(actor_id))
     if subject_id is not None:
         statement = statement.where(col(AuditEntry.subject_id) == parse_uuid(subject_id))
-    if cursor is not None:
-        position = decode_cursor(cursor, ["seq"])
-        if not isinstance(position["seq"], int) or isinstance(position["seq"], bool):
-            decode_cursor("", ["seq"])  # raises the kit's 400 for a cursor we did not issue
-        statement = statement.where(col(AuditEntry.seq) < position["seq"])
-    statement = statement.order_by(col(AuditEntry.seq).desc()).limit(page.per_page + 1)
     async with ctx.database.read_session() as session:
-        rows = list((await session.scalars(statement)).all())
-    more = len(rows) > page.per_page
-    rows = rows[: page.per_page]
-    next_cursor = encode_cursor({"seq": rows[-1].seq}) if more and rows else None
-    return AuditPage(rows, next_cursor, page.per_page)
+        return await newest_first(session, statement, col(AuditEntry.seq), cursor, per_page)
 
 
 # --- users ----------------------------------------------------------------------------------

@@ -397,7 +397,7 @@ async def list_movements(
     )
     return reply(
         models.MovementList(
-            data=[_movement(movement) for movement in page.movements],
+            data=[_movement(movement) for movement in page.rows],
             meta=models.CursorMeta(next_cursor=page.next_cursor, per_page=page.per_page),
         )
     )

@@ -66,7 +66,13 @@ from services.platform.consumers import DeadLetter
 from services.platform.context import ServiceContext
 from services.platform.db import insert_ignoring_conflicts
 from services.platform.ids import parse_uuid
-from services.platform.pagination import Page, PageMeta, decode_cursor, encode_cursor, paginate
+from services.platform.pagination import (
+    KeysetPage,
+    Page,
+    PageMeta,
+    newest_first,
+    paginate,
+)
 from services.platform.problems import Problem
 from services.platform.rules import FieldError, aware, utc_now
 from services.platform.security import Principal
@@ -110,13 +116,6 @@ class ProductStockView:
     @property
     def reserved(self) -> int:
         return sum(row.reserved for row in self.rows)
-
-
-@dataclass(frozen=True, slots=True)
-class MovementPage:
-    movements: Sequence[Movement]
-    next_cursor: str | None
-    per_page: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -707,9 +706,8 @@ async def list_movements(
     reference: str | None,
     cursor: str | None,
     per_page: int,
-) -> MovementPage:
+) -> KeysetPage[Movement]:
     """Newest first, keyset-paged on the movement id (stable while new movements arrive)."""
-    page = Page.of(1, per_page)
     statement = select(Movement)
     if product_id is not None:
         statement = statement.where(col(Movement.product_id) == parse_uuid(product_id))
@@ -719,18 +717,8 @@ async def list_movements(
         statement = statement.where(col(Movement.type) == type)
     if reference is not None:
         statement = statement.where(col(Movement.reference) == reference)
-    if cursor is not None:
-        position = decode_cursor(cursor, ["id"])
-        if not isinstance(position["id"], int) or isinstance(position["id"], bool):
-            decode_cursor("", ["id"])  # raises the kit's 400 for a cursor we did not issue
-        statement = statement.where(col(Movement.id) < position["id"])
-    statement = statement.order_by(col(Movement.id).desc()).limit(page.per_page + 1)
     async with ctx.database.read_session() as session:
-        rows = list((await session.scalars(statement)).all())
-    more = len(rows) > page.per_page
-    rows = rows[: page.per_page]
-    next_cursor = encode_cursor({"id": rows[-1].id}) if more and rows else None
-    return MovementPage(rows, next_cursor, page.per_page)
+        return await newest_first(session, statement, col(Movement.id), cursor, per_page)
 
 
 async def _target(

@@ -13,11 +13,12 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict, TypeVar
+from typing import Any, Generic, TypedDict, TypeVar
 
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel.sql.expression import SelectOfScalar
 
 from services.platform.problems import Problem
 
@@ -100,10 +101,45 @@ def decode_cursor(cursor: str, fields: Sequence[str] | None = None) -> dict[str,
     except (ValueError, binascii.Error, UnicodeError):
         position = None
     if not isinstance(position, dict) or any(name not in position for name in fields or ()):
-        raise Problem(
-            400,
-            "Bad Request",
-            "The cursor is not valid; use the next_cursor of a previous page.",
-            errors=[{"field": "cursor", "message": "invalid cursor"}],
-        )
+        raise _invalid_cursor()
     return position
+
+
+def _invalid_cursor() -> Problem:
+    return Problem(
+        400,
+        "Bad Request",
+        "The cursor is not valid; use the next_cursor of a previous page.",
+        errors=[{"field": "cursor", "message": "invalid cursor"}],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class KeysetPage(Generic[T]):
+    rows: Sequence[T]
+    next_cursor: str | None
+    per_page: int
+
+
+async def newest_first(
+    session: AsyncSession,
+    statement: SelectOfScalar[T],
+    key: Any,
+    cursor: str | None,
+    per_page: int,
+) -> KeysetPage[T]:
+    """A page of an append-only collection, newest first, keyset-paged on `key`, an increasing
+    integer column of the selected table (`col(Table.id)`): stable while rows are added, unlike
+    OFFSET."""
+    name: str = key.key
+    if cursor is not None:
+        position = decode_cursor(cursor, [name])[name]
+        if not isinstance(position, int) or isinstance(position, bool):
+            raise _invalid_cursor()
+        statement = statement.where(key < position)
+    found = await session.scalars(statement.order_by(key.desc()).limit(per_page + 1))
+    rows = list(found.all())
+    more = len(rows) > per_page
+    rows = rows[:per_page]
+    next_cursor = encode_cursor({name: getattr(rows[-1], name)}) if more and rows else None
+    return KeysetPage(rows, next_cursor, per_page)
