@@ -36,8 +36,9 @@ from sqlmodel import col
 
 from services.platform.db import Database, affected_rows, insert_ignoring_conflicts
 from services.platform.problems import Problem
+from services.platform.rules import utc_now
 from services.platform.service import PeriodicJob
-from services.platform.tables import IdempotentRequest, kit_metadata, utc_now
+from services.platform.tables import IdempotentRequest, kit_metadata
 from services.platform.uow import UnitOfWork
 
 if TYPE_CHECKING:

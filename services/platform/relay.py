@@ -26,7 +26,8 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from services.platform.messaging import Topology, Unroutable
-from services.platform.tables import OutboxMessage, utc_now
+from services.platform.rules import utc_now
+from services.platform.tables import OutboxMessage
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession

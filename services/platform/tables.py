@@ -18,7 +18,7 @@ tables to it for autogenerate.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -26,9 +26,7 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, MetaD
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+from services.platform.rules import utc_now
 
 
 def utc_timestamp(*, nullable: bool, **kwargs: Any) -> Any:

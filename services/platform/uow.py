@@ -14,7 +14,8 @@ from pydantic import BaseModel
 
 from services.platform.contracts import EventSpec
 from services.platform.db import Database, affected_rows, insert_ignoring_conflicts
-from services.platform.tables import OutboxMessage, kit_metadata, utc_now
+from services.platform.rules import utc_now
+from services.platform.tables import OutboxMessage, kit_metadata
 
 
 def rfc3339(moment: datetime) -> str:
