@@ -7,7 +7,7 @@ PYTHON    ?= python3
 STAMP     := $(VENV)/.installed
 ASYNCAPI  := .tools/node_modules/@asyncapi/specs/schemas/3.0.0.json
 
-.PHONY: install up test lint typecheck codegen check-codegen servers clean
+.PHONY: install up test lint typecheck codegen check-codegen servers clean bench
 
 install: $(STAMP) $(ASYNCAPI)
 
@@ -44,3 +44,6 @@ test: install servers check-codegen lint typecheck
 
 clean:
 	rm -rf $(VENV) .tools .data .pytest_cache .mypy_cache .ruff_cache
+
+bench: install servers
+	bash tools/dev/bench.sh

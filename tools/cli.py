@@ -163,11 +163,15 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
 
 
 def _create_admin(args: argparse.Namespace) -> int:
-    from services.auth.admin import create_admin
+    from services.auth.admin import AdminError, create_admin
 
     definition = load_definition("auth")
     settings = _settings(definition.name, definition.default_port)
-    user_id = asyncio.run(create_admin(settings, args.email, args.password, args.name))
+    try:
+        user_id = asyncio.run(create_admin(settings, args.email, args.password, args.name))
+    except AdminError as error:
+        print(f"erp: cannot create the admin: {error}", file=sys.stderr)
+        return 2
     print(f"super-admin {args.email} ready (id {user_id})")
     return 0
 
