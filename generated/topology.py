@@ -11,6 +11,7 @@ The platform kit declares it at start-up; deploy/rabbitmq/definitions.json holds
   Dead-letter queues are not `QueueSpec`s: each queue names its own in `dead_letter_queue`,
   bound to `dead_letter_exchange` with `dead_letter_routing_key`; the kit declares it from
   those fields with the arguments in `DEAD_LETTER_ARGUMENTS`.
+* `TOPOLOGY`: all of it as the kit takes it (`ServiceDefinition(topology=TOPOLOGY)`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from services.platform.contracts import Binding, ExchangeSpec, QueueSpec
+from services.platform.core.contracts import Binding, ExchangeSpec, QueueSpec, Topology
 
 EXCHANGES: tuple[ExchangeSpec, ...] = (
     ExchangeSpec(name="auth.events", type="topic", durable=True),
@@ -142,6 +143,8 @@ DEAD_LETTER_ARGUMENTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     }
 )
 """Arguments of every dead-letter queue, by name (declared durable)."""
+
+TOPOLOGY = Topology(EXCHANGES, QUEUES, DEAD_LETTER_ARGUMENTS)
 
 
 def queues_for(service: str) -> tuple[QueueSpec, ...]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from services.platform.service import ServiceDefinition
+from services.platform import ServiceDefinition
 
 # Start order of `erp up`: auth first, since every other service fetches its JWKS.
 SERVICES: dict[str, str] = {

@@ -21,7 +21,7 @@ import pytest
 import redis
 from psycopg import sql
 
-from services.platform.settings import Settings, load_settings, service_variable
+from services.platform.core.settings import Settings, load_settings, service_variable
 from tests.processes import rabbitmqctl
 
 SERVICE_PORTS = {

@@ -15,6 +15,7 @@ from typing import Any
 
 import uvicorn
 
+from generated.topology import TOPOLOGY
 from services.registry import SERVICES, load_definition
 
 # connexion imports starlette's test client, which warns about httpx on every start: not ours.
@@ -80,7 +81,7 @@ def _codegen(args: argparse.Namespace) -> int:
 
 
 def _settings(service: str, default_port: int) -> Any:
-    from services.platform.settings import SettingsError, load_settings
+    from services.platform.core.settings import SettingsError, load_settings
 
     try:
         return load_settings(service, default_port)
@@ -89,8 +90,8 @@ def _settings(service: str, default_port: int) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from services.platform.app import create_app
-    from services.platform.logs import configure_logging
+    from services.platform.core.logs import configure_logging
+    from services.platform.runtime.app import create_app
 
     definition = load_definition(args.service)
     settings = _settings(definition.name, definition.default_port)
@@ -109,9 +110,9 @@ class _SharedSignalServer(uvicorn.Server):
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.platform.app import create_app
-    from services.platform.logs import configure_logging
-    from services.platform.settings import detect_embedded
+    from services.platform.core.logs import configure_logging
+    from services.platform.core.settings import detect_embedded
+    from services.platform.runtime.app import create_app
 
     if detect_embedded(os.environ):
         why = (
@@ -177,10 +178,10 @@ def _create_admin(args: argparse.Namespace) -> int:
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
-    from services.platform import dlq
+    from services.platform.messaging import dlq
 
     settings = _settings(args.service, load_definition(args.service).default_port)
-    letters = asyncio.run(dlq.list_dead_letters(settings, args.service, args.limit))
+    letters = asyncio.run(dlq.list_dead_letters(settings, TOPOLOGY, args.service, args.limit))
     for letter in letters:
         print(json.dumps(letter.summary(), sort_keys=True))
     print(f"{len(letters)} dead letter(s) in {args.service}.dlq", file=sys.stderr)
@@ -188,10 +189,10 @@ def _dlq_list(args: argparse.Namespace) -> int:
 
 
 def _dlq_show(args: argparse.Namespace) -> int:
-    from services.platform import dlq
+    from services.platform.messaging import dlq
 
     settings = _settings(args.service, load_definition(args.service).default_port)
-    letter = asyncio.run(dlq.show(settings, args.service, args.message_id))
+    letter = asyncio.run(dlq.show(settings, TOPOLOGY, args.service, args.message_id))
     if letter is None:
         print(f"no dead letter {args.message_id} in {args.service}.dlq", file=sys.stderr)
         return 1
@@ -200,9 +201,9 @@ def _dlq_show(args: argparse.Namespace) -> int:
 
 
 def _dlq_replay(args: argparse.Namespace) -> int:
-    from services.platform import dlq
+    from services.platform.messaging import dlq
 
     settings = _settings(args.service, load_definition(args.service).default_port)
-    count = asyncio.run(dlq.replay(settings, args.service, args.message_id or dlq.ALL))
+    count = asyncio.run(dlq.replay(settings, TOPOLOGY, args.service, args.message_id or dlq.ALL))
     print(f"replayed {count} message(s) from {args.service}.dlq")
     return 0 if count or args.message_id is None else 1

@@ -56,7 +56,7 @@ from generated.events.models import (
     SalesOrderCreatedEvent,
     SalesOrderCreatedPayload,
 )
-from services.platform.contracts import EventSink, EventSpec
+from services.platform.core.contracts import EventSink, EventSpec
 
 __all__ = [
     "EVENTS",

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
 
-from services.platform.contracts import OperationInfo, ParameterInfo
+from services.platform.core.contracts import OperationInfo, ParameterInfo
 
 SERVICE = "inventory"
 SPEC_VERSION = "1.0.0"

@@ -14,9 +14,7 @@ from sqlmodel import col, select
 from services.auth import domain, usecases
 from services.auth.service import definition
 from services.auth.tables import Role, User, UserRole
-from services.platform.db import Database, prepare_database
-from services.platform.rules import utc_now
-from services.platform.settings import Settings
+from services.platform import Database, Settings, prepare_database, utc_now
 
 
 class AdminError(ValueError):
@@ -28,7 +26,7 @@ async def create_admin(settings: Settings, email: str, password: str, name: str)
     errors = domain.email_errors(email) + domain.password_errors(password, email)
     if errors:
         raise AdminError("; ".join(f"{e.field} {e.message}" for e in errors))
-    await prepare_database(definition, settings.database_url)
+    await prepare_database(definition.migrations, settings.database_url)
     password_hash = await asyncio.to_thread(domain.hash_password, password)
     database = Database(settings)
     try:

@@ -22,8 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 
-from services.platform.ids import api_key_digest
-from services.platform.rules import FieldError, aware
+from services.platform import FieldError, api_key_digest, aware
 
 # --- lifetimes ------------------------------------------------------------------------------
 

@@ -19,15 +19,18 @@ from generated.auth import models
 from services.auth import domain, usecases
 from services.auth.tables import ApiKey, AuditEntry, Permission
 from services.auth.usecases import Caller, RoleView, TokenPairView, UserView
-from services.platform.context import current_context
-from services.platform.http import reply
-from services.platform.idempotency import idempotent
-from services.platform.pagination import Page, PageMeta
-from services.platform.problems import validation_problem
-from services.platform.requestctx import current_principal
-from services.platform.rules import aware
-from services.platform.uow import UnitOfWork
-from services.platform.versioning import etag
+from services.platform import (
+    Page,
+    PageMeta,
+    UnitOfWork,
+    aware,
+    current_context,
+    current_principal,
+    etag,
+    idempotent,
+    reply,
+    validation_problem,
+)
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import services.auth.handlers
 from generated.auth.operations import OPERATIONS, AuthHandlers
+from generated.events.publishers import ENVELOPE_MODELS, EVENTS
+from generated.topology import TOPOLOGY
 from services.auth import usecases
 from services.auth.tables import metadata
-from services.platform.context import ServiceContext
-from services.platform.security import ApiKeyVerifier, KeySource
-from services.platform.service import PeriodicJob, ServiceDefinition
+from services.platform import (
+    ApiKeyVerifier,
+    KeySource,
+    PeriodicJob,
+    ServiceContext,
+    ServiceDefinition,
+)
 
 
 def _api_keys(ctx: ServiceContext) -> ApiKeyVerifier:
@@ -27,6 +33,9 @@ definition = ServiceDefinition(
     default_port=8001,
     handlers="services.auth.handlers",
     operations=OPERATIONS,
+    topology=TOPOLOGY,
+    events=EVENTS,
+    envelopes=ENVELOPE_MODELS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     on_startup=[

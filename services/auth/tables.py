@@ -14,7 +14,7 @@ from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Index, Integer, Met
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from services.platform.tables import utc_timestamp
+from services.platform import utc_timestamp
 
 
 class AuthTable(SQLModel, registry=registry()):

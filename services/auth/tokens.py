@@ -32,9 +32,7 @@ from sqlmodel import col, select
 
 from services.auth.domain import ACCESS_TOKEN_TTL
 from services.auth.tables import SigningKey
-from services.platform.db import Database
-from services.platform.rules import aware, utc_now
-from services.platform.security import ACCESS_TOKEN_TYPE
+from services.platform import ACCESS_TOKEN_TYPE, Database, aware, utc_now
 
 ALGORITHM = "RS256"
 KEY_SIZE = 2048

@@ -46,22 +46,28 @@ from services.auth.tables import (
     metadata,
 )
 from services.auth.tokens import SigningKeys
-from services.platform.context import ServiceContext
-from services.platform.db import affected_rows, insert_ignoring_conflicts
-from services.platform.ids import api_key_digest, parse_uuid
-from services.platform.pagination import (
+from services.platform import (
+    FieldError,
     KeysetPage,
     Page,
     PageMeta,
+    Principal,
+    Problem,
+    PublishedApiKey,
+    ServiceContext,
+    UnitOfWork,
+    affected_rows,
+    api_key_digest,
+    aware,
+    insert_ignoring_conflicts,
     newest_first,
     paginate,
+    parse_uuid,
+    rate_limit,
+    require_if_match,
+    unauthorized,
+    utc_now,
 )
-from services.platform.problems import Problem, unauthorized
-from services.platform.ratelimit import rate_limit
-from services.platform.rules import FieldError, aware, utc_now
-from services.platform.security import Principal, PublishedApiKey
-from services.platform.uow import UnitOfWork
-from services.platform.versioning import require_if_match
 
 SIGNING_KEYS: Final = "auth.signing_keys"  # ctx.state entry, set by the start-up hook
 INVALID_CREDENTIALS: Final = "Invalid credentials"
@@ -1262,7 +1268,7 @@ async def revoke_api_key(ctx: ServiceContext, caller: Caller, api_key_id: str) -
 
 async def publish_api_keys(ctx: ServiceContext) -> None:
     """Mirror the active partner keys into shared Redis, where every other service verifies
-    them (`services.platform.security.PublishedApiKeys`); drop the revoked and expired ones;
+    them (`services.platform.http.security.PublishedApiKeys`); drop the revoked and expired ones;
     fold the other services' last-use marks into `last_used_at`.
 
     Runs at start-up, every half minute (a flushed Redis heals itself) and right after a key

@@ -19,8 +19,7 @@ from generated.events.models import (
 )
 from services.inventory import usecases
 from services.inventory.domain import Line
-from services.platform.context import ServiceContext
-from services.platform.uow import UnitOfWork
+from services.platform import ServiceContext, UnitOfWork
 
 P = TypeVar("P", bound=BaseModel)
 

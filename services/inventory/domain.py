@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Final
 from uuid import UUID
 
-from services.platform.rules import FieldError, aware
+from services.platform import FieldError, aware
 
 SKU_PATTERN: Final = re.compile(r"^[A-Z0-9-]{3,100}$")
 SLUG_PATTERN: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")

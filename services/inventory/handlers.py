@@ -18,14 +18,17 @@ from generated.inventory import models
 from services.inventory import domain, usecases
 from services.inventory.tables import Category, Movement, Product, Stock, Warehouse
 from services.inventory.usecases import Caller, ReservationView
-from services.platform.context import current_context
-from services.platform.http import reply
-from services.platform.idempotency import idempotent
-from services.platform.pagination import Page, PageMeta
-from services.platform.requestctx import current_principal
-from services.platform.rules import aware
-from services.platform.uow import UnitOfWork
-from services.platform.versioning import etag
+from services.platform import (
+    Page,
+    PageMeta,
+    UnitOfWork,
+    aware,
+    current_context,
+    current_principal,
+    etag,
+    idempotent,
+    reply,
+)
 
 # --- input ----------------------------------------------------------------------------------
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import services.inventory.handlers
+from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.inventory.operations import OPERATIONS, InventoryHandlers
+from generated.topology import TOPOLOGY
 from services.inventory import consumers, usecases
 from services.inventory.tables import metadata
-from services.platform.context import ServiceContext
-from services.platform.service import PeriodicJob, ServiceDefinition
+from services.platform import PeriodicJob, ServiceContext, ServiceDefinition
 
 # Reservations live 15 minutes; checking twice a minute releases them at most ~30 s late.
 EXPIRY_INTERVAL_SECONDS = 30.0
@@ -24,6 +25,9 @@ definition = ServiceDefinition(
     default_port=8002,
     handlers="services.inventory.handlers",
     operations=OPERATIONS,
+    topology=TOPOLOGY,
+    events=EVENTS,
+    envelopes=ENVELOPE_MODELS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     consumers={

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from services.platform.tables import utc_timestamp
+from services.platform import utc_timestamp
 
 
 class InventoryTable(SQLModel, registry=registry()):

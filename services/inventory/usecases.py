@@ -62,22 +62,25 @@ from services.inventory.tables import (
     Warehouse,
     metadata,
 )
-from services.platform.consumers import DeadLetter
-from services.platform.context import ServiceContext
-from services.platform.db import insert_ignoring_conflicts
-from services.platform.ids import parse_uuid
-from services.platform.pagination import (
+from services.platform import (
+    DeadLetter,
+    FieldError,
     KeysetPage,
     Page,
     PageMeta,
+    Principal,
+    Problem,
+    ServiceContext,
+    UnitOfWork,
+    aware,
+    insert_ignoring_conflicts,
     newest_first,
     paginate,
+    parse_uuid,
+    require_if_match,
+    rfc3339,
+    utc_now,
 )
-from services.platform.problems import Problem
-from services.platform.rules import FieldError, aware, utc_now
-from services.platform.security import Principal
-from services.platform.uow import UnitOfWork, rfc3339
-from services.platform.versioning import require_if_match
 
 log = logging.getLogger("services.inventory")
 

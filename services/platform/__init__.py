@@ -1,9 +1,113 @@
-"""The platform kit: what every service shares (see docs/adr/0001-foundation.md)."""
+"""The platform kit: what every service shares (docs/kit-api.md, docs/adr/0001-foundation.md).
 
-import email_validator
+Services import from here only. Inside, the kit is layered, each layer importing only those
+below it (enforced by `tests/platform/test_layers.py` with import-linter):
 
-# One rule for e-mail addresses everywhere: the HTTP format check and pydantic's EmailStr (the
-# generated models, the event payloads) both use email-validator, which by default refuses
-# special-use domains such as `.test` or `.local`. Partner test suites and our own contract
-# tests use them, and deliverability is never checked here, so accept them in both places.
-email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
+    runtime      the service definition and context, the runner, the app factory, consumers,
+                 the outbox relay, periodic jobs, rate limits
+    http         routes, validation, responses, problem rendering, security, idempotency,
+                 versioning, metrics, the access log
+    persistence  database, kit tables, migrations, unit of work, paging, Redis
+    messaging    the bus (RabbitMQ, in-process), dead letters
+    core         contracts, rules, ids, settings, problems, the request scope, logs
+"""
+
+from services.platform.core.contracts import EventSink, EventSpec, OperationInfo, Topology
+from services.platform.core.ids import api_key_digest, parse_uuid
+from services.platform.core.logs import configure_logging
+from services.platform.core.problems import Problem, unauthorized, validation_problem
+from services.platform.core.rules import FieldError, aware, utc_now
+from services.platform.core.scope import Caller, Principal, current_principal, require_principal
+from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
+from services.platform.http.idempotency import idempotent
+from services.platform.http.responses import reply
+from services.platform.http.security import (
+    ACCESS_TOKEN_TYPE,
+    ApiKeyVerifier,
+    KeySource,
+    PublishedApiKey,
+)
+from services.platform.http.versioning import etag, require_if_match
+from services.platform.persistence.alembic_env import run_migrations
+from services.platform.persistence.db import (
+    Database,
+    affected_rows,
+    insert_ignoring_conflicts,
+    prepare_database,
+)
+from services.platform.persistence.migrations import kit_tables_downgrade, kit_tables_upgrade
+from services.platform.persistence.pagination import (
+    KeysetPage,
+    Page,
+    PageMeta,
+    newest_first,
+    paginate,
+)
+from services.platform.persistence.tables import utc_timestamp
+from services.platform.persistence.uow import UnitOfWork, rfc3339
+from services.platform.runtime.app import create_app
+from services.platform.runtime.calls import Call, WriteCall
+from services.platform.runtime.consumers import DeadLetter
+from services.platform.runtime.ratelimit import rate_limit
+from services.platform.runtime.service import (
+    PeriodicJob,
+    ServiceContext,
+    ServiceDefinition,
+    current_context,
+)
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "ApiKeyVerifier",
+    "Call",
+    "Caller",
+    "Database",
+    "DeadLetter",
+    "EventSink",
+    "EventSpec",
+    "FieldError",
+    "KeySource",
+    "KeysetPage",
+    "OperationInfo",
+    "Page",
+    "PageMeta",
+    "PeriodicJob",
+    "Principal",
+    "Problem",
+    "PublishedApiKey",
+    "ServiceContext",
+    "ServiceDefinition",
+    "Settings",
+    "SettingsError",
+    "Topology",
+    "UnitOfWork",
+    "WriteCall",
+    "affected_rows",
+    "api_key_digest",
+    "aware",
+    "configure_logging",
+    "create_app",
+    "current_context",
+    "current_principal",
+    "detect_embedded",
+    "etag",
+    "idempotent",
+    "insert_ignoring_conflicts",
+    "kit_tables_downgrade",
+    "kit_tables_upgrade",
+    "load_settings",
+    "newest_first",
+    "paginate",
+    "parse_uuid",
+    "prepare_database",
+    "rate_limit",
+    "reply",
+    "require_if_match",
+    "require_principal",
+    "rfc3339",
+    "run_migrations",
+    "unauthorized",
+    "utc_now",
+    "utc_timestamp",
+    "validation_problem",
+]

@@ -32,11 +32,11 @@ from services.auth.admin import create_admin
 from services.auth.service import definition
 from services.auth.tables import metadata
 from services.auth.usecases import SIGNING_KEYS
-from services.platform.alembic_env import target_metadata
-from services.platform.app import create_app
-from services.platform.context import ServiceContext, current_context
-from services.platform.db import alembic_config
-from services.platform.settings import Settings
+from services.platform.core.settings import Settings
+from services.platform.persistence.alembic_env import target_metadata
+from services.platform.persistence.db import alembic_config
+from services.platform.runtime.app import create_app
+from services.platform.runtime.service import ServiceContext, current_context
 from tests.events import assert_conforms
 from tests.problems import problem
 from tests.processes import ServerThread

@@ -26,10 +26,10 @@ from services.auth.admin import create_admin
 from services.auth.service import definition as auth_definition
 from services.inventory.service import definition
 from services.inventory.tables import metadata
-from services.platform.alembic_env import target_metadata
-from services.platform.app import create_app
-from services.platform.db import alembic_config
-from services.platform.settings import Settings, load_settings
+from services.platform.core.settings import Settings, load_settings
+from services.platform.persistence.alembic_env import target_metadata
+from services.platform.persistence.db import alembic_config
+from services.platform.runtime.app import create_app
 from tests.events import assert_conforms
 from tests.problems import problem
 from tests.processes import ServerThread

@@ -37,13 +37,13 @@ from services.inventory.tables import (
     Stock,
 )
 from services.inventory.usecases import Caller
-from services.platform.cache import Keys, connect_redis
-from services.platform.consumers import DeadLetter
-from services.platform.context import ServiceContext
-from services.platform.db import Database, prepare_database
-from services.platform.messaging import InProcessBus, InProcessRouter, Topology
-from services.platform.service import Consumer
-from services.platform.settings import Settings, load_settings
+from services.platform.core.contracts import Topology
+from services.platform.core.settings import Settings, load_settings
+from services.platform.messaging.bus import InProcessBus, InProcessRouter
+from services.platform.persistence.db import Database, prepare_database
+from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.runtime.consumers import DeadLetter
+from services.platform.runtime.service import Consumer, ServiceContext
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +66,7 @@ def settings(scoped_env: Callable[[str], Mapping[str, str]]) -> Settings:
 
 
 async def _context(settings: Settings) -> ServiceContext:
-    await prepare_database(definition, settings.database_url)
+    await prepare_database(definition.migrations, settings.database_url)
     ctx = ServiceContext(
         definition=definition,
         settings=settings,

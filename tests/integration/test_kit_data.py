@@ -21,28 +21,28 @@ from pydantic import ValidationError
 from sqlalchemy import create_engine, func, inspect, select, text
 from sqlmodel import col
 
-from services.platform import requestctx
-from services.platform.alembic_env import target_metadata
-from services.platform.cache import JsonCache, Keys, connect_redis
-from services.platform.context import ServiceContext, current_context
-from services.platform.db import (
+from services.platform.core import scope as requestctx
+from services.platform.core.contracts import Topology
+from services.platform.core.problems import Problem
+from services.platform.core.scope import Principal
+from services.platform.core.settings import Settings
+from services.platform.http.idempotency import REPLAYED_HEADER, Effect, fingerprint, idempotent
+from services.platform.messaging.bus import InProcessBus, InProcessRouter
+from services.platform.persistence.alembic_env import target_metadata
+from services.platform.persistence.db import (
     Database,
     alembic_config,
     drop_database,
     ensure_database,
     prepare_database,
 )
-from services.platform.idempotency import REPLAYED_HEADER, Effect, fingerprint, idempotent
-from services.platform.messaging import InProcessBus, InProcessRouter, Topology
-from services.platform.pagination import Page, paginate
-from services.platform.problems import Problem
-from services.platform.ratelimit import rate_limit
-from services.platform.runtime import StartupError, run_service
-from services.platform.security import Principal
-from services.platform.service import PeriodicJob
-from services.platform.settings import Settings
-from services.platform.tables import IdempotentRequest, OutboxMessage
-from services.platform.uow import UnitOfWork
+from services.platform.persistence.pagination import Page, paginate
+from services.platform.persistence.redis import JsonCache, Keys, connect_redis
+from services.platform.persistence.tables import IdempotentRequest, OutboxMessage
+from services.platform.persistence.uow import UnitOfWork
+from services.platform.runtime.ratelimit import rate_limit
+from services.platform.runtime.runner import StartupError, run_service
+from services.platform.runtime.service import PeriodicJob, ServiceContext, current_context
 from tests.integration.kit_service import (
     DEFINITION,
     WIDGET_CREATED,
@@ -61,7 +61,7 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
-    await prepare_database(DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION.migrations, settings.database_url)
     database = Database(settings)
     redis = connect_redis(settings)
     bus = InProcessBus(InProcessRouter(Topology((), ())), service=DEFINITION.name)
@@ -90,7 +90,7 @@ async def test_database_is_created_and_migrated(ctx: ServiceContext, settings: S
     assert settings.database_url.endswith(f"_{DEFINITION.name}_db")
     await ctx.database.ping()
     # A second start: the database exists and the schema is at head, nothing changes.
-    await prepare_database(DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION.migrations, settings.database_url)
 
     engine = create_engine(settings.database_url)
     try:
@@ -108,7 +108,7 @@ async def test_database_is_created_and_migrated(ctx: ServiceContext, settings: S
 
 async def test_migrations_run_on_sqlite_for_embedded_mode(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'kitdemo.db'}"
-    await prepare_database(DEFINITION, url)
+    await prepare_database(DEFINITION.migrations, url)
     engine = create_engine(_sync_url(url))
     try:
         with engine.connect() as connection:
@@ -450,7 +450,7 @@ async def test_bad_key_is_400_and_no_key_just_runs(ctx: ServiceContext) -> None:
 async def test_inbox_and_idempotency_on_sqlite(settings: Settings, tmp_path: Path) -> None:
     """Embedded mode: the same semantics on SQLite (ON CONFLICT, rowcounts, naive timestamps)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'kitdemo.db'}"
-    await prepare_database(DEFINITION, url)
+    await prepare_database(DEFINITION.migrations, url)
     embedded = replace(settings, database_url=url, redis_url=None)
     database = Database(embedded)
     lite = ServiceContext(

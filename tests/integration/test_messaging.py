@@ -21,26 +21,26 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from services.platform import dlq
-from services.platform.cache import Keys, connect_redis
-from services.platform.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
-from services.platform.context import ServiceContext
-from services.platform.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec
-from services.platform.db import Database, prepare_database
-from services.platform.messaging import (
+from generated.topology import TOPOLOGY as GENERATED_TOPOLOGY
+from services.platform.core.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec, Topology
+from services.platform.core.settings import Settings
+from services.platform.messaging import dlq
+from services.platform.messaging.bus import (
     BrokerUnavailable,
     IncomingMessage,
     MessageBus,
     PublishError,
     RabbitBus,
     Settlement,
-    Topology,
     Unroutable,
     create_bus,
 )
-from services.platform.settings import Settings
-from services.platform.tables import InboxMessage, OutboxMessage
-from services.platform.uow import UnitOfWork
+from services.platform.persistence.db import Database, prepare_database
+from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.persistence.tables import InboxMessage, OutboxMessage
+from services.platform.persistence.uow import UnitOfWork
+from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
+from services.platform.runtime.service import ServiceContext
 from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
 from tests.processes import RABBITMQCTL
 
@@ -167,7 +167,7 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    await prepare_database(DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION.migrations, settings.database_url)
     database = Database(settings)
     yield database
     await database.dispose()
@@ -285,11 +285,10 @@ async def test_topology_is_declared_with_exactly_the_queue_arguments(
 async def test_generated_topology_is_declared_with_its_arguments(
     settings: Settings, amqp_vhost: str
 ) -> None:
-    pytest.importorskip("generated.topology", reason="erp codegen has not run")
-    bus = create_bus(settings)
+    bus = create_bus(settings, GENERATED_TOPOLOGY)
     await bus.start()
     try:
-        assert_declared(amqp_vhost, Topology.generated())
+        assert_declared(amqp_vhost, GENERATED_TOPOLOGY)
     finally:
         await bus.stop()
 
@@ -638,8 +637,7 @@ async def _depth_is(ctx: ServiceContext, queue: str, expected: int) -> bool:
 
 async def test_dlq_functions_by_service_name(settings: Settings, bus: RabbitBus) -> None:
     """`erp dlq` entry points: the service's DLQ from the generated topology."""
-    topology = pytest.importorskip("generated.topology", reason="erp codegen has not run")
-    queue = next(iter(topology.QUEUES))
+    queue = GENERATED_TOPOLOGY.queues[0]
     service_settings = dataclasses.replace(settings, service=queue.service)
     message_id = str(uuid4())
     await create_and_start(service_settings)
@@ -658,25 +656,27 @@ async def test_dlq_functions_by_service_name(settings: Settings, bus: RabbitBus)
         },
     )
 
-    listed = await dlq.list_dead_letters(service_settings, queue.service, limit=1000)
+    listed = await dlq.list_dead_letters(
+        service_settings, GENERATED_TOPOLOGY, queue.service, limit=1000
+    )
     assert message_id in [letter.message_id for letter in listed]
-    shown = await dlq.show(service_settings, queue.service, message_id)
+    shown = await dlq.show(service_settings, GENERATED_TOPOLOGY, queue.service, message_id)
     assert shown is not None
     assert (shown.error, shown.reason, shown.attempts) == ("RuntimeError", "boom", 4)
-    assert await dlq.show(service_settings, queue.service, "no-such-id") is None
+    assert await dlq.show(service_settings, GENERATED_TOPOLOGY, queue.service, "no-such-id") is None
 
-    assert await dlq.replay(service_settings, queue.service, message_id) == 1
+    assert await dlq.replay(service_settings, GENERATED_TOPOLOGY, queue.service, message_id) == 1
     replayed = await bus.get("msgdemo.queue")
     assert replayed is not None
     await replayed.ack()
     assert replayed.message_id == message_id
     assert replayed.headers["x-erp-replays"] == 1
     assert "x-erp-error" not in replayed.headers
-    assert await dlq.show(service_settings, queue.service, message_id) is None
+    assert await dlq.show(service_settings, GENERATED_TOPOLOGY, queue.service, message_id) is None
 
 
 async def create_and_start(settings: Settings) -> None:
     """Declare the generated topology in this vhost (what the service does when it starts)."""
-    bus = create_bus(settings)
+    bus = create_bus(settings, GENERATED_TOPOLOGY)
     await bus.start()
     await bus.stop()

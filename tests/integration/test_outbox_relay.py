@@ -17,16 +17,16 @@ from pydantic import BaseModel
 from sqlalchemy import delete, select
 from sqlmodel import col
 
-from services.platform.cache import Keys, connect_redis
-from services.platform.consumers import start_consumers
-from services.platform.context import ServiceContext
-from services.platform.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec
-from services.platform.db import Database, prepare_database
-from services.platform.messaging import PublishError, RabbitBus, Topology
-from services.platform.relay import OUTBOX_LAG, OUTBOX_PENDING, OutboxRelay
-from services.platform.settings import Settings
-from services.platform.tables import OutboxMessage
-from services.platform.uow import UnitOfWork
+from services.platform.core.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec, Topology
+from services.platform.core.settings import Settings
+from services.platform.messaging.bus import PublishError, RabbitBus
+from services.platform.persistence.db import Database, prepare_database
+from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.persistence.tables import OutboxMessage
+from services.platform.persistence.uow import UnitOfWork
+from services.platform.runtime.consumers import start_consumers
+from services.platform.runtime.relay import OUTBOX_LAG, OUTBOX_PENDING, OutboxRelay
+from services.platform.runtime.service import ServiceContext
 from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
 from tests.processes import broker_stopped
 
@@ -74,7 +74,7 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    await prepare_database(DEFINITION, settings.database_url)
+    await prepare_database(DEFINITION.migrations, settings.database_url)
     database = Database(settings)
     yield database
     await database.dispose()

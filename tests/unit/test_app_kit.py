@@ -18,12 +18,14 @@ import fakeredis
 import pytest
 from starlette.testclient import TestClient
 
-from services.platform import health, requestctx
-from services.platform.app import MissingHandlersError, create_app
-from services.platform.cache import Keys
-from services.platform.ids import api_key_digest
-from services.platform.logs import JsonFormatter, configure_logging
-from services.platform.security import Principal, PublishedApiKey
+from services.platform.core import scope as requestctx
+from services.platform.core.ids import api_key_digest
+from services.platform.core.logs import JsonFormatter, configure_logging
+from services.platform.core.scope import Principal
+from services.platform.http.security import PublishedApiKey
+from services.platform.persistence.redis import Keys
+from services.platform.runtime import health
+from services.platform.runtime.app import MissingHandlersError, create_app
 from tests.problems import problem as assert_problem
 from tests.unit.fixtures import support
 from tests.unit.fixtures.kit_handlers import KNOWN

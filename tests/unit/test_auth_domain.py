@@ -20,8 +20,8 @@ from services.auth.domain import (
     RefreshRecord,
 )
 from services.auth.tokens import generate_signing_key, public_jwk, thumbprint
-from services.platform.rules import FieldError
-from services.platform.versioning import etag, if_match_satisfied
+from services.platform.core.rules import FieldError
+from services.platform.http.versioning import etag, if_match_satisfied
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 

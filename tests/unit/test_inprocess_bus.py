@@ -21,29 +21,36 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import col
 
-from services.platform import dlq, requestctx
-from services.platform.cache import Keys
-from services.platform.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
-from services.platform.context import ServiceContext
-from services.platform.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec
-from services.platform.db import Database
-from services.platform.messaging import (
+from generated.topology import TOPOLOGY as GENERATED_TOPOLOGY
+from services.platform.core import scope as requestctx
+from services.platform.core.contracts import (
+    Binding,
+    EventSpec,
+    ExchangeSpec,
+    QueueSpec,
+    Topology,
+    binding_matches,
+    topic_matches,
+)
+from services.platform.core.settings import Settings
+from services.platform.messaging import dlq
+from services.platform.messaging.bus import (
     IncomingMessage,
     InProcessBus,
     InProcessRouter,
     PublishError,
     RabbitBus,
-    Topology,
     Unroutable,
-    binding_matches,
     create_bus,
-    topic_matches,
 )
-from services.platform.relay import OUTBOX_PUBLISHED, OutboxRelay
-from services.platform.service import ServiceDefinition
-from services.platform.settings import Settings
-from services.platform.tables import OutboxMessage, kit_metadata
-from services.platform.uow import UnitOfWork
+from services.platform.persistence.db import Database
+from services.platform.persistence.redis import Keys
+from services.platform.persistence.tables import OutboxMessage, kit_metadata
+from services.platform.persistence.uow import UnitOfWork
+from services.platform.runtime import jobs
+from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
+from services.platform.runtime.relay import OUTBOX_PUBLISHED, OutboxRelay
+from services.platform.runtime.service import ServiceContext, ServiceDefinition
 
 SERVICE = "unitdemo"
 
@@ -193,7 +200,8 @@ def test_create_bus_picks_the_transport_from_the_amqp_url(tmp_path: Path) -> Non
         log_level="INFO",
         embedded=True,
     )
-    first, second = create_bus(embedded), create_bus(dataclasses.replace(embedded, service="x"))
+    first = create_bus(embedded, TOPOLOGY)
+    second = create_bus(dataclasses.replace(embedded, service="x"), TOPOLOGY)
     assert isinstance(first, InProcessBus)
     assert isinstance(second, InProcessBus)
     assert first.router is second.router  # one broker for every service of the process
@@ -728,14 +736,17 @@ def test_a_service_without_queues_has_no_dead_letter_queue() -> None:
 
 
 async def test_dlq_depth_job_exports_the_depth_of_the_generated_dead_letter_queues() -> None:
-    topology = Topology.generated()
+    topology = GENERATED_TOPOLOGY
     queue = topology.queues[0]
     bus = InProcessBus(InProcessRouter(topology), service=queue.service)
     await bus.start()
     for _ in range(2):
         await bus.publish(queue.dead_letter_exchange, queue.dead_letter_routing_key, b"{}")
-    ctx = cast("ServiceContext", SimpleNamespace(name=queue.service, bus=bus))
+    definition = SimpleNamespace(topology=topology)
+    ctx = cast(
+        "ServiceContext", SimpleNamespace(name=queue.service, bus=bus, definition=definition)
+    )
 
-    await dlq.DLQ_DEPTH_JOB.run(ctx)
+    await jobs.DLQ_DEPTH_JOB.run(ctx)
 
-    assert dlq.DLQ_DEPTH.labels(queue.service, queue.dead_letter_queue)._value.get() == 2
+    assert jobs.DLQ_DEPTH.labels(queue.service, queue.dead_letter_queue)._value.get() == 2

@@ -11,8 +11,8 @@ import pytest
 
 from services.inventory import domain
 from services.inventory.domain import Decision, Line, ReservationStatus, Shortage, StockLevel
-from services.platform.rules import FieldError
-from services.platform.versioning import if_match_satisfied
+from services.platform.core.rules import FieldError
+from services.platform.http.versioning import if_match_satisfied
 
 NOW = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 

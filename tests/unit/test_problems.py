@@ -15,15 +15,9 @@ from connexion.exceptions import (
 )
 from starlette.exceptions import HTTPException
 
-from services.platform.http import RouteTable
-from services.platform.problems import (
-    PROBLEM_JSON,
-    Problem,
-    ProblemRenderer,
-    problem_response,
-    unauthorized,
-    validation_problem,
-)
+from services.platform.core.problems import PROBLEM_JSON, Problem, unauthorized, validation_problem
+from services.platform.http.errors import ProblemRenderer, problem_response
+from services.platform.http.routes import RouteTable
 
 SPEC: dict[str, Any] = {
     "paths": {

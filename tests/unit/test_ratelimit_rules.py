@@ -9,11 +9,11 @@ from uuid import uuid4
 import fakeredis
 import pytest
 
-from services.platform.cache import Keys, connect_redis
-from services.platform.pagination import Page, decode_cursor, encode_cursor
-from services.platform.problems import Problem
-from services.platform.ratelimit import Rule, hit, rate_limit
-from services.platform.settings import load_settings
+from services.platform.core.problems import Problem
+from services.platform.core.settings import load_settings
+from services.platform.persistence.pagination import Page, decode_cursor, encode_cursor
+from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.runtime.ratelimit import Rule, hit, rate_limit
 
 
 @pytest.mark.parametrize(

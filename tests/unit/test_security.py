@@ -9,13 +9,9 @@ import fakeredis
 import jwt
 import pytest
 
-from services.platform.problems import Problem
-from services.platform.security import (
-    JwksKeySource,
-    Principal,
-    TokenVerifier,
-    parse_jwks,
-)
+from services.platform.core.problems import Problem
+from services.platform.core.scope import Principal
+from services.platform.http.security import JwksKeySource, TokenVerifier, parse_jwks
 from tests.unit.fixtures.support import AUDIENCE, ISSUER, JWKS_URL, JwksEndpoint, SigningKey
 
 

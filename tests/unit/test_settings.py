@@ -6,8 +6,8 @@ import socket
 
 import pytest
 
-from services.platform import settings as settings_module
-from services.platform.settings import (
+from services.platform.core import settings as settings_module
+from services.platform.core.settings import (
     DEFAULT_AMQP_URL,
     DEFAULT_REDIS_URL,
     SettingsError,

@@ -501,7 +501,7 @@ from types import MappingProxyType
 
 from pydantic import BaseModel
 
-{imports}from services.platform.contracts import EventSink, EventSpec
+{imports}from services.platform.core.contracts import EventSink, EventSpec
 
 __all__ = {py_literal(names)}
 
@@ -556,6 +556,7 @@ The platform kit declares it at start-up; deploy/rabbitmq/definitions.json holds
   Dead-letter queues are not `QueueSpec`s: each queue names its own in `dead_letter_queue`,
   bound to `dead_letter_exchange` with `dead_letter_routing_key`; the kit declares it from
   those fields with the arguments in `DEAD_LETTER_ARGUMENTS`.
+* `TOPOLOGY`: all of it as the kit takes it (`ServiceDefinition(topology=TOPOLOGY)`).
 """
 
 from __future__ import annotations
@@ -564,7 +565,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from services.platform.contracts import Binding, ExchangeSpec, QueueSpec
+from services.platform.core.contracts import Binding, ExchangeSpec, QueueSpec, Topology
 
 EXCHANGES: tuple[ExchangeSpec, ...] = (
 {exchanges})
@@ -575,6 +576,8 @@ QUEUES: tuple[QueueSpec, ...] = (
 DEAD_LETTER_ARGUMENTS: Mapping[str, Mapping[str, Any]] = MappingProxyType({{
 {dead}}})
 """Arguments of every dead-letter queue, by name (declared durable)."""
+
+TOPOLOGY = Topology(EXCHANGES, QUEUES, DEAD_LETTER_ARGUMENTS)
 
 
 def queues_for(service: str) -> tuple[QueueSpec, ...]:

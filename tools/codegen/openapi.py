@@ -22,7 +22,7 @@ from tools.codegen.common import (
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
-# Served by the platform kit (services.platform.health / metrics), not by the service's handlers.
+# Served by the platform kit (its health and metrics handlers), not by the service's handlers.
 KIT_OPERATIONS = frozenset({"get_health", "get_liveness", "get_readiness", "get_metrics"})
 
 _SCALAR_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
@@ -317,7 +317,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
 
-from services.platform.contracts import OperationInfo, ParameterInfo
+from services.platform.core.contracts import OperationInfo, ParameterInfo
 
 SERVICE = {service!r}
 SPEC_VERSION = {version!r}

@@ -1,4 +1,4 @@
 from services.auth.tables import metadata
-from services.platform.alembic_env import run_migrations
+from services.platform import run_migrations
 
 run_migrations(metadata)

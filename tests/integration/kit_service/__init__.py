@@ -10,8 +10,8 @@ from sqlalchemy.orm import registry
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
-from services.platform.contracts import EventSpec
-from services.platform.service import ServiceDefinition
+from services.platform.core.contracts import EventSpec
+from services.platform.runtime.service import ServiceDefinition
 
 NAME = "kitdemo"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from services.platform.migrations import kit_tables_downgrade, kit_tables_upgrade
+from services.platform import kit_tables_downgrade, kit_tables_upgrade
 
 revision = "0001"
 down_revision = None

@@ -1,0 +1,3 @@
+"""The kit's foundation: plain shapes and rules that import nothing else of the kit."""
+
+from services.platform.core import emails as emails

@@ -1,0 +1,74 @@
+"""RFC 9457 problem details: the `Problem` exception, raised anywhere below a handler.
+
+`services.platform.http.errors` renders it (and every other error) as problem+json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from http import HTTPStatus
+
+from connexion.exceptions import ProblemException
+
+PROBLEM_JSON = "application/problem+json"
+BEARER_CHALLENGE = "Bearer"
+MAX_FIELD_ERRORS = 50
+
+
+def status_title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+class Problem(ProblemException):  # type: ignore[misc]  # connexion ships no type hints
+    """An error answered as problem+json; raise it anywhere below a handler.
+
+    `errors` are field-level messages, e.g. `[{"field": "email", "message": "already used"}]`;
+    `headers` are added to the response (`Retry-After`, `WWW-Authenticate`, ...).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        title: str | None = None,
+        detail: str | None = None,
+        *,
+        type: str | None = None,  # the RFC 9457 member name
+        errors: Sequence[Mapping[str, str]] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            status=status,
+            title=title or status_title(status),
+            detail=detail,
+            type=type or "about:blank",
+            headers=dict(headers or {}),
+        )
+        self.errors: list[dict[str, str]] = [
+            {"field": str(error["field"]), "message": str(error["message"])}
+            for error in errors or ()
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.title}: {self.detail}"
+
+    def __repr__(self) -> str:
+        return f"Problem({self.status}, {self.title!r}, {self.detail!r}, errors={self.errors!r})"
+
+
+def unauthorized(detail: str) -> Problem:
+    """A 401 that tells the client how to authenticate (RFC 9110 requires the challenge)."""
+    return Problem(401, detail=detail, headers={"WWW-Authenticate": BEARER_CHALLENGE})
+
+
+def validation_problem(errors: Sequence[Mapping[str, str]]) -> Problem:
+    """A 400 listing field errors; `detail` repeats the message when there is only one."""
+    errors = list(errors)[:MAX_FIELD_ERRORS]
+    if len(errors) == 1:
+        only = errors[0]
+        detail = f"{only['field']}: {only['message']}" if only["field"] else only["message"]
+    else:
+        detail = f"The request has {len(errors)} invalid fields; see errors."
+    return Problem(400, "Bad Request", detail, errors=errors)

@@ -1,0 +1,278 @@
+"""Idempotency-Key for creating operations (DESIGN §3, IETF httpapi idempotency-key draft).
+
+    async def create_order(body: dict, idempotency_key: str | None = None) -> ConnexionResponse:
+        ctx = current_context()
+        return await idempotent(
+            ctx, operation_id="create_order", key=idempotency_key, body=body,
+            run=lambda uow: usecases.create_order(uow, body),
+        )
+
+* the same key with the same body replays the first response (`Idempotent-Replayed: true`);
+* the same key with another body is a 422; a retry while the first request runs is a 409;
+* keys are scoped by principal and operation, so two callers never see each other's responses.
+
+The key is first *claimed* in a short transaction of its own (so that a concurrent retry sees
+it), then the response is stored in the transaction of the effect, so the effect and its stored
+response commit together or not at all. When the effect fails the claim is released and the
+request may be retried. A claim older than `lock_timeout` (its process died) is taken over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID, uuid4
+
+from connexion.lifecycle import ConnexionResponse
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+from sqlalchemy import and_, delete, or_, update
+from sqlmodel import col
+
+from services.platform.core.problems import Problem
+from services.platform.core.rules import utc_now
+from services.platform.core.scope import current_principal
+from services.platform.persistence.db import Database, affected_rows, insert_ignoring_conflicts
+from services.platform.persistence.tables import IdempotentRequest, kit_metadata
+from services.platform.persistence.uow import Transactional, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEY_MAX_LENGTH = 255
+RETENTION = timedelta(hours=24)
+
+Effect = Callable[[UnitOfWork], Awaitable[ConnexionResponse]]
+
+
+@dataclass(frozen=True)
+class _Scope:
+    principal: str
+    operation_id: str
+    key: str
+
+    def where(self) -> Any:
+        return and_(
+            col(IdempotentRequest.principal) == self.principal,
+            col(IdempotentRequest.operation_id) == self.operation_id,
+            col(IdempotentRequest.key) == self.key,
+        )
+
+
+async def idempotent(
+    ctx: Transactional,
+    *,
+    operation_id: str,
+    key: str | None,
+    body: Any,
+    run: Effect,
+    principal: str | None = None,
+    lock_timeout: float = 60.0,
+) -> ConnexionResponse:
+    """Run `run(uow)` at most once per (principal, operation, key) and commit its unit of work.
+
+    `run` does the effect inside the given unit of work and returns the response; it must not
+    commit. Without a key it simply runs. `principal` defaults to the caller's subject.
+    """
+    if key is None:
+        async with ctx.unit_of_work() as uow:
+            response = await run(uow)
+            await uow.commit()
+            return response
+    _check_key(key)
+    scope = _Scope(principal or _current_subject(), operation_id, key)
+    claim = await _claim(ctx.database, scope, fingerprint(body), lock_timeout)
+    if isinstance(claim, ConnexionResponse):
+        return claim
+    try:
+        async with ctx.unit_of_work() as uow:
+            response = await run(uow)
+            status, stored_body, headers = _stored_form(response)
+            stored = await uow.session.execute(
+                update(IdempotentRequest)
+                .where(scope.where(), col(IdempotentRequest.lock_token) == claim)
+                .values(
+                    completed=True,
+                    lock_token=None,
+                    response_status=status,
+                    response_body=stored_body,
+                    response_headers=headers,
+                    completed_at=utc_now(),
+                )
+            )
+            if affected_rows(stored) != 1:
+                # We ran past lock_timeout and a retry took the key over: let it win.
+                raise _in_flight()
+            await uow.commit()
+    except BaseException:
+        await _release(ctx.database, scope, claim)
+        raise
+    return response
+
+
+def fingerprint(body: Any) -> str:
+    """SHA-256 of the body in canonical JSON (key order and spacing do not matter)."""
+    canonical = json.dumps(
+        to_jsonable_python(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def purge_expired_keys(database: Database, older_than: timedelta = RETENTION) -> int:
+    """Forget keys older than the retention period (24 h: clients retry within minutes)."""
+    async with database.session() as session:
+        result = await session.execute(
+            delete(IdempotentRequest).where(
+                col(IdempotentRequest.created_at) < utc_now() - older_than
+            )
+        )
+        await session.commit()
+    return affected_rows(result)
+
+
+def _check_key(key: str) -> None:
+    if not 0 < len(key) <= KEY_MAX_LENGTH or not key.isascii() or not key.isprintable():
+        raise Problem(
+            400,
+            "Bad Request",
+            f"Idempotency-Key must be 1 to {KEY_MAX_LENGTH} printable ASCII characters.",
+            errors=[{"field": "Idempotency-Key", "message": "invalid key"}],
+        )
+
+
+def _current_subject() -> str:
+    principal = current_principal()
+    return f"{principal.kind}:{principal.subject}" if principal else "anonymous"
+
+
+def _in_flight() -> Problem:
+    return Problem(
+        409,
+        "Conflict",
+        "A request with this Idempotency-Key is still being processed; retry later.",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
+
+
+async def _claim(
+    database: Database, scope: _Scope, request_hash: str, lock_timeout: float
+) -> UUID | ConnexionResponse:
+    """Claim the key (returns the claim's token) or answer from what is stored."""
+    for _ in range(3):  # the row may vanish between our INSERT and SELECT (a released claim)
+        token = uuid4()
+        now = utc_now()
+        async with database.session() as session:
+            inserted = await session.execute(
+                insert_ignoring_conflicts(
+                    database.dialect,
+                    kit_metadata.tables["idempotency_keys"],
+                    {
+                        "principal": scope.principal,
+                        "operation_id": scope.operation_id,
+                        "key": scope.key,
+                        "request_hash": request_hash,
+                        "lock_token": token,
+                        "locked_at": now,
+                        "completed": False,
+                        "response_headers": {},
+                        "created_at": now,
+                    },
+                )
+            )
+            if affected_rows(inserted) == 1:
+                await session.commit()
+                return token
+            row = await session.get(
+                IdempotentRequest, (scope.principal, scope.operation_id, scope.key)
+            )
+            if row is None:
+                continue
+            if row.request_hash != request_hash:
+                raise Problem(
+                    422,
+                    "Unprocessable Content",
+                    "This Idempotency-Key was already used with a different request body.",
+                )
+            if row.completed:
+                return _replay(row)
+            stale = row.locked_at is None or _aware(row.locked_at) < now - timedelta(
+                seconds=lock_timeout
+            )
+            if not stale:
+                raise _in_flight()
+            taken = await session.execute(
+                update(IdempotentRequest)
+                .where(
+                    scope.where(),
+                    col(IdempotentRequest.completed).is_(False),
+                    or_(
+                        col(IdempotentRequest.lock_token).is_(None),
+                        col(IdempotentRequest.lock_token) == row.lock_token,
+                    ),
+                )
+                .values(lock_token=token, locked_at=now)
+            )
+            if affected_rows(taken) == 1:
+                await session.commit()
+                log.warning("took over a stale idempotency claim on %s", scope.operation_id)
+                return token
+            raise _in_flight()
+    raise _in_flight()
+
+
+async def _release(database: Database, scope: _Scope, token: UUID) -> None:
+    """Delete our claim after a failed effect, so that the client can retry."""
+    try:
+        async with database.session() as session:
+            await session.execute(
+                delete(IdempotentRequest).where(
+                    scope.where(),
+                    col(IdempotentRequest.lock_token) == token,
+                    col(IdempotentRequest.completed).is_(False),
+                )
+            )
+            await session.commit()
+    except Exception:
+        # The claim then expires after lock_timeout; the original error matters more.
+        log.exception("could not release an idempotency claim on %s", scope.operation_id)
+
+
+def _stored_form(response: ConnexionResponse) -> tuple[int, str | None, dict[str, str]]:
+    headers = {str(name): str(value) for name, value in (response.headers or {}).items()}
+    content_type = response.content_type or response.mimetype
+    body = response.body
+    if isinstance(body, BaseModel):
+        body = body.model_dump(mode="json", by_alias=True)
+    if body is None or isinstance(body, str):
+        text = body
+    elif isinstance(body, bytes):
+        text = body.decode()
+    else:
+        # As Starlette's JSONResponse renders it, so a replay is byte-identical.
+        text = json.dumps(to_jsonable_python(body), separators=(",", ":"), ensure_ascii=False)
+        content_type = content_type or "application/json"
+    if content_type and not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = content_type
+    return int(response.status_code), text, headers
+
+
+def _replay(row: IdempotentRequest) -> ConnexionResponse:
+    headers = {**row.response_headers, REPLAYED_HEADER: "true"}
+    content_type = next(
+        (value for name, value in headers.items() if name.lower() == "content-type"), None
+    )
+    return ConnexionResponse(
+        status_code=row.response_status or 200,
+        body=row.response_body,
+        headers=headers,
+        content_type=content_type,
+    )

@@ -1,0 +1,357 @@
+"""Who is calling: JWT and API-key authentication, then the operation's permissions.
+
+* Bearer: an RS256 access token from the auth service. The signature is checked with the key
+  named by `kid` (the service's own keys for auth, the JWKS over HTTP for everyone else), then
+  `exp`, `iat`, `iss`, `aud`, `jti` (required, and not on the Redis blacklist that logout
+  writes) and `typ` == "access".
+* `X-API-Key`: verified by the service's `ApiKeyVerifier` (`definition.api_keys`).
+* Permissions: after authentication, `PermissionMiddleware` requires every slug of the
+  operation's `x-permissions` (403 names the missing ones) and publishes the principal in
+  `requestctx` for handlers, use cases and event metadata.
+
+Connexion hooks used (private API, pinned to connexion 3.3): `security_map` with
+`BearerSecurityHandler` / `ApiKeySecurityHandler` subclasses whose `_resolve_func` returns our
+verifiers; the routing extension of the ASGI scope for the operation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+import jwt
+from connexion.middleware.abstract import ROUTING_CONTEXT
+from connexion.security import ApiKeySecurityHandler, BearerSecurityHandler
+from redis.asyncio import Redis
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from services.platform.core import scope as requestctx
+from services.platform.core.ids import api_key_digest
+from services.platform.core.problems import Problem, unauthorized
+from services.platform.core.scope import Principal
+from services.platform.http.routes import RouteTable
+from services.platform.persistence.redis import Keys
+
+ALGORITHMS = ("RS256",)
+ACCESS_TOKEN_TYPE = "access"
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti")
+JWKS_PATH = "/.well-known/jwks.json"
+
+log = logging.getLogger("services.platform.http.security")
+
+
+class Credentials(Protocol):
+    """What the security hooks call: a verified token or key as connexion's token info."""
+
+    async def bearer(self, token: str) -> dict[str, Any]: ...
+
+    async def api_key(self, raw_key: str) -> dict[str, Any]: ...
+
+
+class KeySource(Protocol):
+    """Public keys that verify access tokens, by key id."""
+
+    async def public_key(self, kid: str) -> Any | None: ...
+
+
+class ApiKeyVerifier(Protocol):
+    """Partner API keys: the principal of a valid key, None for an unknown or revoked one."""
+
+    async def verify(self, raw_key: str) -> Principal | None: ...
+
+
+class JwksKeySource:
+    """Keys from the auth service's JWKS, cached for `ttl_seconds`.
+
+    An unknown `kid` (the auth service rotated its key) triggers a refetch, but at most one
+    every `min_refresh_seconds`, so a flood of tokens with made-up kids cannot turn into a
+    flood of requests to auth. When a refetch fails the cached keys stay in use.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client: httpx.AsyncClient,
+        *,
+        ttl_seconds: float = 300.0,
+        min_refresh_seconds: float = 5.0,
+        timeout_seconds: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.client = client
+        self.ttl_seconds = ttl_seconds
+        self.min_refresh_seconds = min_refresh_seconds
+        self.timeout_seconds = timeout_seconds
+        self.clock = clock
+        self._keys: dict[str, Any] = {}
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> bool:
+        return self._fetched_at is not None and self.clock() - self._fetched_at < self.ttl_seconds
+
+    def _may_refresh(self) -> bool:
+        return (
+            self._attempted_at is None
+            or self.clock() - self._attempted_at >= self.min_refresh_seconds
+        )
+
+    async def public_key(self, kid: str) -> Any | None:
+        if kid in self._keys and self._fresh():
+            return self._keys[kid]
+        if self._may_refresh():
+            async with self._lock:
+                # Whoever held the lock may just have refreshed: check again.
+                if not (kid in self._keys and self._fresh()) and self._may_refresh():
+                    await self._refresh()
+        return self._keys.get(kid)
+
+    async def _refresh(self) -> None:
+        self._attempted_at = self.clock()
+        try:
+            response = await self.client.get(self.url, timeout=self.timeout_seconds)
+            response.raise_for_status()
+            document = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            log.warning("cannot fetch the JWKS from %s: %s", self.url, error)
+            return
+        self._keys = parse_jwks(document)
+        self._fetched_at = self._attempted_at
+
+
+def parse_jwks(document: object) -> dict[str, Any]:
+    """Signing keys of a JWKS document by kid; keys that are not usable are skipped."""
+    keys: dict[str, Any] = {}
+    entries = document.get("keys") if isinstance(document, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict) or entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not kid:
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry).key
+        except jwt.PyJWTError as error:
+            log.warning("skipping JWKS key %s: %s", kid, error)
+    return keys
+
+
+class TokenVerifier:
+    """Turns an access token into a Principal, or raises a 401 problem saying why."""
+
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str,
+        is_revoked: Callable[[str], Awaitable[bool]],
+        leeway_seconds: float = 30.0,
+    ) -> None:
+        self.keys = keys
+        self.issuer = issuer
+        self.audience = audience
+        self.is_revoked = is_revoked
+        self.leeway_seconds = leeway_seconds
+
+    async def verify(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise unauthorized("The access token is malformed.") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise unauthorized("The access token is not signed with RS256.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise unauthorized("The access token names no signing key (kid).")
+        key = await self.keys.public_key(kid)
+        if key is None:
+            raise unauthorized("The access token is signed by an unknown key.")
+        claims = self._decode(token, key)
+        if claims.get("typ") != ACCESS_TOKEN_TYPE:
+            raise unauthorized("The token is not an access token.")
+        principal = _principal(claims)
+        if await self.is_revoked(str(claims["jti"])):
+            raise unauthorized("The access token has been revoked.")
+        return principal
+
+    def _decode(self, token: str, key: Any) -> dict[str, Any]:
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=list(ALGORITHMS),
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_seconds,
+                options={"require": list(REQUIRED_CLAIMS)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise unauthorized("The access token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise unauthorized("The access token is not valid yet.") from None
+        except jwt.InvalidAudienceError:
+            raise unauthorized("The access token is not meant for this platform.") from None
+        except jwt.InvalidIssuerError:
+            raise unauthorized("The access token was issued by an unknown issuer.") from None
+        except jwt.MissingRequiredClaimError as error:
+            raise unauthorized(f"The access token has no {error.claim} claim.") from None
+        except jwt.InvalidSignatureError:
+            raise unauthorized("The access token signature is invalid.") from None
+        except jwt.PyJWTError:
+            raise unauthorized("The access token is invalid.") from None
+
+
+def _principal(claims: Mapping[str, Any]) -> Principal:
+    permissions, roles = claims.get("permissions", []), claims.get("roles", [])
+    subject, jti = claims["sub"], claims["jti"]
+    if not (
+        isinstance(subject, str)
+        and subject
+        and isinstance(jti, str)
+        and jti
+        and _strings(permissions)
+        and _strings(roles)
+    ):
+        raise unauthorized("The access token claims are malformed.")
+    return Principal(
+        subject=subject,
+        kind="user",
+        permissions=frozenset(permissions),
+        roles=tuple(roles),
+        token_id=jti,
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+    )
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedApiKey:
+    """What auth publishes in shared Redis about an active partner key, under
+    `keys("auth", "api_key", <digest>)`, so that every service can verify it locally."""
+
+    id: str
+    permissions: tuple[str, ...]
+    expires_at: datetime | None
+
+    def dumps(self) -> str:
+        expires = self.expires_at.isoformat() if self.expires_at else None
+        return json.dumps({"id": self.id, "permissions": self.permissions, "expires_at": expires})
+
+    @classmethod
+    def loads(cls, text: str) -> PublishedApiKey:
+        data = json.loads(text)
+        expires = data["expires_at"]
+        return cls(
+            id=data["id"],
+            permissions=tuple(data["permissions"]),
+            expires_at=datetime.fromisoformat(expires) if expires else None,
+        )
+
+
+class PublishedApiKeys:
+    """The `ApiKeyVerifier` of every service but auth: reads the keys auth publishes in Redis
+    (ADR 0002) and leaves a last-use mark (`keys("auth", "api_key_used", <id>)`) that auth
+    folds into the key's `last_used_at`."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+
+    async def verify(self, raw_key: str) -> Principal | None:
+        published = await self.redis.get(self.keys("auth", "api_key", api_key_digest(raw_key)))
+        if published is None:
+            return None
+        key = PublishedApiKey.loads(
+            published.decode() if isinstance(published, bytes) else published
+        )
+        now = datetime.now(UTC)
+        if key.expires_at is not None and key.expires_at <= now:
+            return None
+        await self.redis.set(self.keys("auth", "api_key_used", key.id), now.isoformat())
+        return Principal(
+            subject=key.id,
+            kind="api_key",
+            permissions=frozenset(key.permissions),
+            expires_at=key.expires_at,
+        )
+
+
+def token_info(principal: Principal) -> dict[str, Any]:
+    # Connexion keeps this as the request's token_info and reads "sub" from it.
+    return {"sub": principal.subject, "principal": principal}
+
+
+def security_map(authenticator: Credentials) -> dict[str, type]:
+    """Connexion `security_map` whose handlers call `authenticator` (not x-*InfoFunc names)."""
+
+    class Bearer(BearerSecurityHandler):  # type: ignore[misc]
+        def _resolve_func(self, security_scheme: Mapping[str, Any]) -> Callable[..., Any]:
+            return authenticator.bearer
+
+    class ApiKey(ApiKeySecurityHandler):  # type: ignore[misc]
+        def _resolve_func(self, security_scheme: Mapping[str, Any]) -> Callable[..., Any]:
+            return authenticator.api_key
+
+    return {"bearer": Bearer, "apiKey": ApiKey}
+
+
+class PermissionMiddleware:
+    """After connexion's security: require the operation's x-permissions, publish the caller.
+
+    A middleware rather than a handler wrapper: the handler keeps its own signature (connexion
+    reads it to pass parameters), and a caller without permission gets 403 before the request
+    body is even validated.
+    """
+
+    def __init__(self, app: ASGIApp, *, routes: RouteTable, authenticator: Credentials) -> None:
+        self.app = app
+        self.routes = routes
+        self.authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extensions = scope.get("extensions") or {}
+        operation = self.routes.operation(extensions.get(ROUTING_CONTEXT, {}).get("operation_id"))
+        token_info = extensions.get("connexion_context", {}).get("token_info")
+        caller = token_info.get("principal") if isinstance(token_info, Mapping) else None
+        if operation is not None and not operation.anonymous:
+            if caller is None:  # connexion fails closed already; this guards a changed stack
+                raise unauthorized("Authentication is required.")
+            await self._refuse_bad_second_credential(Headers(scope=scope), caller)
+            missing = caller.missing(operation.permissions)
+            if missing:
+                raise Problem(403, detail=f"Missing permission: {', '.join(missing)}")
+        token = requestctx.principal.set(caller)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            requestctx.principal.reset(token)
+
+    async def _refuse_bad_second_credential(self, headers: Headers, caller: Principal) -> None:
+        """Connexion accepts the first scheme that passes; a request that also carries a bad
+        credential of the other scheme is refused (401) rather than served on the good one."""
+        authorization = headers.get("authorization")
+        if caller.kind == "api_key" and authorization is not None:
+            scheme, _, token = authorization.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise unauthorized("The Authorization header is not a bearer token.")
+            await self.authenticator.bearer(token.strip())
+        raw_key = headers.get("x-api-key")
+        if caller.kind == "user" and raw_key is not None:
+            await self.authenticator.api_key(raw_key)

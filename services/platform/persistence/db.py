@@ -1,0 +1,188 @@
+"""Database access of one service: async engines, database creation and migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, cast
+
+import psycopg
+from alembic import command
+from alembic.config import Config
+from psycopg import sql
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, CursorResult, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from services.platform.core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An async engine: pre-pinged pool for PostgreSQL, WAL and a busy timeout for SQLite."""
+    if not is_sqlite(url):
+        return create_async_engine(url, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+
+    # Embedded mode has several writers per file (requests, relay, consumers): WAL lets readers
+    # run beside a writer, and the busy timeout makes writers wait instead of failing.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+class Database:
+    """The service's engines. `session()` writes; `read_session()` may go to a replica."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = settings.database_url
+        self.engine = create_engine(settings.database_url)
+        self.read_engine = (
+            create_engine(settings.read_database_url) if settings.read_database_url else self.engine
+        )
+        # expire_on_commit=False: objects stay readable after commit without lazy IO.
+        self.sessionmaker = async_sessionmaker(
+            self.engine, class_=AsyncSession, expire_on_commit=False
+        )
+        self.read_sessionmaker = async_sessionmaker(
+            self.read_engine, class_=AsyncSession, expire_on_commit=False
+        )
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def session(self) -> AsyncSession:
+        """A session on the primary; use as `async with db.session() as session:`."""
+        return self.sessionmaker()
+
+    def read_session(self) -> AsyncSession:
+        """A session for read-only queries (the replica when one is configured)."""
+        return self.read_sessionmaker()
+
+    async def ping(self) -> None:
+        """Run `SELECT 1` on every engine; raises when the database does not answer."""
+        for engine in {self.engine, self.read_engine}:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.read_engine is not self.engine:
+            await self.read_engine.dispose()
+
+
+def insert_ignoring_conflicts(dialect: str, table: Table, values: dict[str, Any]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING; the result's rowcount is 0 when the row existed."""
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(table).values(values).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        statement = sqlite.insert(table).values(values).on_conflict_do_nothing()
+    else:
+        raise ValueError(f"unsupported database {dialect!r}: PostgreSQL or SQLite only")
+    # SQLAlchemy reports an INSERT's rowcount only when asked to.
+    return statement.execution_options(preserve_rowcount=True)
+
+
+def affected_rows(result: object) -> int:
+    """Rows an INSERT/UPDATE/DELETE touched (`session.execute` is typed as returning Result)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
+
+
+def _maintenance_conninfo(url: URL) -> str:
+    """A libpq URL of the server's `postgres` database (where CREATE/DROP DATABASE run)."""
+    return url.set(drivername="postgresql", database="postgres").render_as_string(
+        hide_password=False
+    )
+
+
+async def ensure_database(url: str) -> None:
+    """Create the service's database when it does not exist yet (PostgreSQL), or the directory
+    of its file (SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        return
+    name = parsed.database
+    if not name:
+        raise ValueError(f"database URL names no database: {parsed!r}")
+    # CREATE DATABASE cannot run inside a transaction: autocommit.
+    async with await psycopg.AsyncConnection.connect(
+        _maintenance_conninfo(parsed), autocommit=True
+    ) as connection:
+        found = await connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if await found.fetchone():
+            return
+        try:
+            await connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            log.info("created database %s", name)
+        except psycopg.errors.DuplicateDatabase:
+            pass  # another replica created it first
+        except psycopg.errors.UniqueViolation:
+            pass  # same race, reported on pg_database's unique index
+
+
+async def drop_database(url: str) -> None:
+    """Drop the database (PostgreSQL, closing its connections) or delete the SQLite file."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            await asyncio.to_thread(_remove_sqlite_files, Path(parsed.database))
+        return
+    async with await psycopg.AsyncConnection.connect(
+        _maintenance_conninfo(parsed), autocommit=True
+    ) as connection:
+        await connection.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(parsed.database or "")
+            )
+        )
+
+
+def _remove_sqlite_files(path: Path) -> None:
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        path.with_name(name).unlink(missing_ok=True)
+
+
+def alembic_config(migrations: Path, database_url: str) -> Config:
+    """An Alembic configuration for a service's migrations directory and database.
+
+    The URL travels in `config.attributes` (read by `alembic_env.run_migrations`), so a
+    password never passes through ConfigParser interpolation.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(migrations))
+    config.attributes["database_url"] = database_url
+    return config
+
+
+async def prepare_database(migrations: Path | None, url: str) -> None:
+    """Create the service's database if missing, then apply its migrations."""
+    await ensure_database(url)
+    await asyncio.to_thread(migrate, migrations, url)
+
+
+def migrate(migrations: Path | None, database_url: str) -> None:
+    """`alembic upgrade head` for the service. Synchronous: call it through asyncio.to_thread."""
+    if migrations is None:
+        raise ValueError("this service has no migrations directory (it keeps no database)")
+    command.upgrade(alembic_config(migrations, database_url), "head")

@@ -1,0 +1,91 @@
+"""Handlers of the operational endpoints every service serves (specs/openapi/common.yaml).
+
+* `get_health` — each dependency the service uses (database, Redis, RabbitMQ), with latency
+  and a short timeout each; 200 when all are up, 503 otherwise.
+* `get_liveness` — 200 as long as the process serves HTTP (no dependency checked).
+* `get_readiness` — 200 once start-up finished and while the dependencies are up; 503 before,
+  during shutdown and when a dependency is down, so the orchestrator routes elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from connexion.lifecycle import ConnexionResponse
+
+from services.platform.http.responses import reply
+from services.platform.runtime.requests import AppState, current_app
+from services.platform.runtime.service import ServiceContext
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+async def check(probe: Callable[[], Awaitable[object]]) -> dict[str, Any]:
+    """One dependency check as the spec's HealthCheck: status, latency_ms, error."""
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
+    except TimeoutError:
+        return _down(f"no answer within {CHECK_TIMEOUT_SECONDS:g} s")
+    except Exception as error:
+        return _down(_describe(error))
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    return {"status": "ok", "latency_ms": latency_ms, "error": None}
+
+
+def _down(error: str) -> dict[str, Any]:
+    return {"status": "down", "latency_ms": None, "error": error}
+
+
+def _describe(error: Exception) -> str:
+    # The endpoint is public: say what failed, not where (no host names, URLs or passwords).
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return type(error).__name__
+
+
+async def dependency_checks(ctx: ServiceContext) -> dict[str, dict[str, Any]]:
+    probes: dict[str, Callable[[], Awaitable[object]]] = {}
+    if ctx.has_database:
+        probes["database"] = ctx.database.ping
+    probes["redis"] = ctx.redis.ping
+    probes["rabbitmq"] = ctx.bus.ping
+    results = await asyncio.gather(*(check(probe) for probe in probes.values()))
+    return dict(zip(probes, results, strict=True))
+
+
+def _body(app: AppState, checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    up = sum(1 for result in checks.values() if result["status"] == "ok")
+    status = "ok" if checks and up == len(checks) else "down" if up == 0 else "degraded"
+    return {"status": status, "service": app.service, "version": app.version, "checks": checks}
+
+
+def _app() -> AppState:
+    app = current_app()
+    if app is None:
+        raise RuntimeError("health handlers run inside an app built by create_app()")
+    return app
+
+
+async def _report(*, require_ready: bool) -> ConnexionResponse:
+    app = _app()
+    ctx = app.context
+    if ctx is None or (require_ready and not app.ready):
+        return reply(_body(app, {}), 503)
+    body = _body(app, await dependency_checks(ctx))
+    return reply(body, 200 if body["status"] == "ok" else 503)
+
+
+async def get_health() -> ConnexionResponse:
+    return await _report(require_ready=False)
+
+
+async def get_readiness() -> ConnexionResponse:
+    return await _report(require_ready=True)
+
+
+async def get_liveness() -> ConnexionResponse:
+    return reply({"status": "ok"})
