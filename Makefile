@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy services tools tests
+	$(BIN)/mypy services tools tests bench
 
 test: install servers check-codegen lint typecheck
 	$(BIN)/pytest
