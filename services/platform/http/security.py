@@ -57,7 +57,17 @@ class Credentials(Protocol):
 
 
 class KeySource(Protocol):
-    """Public keys that verify access tokens, by key id."""
+    """Public keys that verify access tokens, by key id.
+
+    `loaded` is true once the keys have been loaded at least once (a service is not ready
+    before: it would refuse every valid token); `warm()` loads them if they are not, and says
+    whether they are now. The runtime calls it at start-up, again with back-off until true.
+    """
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def warm(self) -> bool: ...
 
     async def public_key(self, kid: str) -> Any | None: ...
 

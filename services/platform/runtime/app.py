@@ -14,7 +14,8 @@ What every service gets from here:
 * bearer JWT and X-API-Key security, then the operation's x-permissions;
 * request/correlation ids, JSON access log, Prometheus metrics by route template;
 * a lifespan running the service (`runtime.run_service`), whose context handlers reach with
-  `current_context()`.
+  `current_context()`, and warming up in the background the keys that verify access tokens
+  (readiness is 503 until they are loaded: `authentication.warm_token_keys`).
 
 Middleware order (outermost first): request context → access log → server errors → metrics →
 connexion's exceptions → Swagger UI → concrete-path 405s → connexion's routing → security →
@@ -23,6 +24,7 @@ permissions → request validation → response validation → lifespan → conn
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import json
@@ -61,10 +63,10 @@ from services.platform.http.routes import HTTP_METHODS, ConcretePathMiddleware, 
 from services.platform.http.security import PermissionMiddleware, security_map
 from services.platform.http.validation import register_formats, validator_map
 from services.platform.runtime import health
-from services.platform.runtime.authentication import Authenticator
+from services.platform.runtime.authentication import Authenticator, warm_token_keys
 from services.platform.runtime.requests import AppState, RequestContextMiddleware
 from services.platform.runtime.runner import run_service
-from services.platform.runtime.service import ServiceContext, ServiceDefinition
+from services.platform.runtime.service import ServiceContext, ServiceDefinition, use_context
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 OPENAPI_PATH = "/openapi.json"
@@ -119,7 +121,7 @@ def create_app(
 
     app = AsyncApp(
         definition.handlers,
-        lifespan=_lifespan(run, state),
+        lifespan=_lifespan(run, state, authenticator),
         middlewares=[
             partial(RequestContextMiddleware, state=state),
             partial(AccessLogMiddleware, routes=routes),
@@ -221,20 +223,29 @@ def _with_headers(handler: Callable[..., Any], headers: Mapping[str, str]) -> Ca
 
 
 def _lifespan(
-    run: ContextFactory, state: AppState
+    run: ContextFactory, state: AppState, authenticator: Authenticator
 ) -> Callable[[Any], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
         try:
             async with run() as ctx:
                 state.context = ctx
+                # Readiness also waits for these keys; start-up does not (auth may be down).
+                state.token_keys = keys = authenticator.token_keys(ctx)
+                with use_context(ctx):
+                    warm_up = asyncio.create_task(
+                        warm_token_keys(keys, ctx.name), name=f"{ctx.name}:warm-token-keys"
+                    )
                 state.ready = True
                 try:
                     yield
                 finally:
                     state.ready = False  # readiness turns 503 while shutting down
+                    warm_up.cancel()
+                    await asyncio.gather(warm_up, return_exceptions=True)
         finally:
             state.context = None
+            state.token_keys = None
 
     return lifespan
 

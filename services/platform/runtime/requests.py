@@ -15,17 +15,25 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.platform.core import scope as scope_vars
+from services.platform.http.security import KeySource
 from services.platform.runtime.service import ServiceContext, use_context
 
 
 @dataclass(eq=False)
 class AppState:
-    """One app's life: its service context while the lifespan runs, and whether it is ready."""
+    """One app's life: its service context while the lifespan runs, whether it has started,
+    and the keys its bearer checks use (loaded in the background after start-up)."""
 
     service: str
     version: str  # info.version of the served spec
     context: ServiceContext | None = None
-    ready: bool = False
+    ready: bool = False  # started, and not shutting down
+    token_keys: KeySource | None = None
+
+    @property
+    def verifies_tokens(self) -> bool:
+        """True once the keys that verify access tokens are loaded (readiness needs it)."""
+        return self.token_keys is not None and self.token_keys.loaded
 
 
 _app: ContextVar[AppState | None] = ContextVar("erp_app", default=None)
