@@ -24,11 +24,12 @@ from tools.codegen.asyncapi import (
     render_publishers,
     render_topology,
 )
-from tools.codegen.bundle import bundle_openapi, load_yaml
+from tools.codegen.bundle import JsonObject, bundle_openapi, load_yaml
 from tools.codegen.common import CodegenError, dump_json, generated_note, header
 from tools.codegen.models import (
     COMMON_INPUT,
     OPENAPI_MODEL_OPTIONS,
+    ModelIndex,
     common_schema_names,
     external_ref_options,
     reexport_common,
@@ -123,6 +124,7 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
     )
 
     shared_names: dict[str, list[str]] = {}
+    documents: dict[str, JsonObject] = {}
     for service in services:
         source = (OPENAPI_DIR / f"{service}.yaml").as_posix()
         document = bundle_openapi(root / source)
@@ -134,9 +136,7 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
         files[GENERATED_DIR / service / "__init__.py"] = _package_init(
             source, f"Generated code of the {service} service (models, operations)."
         )
-        files[GENERATED_DIR / service / "operations.py"] = render_operations(
-            service, document, source
-        )
+        documents[service] = document
         shared_names[service] = common_schema_names(service, document, common)
         model_input = scratch / f"{service}.openapi.json"
         derived = service_model_input(document, shared_names[service], common_input)
@@ -189,6 +189,12 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
             models.read_text(encoding="utf-8"), shared_names[service], common_classes
         )
         models.write_text(text, encoding="utf-8", newline="\n")
+        # operations.py names model classes: written once datamodel-codegen has named them.
+        index = ModelIndex.read(scratch / f"{service}.models.json", common_metadata)
+        source = (OPENAPI_DIR / f"{service}.yaml").as_posix()
+        operations_path = GENERATED_DIR / service / "operations.py"
+        files[operations_path] = render_operations(service, documents[service], source, index)
+        (out / operations_path).write_text(files[operations_path], encoding="utf-8", newline="\n")
     if events is not None:
         check_models_source(events, (out / GENERATED_DIR / "events" / "models.py").read_text())
     written = sorted({*files, *(job.output.relative_to(out) for job in jobs)})
