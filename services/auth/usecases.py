@@ -58,7 +58,6 @@ from services.platform import (
     UnitOfWork,
     affected_rows,
     api_key_digest,
-    aware,
     insert_ignoring_conflicts,
     newest_first,
     paginate,
@@ -429,7 +428,7 @@ def _emit_registered(uow: UnitOfWork, user: User, token: str, expires_at: dateti
             email=user.email,
             email_verification_token=token,
             verification_expires_at=expires_at,
-            registered_at=aware(user.created_at),
+            registered_at=user.created_at,
         ),
     )
 
@@ -1277,14 +1276,10 @@ async def publish_api_keys(ctx: ServiceContext) -> None:
     now = utc_now()
     async with ctx.database.session() as session:
         keys = (await session.scalars(select(ApiKey).where(col(ApiKey.revoked_at).is_(None)))).all()
-        live = {
-            key.key_hash: key
-            for key in keys
-            if key.expires_at is None or aware(key.expires_at) > now
-        }
+        live = {key.key_hash: key for key in keys if key.expires_at is None or key.expires_at > now}
         async with ctx.redis.pipeline(transaction=False) as pipe:
             for key_hash, key in live.items():
-                expires = aware(key.expires_at) if key.expires_at else None
+                expires = key.expires_at
                 published = PublishedApiKey(str(key.id), tuple(key.permissions), expires)
                 ttl_ms = int((expires - now).total_seconds() * 1000) if expires else None
                 pipe.set(ctx.keys("auth", "api_key", key_hash), published.dumps(), px=ttl_ms)
@@ -1301,7 +1296,7 @@ async def publish_api_keys(ctx: ServiceContext) -> None:
             if used is None:
                 continue
             used_at = datetime.fromisoformat(str(used))
-            if key.last_used_at is None or aware(key.last_used_at) < used_at:
+            if key.last_used_at is None or key.last_used_at < used_at:
                 key.last_used_at = used_at
         await session.commit()
 
@@ -1324,10 +1319,10 @@ class DatabaseApiKeyVerifier:
                 return None
             if not domain.same_hash(api_key.key_hash, api_key_digest(raw_key)):
                 return None
-            if api_key.expires_at is not None and aware(api_key.expires_at) <= now:
+            if api_key.expires_at is not None and api_key.expires_at <= now:
                 return None
             last_used = api_key.last_used_at
-            if last_used is None or aware(last_used) <= now - LAST_USED_RESOLUTION:
+            if last_used is None or last_used <= now - LAST_USED_RESOLUTION:
                 await session.execute(
                     update(ApiKey).where(col(ApiKey.id) == api_key.id).values(last_used_at=now)
                 )
@@ -1336,7 +1331,7 @@ class DatabaseApiKeyVerifier:
             subject=str(api_key.id),
             kind="api_key",
             permissions=frozenset(api_key.permissions),
-            expires_at=aware(api_key.expires_at) if api_key.expires_at else None,
+            expires_at=api_key.expires_at,
         )
 
 

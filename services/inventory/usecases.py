@@ -72,7 +72,6 @@ from services.platform import (
     Problem,
     ServiceContext,
     UnitOfWork,
-    aware,
     insert_ignoring_conflicts,
     newest_first,
     paginate,
@@ -325,8 +324,8 @@ def product_state(product: Product) -> dict[str, Any]:
         "currency": product.currency,
         "category_id": str(product.category_id) if product.category_id else None,
         "status": product.status,
-        "created_at": rfc3339(aware(product.created_at)),
-        "updated_at": rfc3339(aware(product.updated_at)),
+        "created_at": rfc3339(product.created_at),
+        "updated_at": rfc3339(product.updated_at),
         "version": product.version,
     }
 
@@ -1063,7 +1062,7 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             order_id=order_id,
             reservation_id=reservation.id,
             items=_stock_items(items),
-            expires_at=aware(reservation.expires_at),
+            expires_at=reservation.expires_at,
         ),
     )
     return ReserveOutcome.RESERVED
