@@ -436,9 +436,11 @@ async def create_api_key(
 ) -> ConnexionResponse:
     request = _parse(models.ApiKeyCreate, body)
     caller = _caller()
+    ctx = current_context()
 
     async def run(uow: UnitOfWork) -> ConnexionResponse:
         created = await usecases.create_api_key(
+            ctx,
             uow,
             caller,
             name=request.name,
@@ -452,12 +454,9 @@ async def create_api_key(
             {"Location": f"/api/v1/api-keys/{api_key.id}"},
         )
 
-    ctx = current_context()
-    response = await idempotent(
+    return await idempotent(
         ctx, operation_id="create_api_key", key=idempotency_key, body=body, run=run
     )
-    await usecases.publish_api_keys(ctx)  # usable on every service at once
-    return response
 
 
 async def get_api_key(*, api_key_id: str) -> ConnexionResponse:
@@ -465,7 +464,5 @@ async def get_api_key(*, api_key_id: str) -> ConnexionResponse:
 
 
 async def revoke_api_key(*, api_key_id: str) -> ConnexionResponse:
-    ctx = current_context()
-    await usecases.revoke_api_key(ctx, _caller(), api_key_id)
-    await usecases.publish_api_keys(ctx)  # refused on every service at once
+    await usecases.revoke_api_key(current_context(), _caller(), api_key_id)
     return reply(None, 204)

@@ -244,8 +244,11 @@ async def list_products(
 async def create_product(
     *, body: dict[str, Any], idempotency_key: str | None = None
 ) -> ConnexionResponse:
+    ctx = current_context()
+
     async def run(uow: UnitOfWork) -> ConnexionResponse:
         product = await usecases.create_product(
+            ctx,
             uow,
             sku=body["sku"],
             name=body["name"],
@@ -257,13 +260,9 @@ async def create_product(
         )
         return _product_reply(product, 201)
 
-    ctx = current_context()
-    response = await idempotent(
+    return await idempotent(
         ctx, operation_id="create_product", key=idempotency_key, body=body, run=run
     )
-    # After the commit: a list cached before it must not be served any more.
-    await usecases.invalidate_product_list(ctx)
-    return response
 
 
 async def get_product(*, product_id: str) -> ConnexionResponse:

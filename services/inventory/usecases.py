@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 from uuid import UUID, uuid4
 
@@ -346,7 +347,8 @@ def _product_event_fields(product: Product) -> dict[str, Any]:
 
 
 async def invalidate_product_list(ctx: ServiceContext) -> None:
-    """Retire every cached product list page; called after a product change commits."""
+    """Retire every cached product list page; run after a product change commits
+    (`uow.after_commit`). Should it fail, the pages expire after PRODUCT_LIST_TTL_SECONDS."""
     await ctx.cache.invalidate(PRODUCTS_TAG)
 
 
@@ -431,6 +433,7 @@ def _price(text_value: str) -> Decimal:
 
 
 async def create_product(
+    ctx: ServiceContext,
     uow: UnitOfWork,
     *,
     sku: str,
@@ -463,6 +466,8 @@ async def create_product(
     events.publish_inventory_product_created(
         uow, InventoryProductCreatedPayload(**_product_event_fields(product))
     )
+    # After the commit: a list cached before it must not be served any more.
+    uow.after_commit(partial(invalidate_product_list, ctx))
     return product
 
 
@@ -501,9 +506,8 @@ async def update_product(
             events.publish_inventory_product_updated(
                 uow, InventoryProductUpdatedPayload(**_product_event_fields(product))
             )
+            uow.after_commit(partial(invalidate_product_list, ctx))
         await uow.commit()
-    if changed:
-        await invalidate_product_list(ctx)
     return product
 
 
@@ -531,8 +535,8 @@ async def delete_product(ctx: ServiceContext, product_id: str) -> None:
         events.publish_inventory_product_deleted(
             uow, InventoryProductDeletedPayload(**_product_event_fields(product))
         )
+        uow.after_commit(partial(invalidate_product_list, ctx))
         await uow.commit()
-    await invalidate_product_list(ctx)
 
 
 async def get_product_stock(ctx: ServiceContext, product_id: str) -> ProductStockView:

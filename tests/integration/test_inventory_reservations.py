@@ -189,6 +189,7 @@ def names(emitted: list[dict[str, Any]]) -> list[str]:
 async def new_product(ctx: ServiceContext, on_hand: int = 0, min_quantity: int = 0) -> UUID:
     async with ctx.unit_of_work() as uow:
         product = await usecases.create_product(
+            ctx,
             uow,
             sku=f"SKU-{uuid4().hex[:12].upper()}",
             name="Widget",
