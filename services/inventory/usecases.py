@@ -130,7 +130,7 @@ class ReservationView:
 class ReserveOutcome(StrEnum):
     RESERVED = "reserved"
     SKIPPED = "skipped"  # the order already has a reservation (or a cancellation tombstone)
-    FAILED = "failed"  # not every item could be reserved; the unit of work was rolled back
+    FAILED = "failed"  # not every item could be reserved; the failure is recorded instead
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -982,9 +982,10 @@ def _stock_items(items: Iterable[ReservationItem]) -> list[StockItem]:
 async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) -> ReserveOutcome:
     """Reserve every line of an order in the default warehouse, or nothing.
 
-    On FAILED the unit of work has been rolled back (every unit this attempt took is back, and
-    so is anything else written in it, the consumer's inbox row included): the caller records
-    the failure in the fresh transaction (`record_reservation_failure`).
+    The attempt runs in a savepoint of the caller's unit of work (a consumer's, holding the
+    inbox row the kit wrote). When a product is unknown or short, the savepoint is rolled back
+    (every unit the attempt took is back) and the failure is recorded in the same transaction
+    (`inventory.stock.reservation_failed`): FAILED. The caller commits either way.
     """
     session = uow.session
     existing = await _reservation_of(session, order_id)
@@ -1000,10 +1001,23 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             )
         return ReserveOutcome.SKIPPED
     merged = domain.merge_lines(lines)
+    async with uow.savepoint() as attempt:
+        reserved = await _take_stock(uow, order_id, merged)
+        if not reserved:
+            await attempt.rollback()
+    if reserved:
+        return ReserveOutcome.RESERVED
+    await _record_reservation_failure(uow, order_id, merged)
+    return ReserveOutcome.FAILED
+
+
+async def _take_stock(uow: UnitOfWork, order_id: UUID, merged: Sequence[Line]) -> bool:
+    """Reserve every (merged) line and say so (`stock.reserved`); False as soon as one cannot
+    be taken, with the lines before it taken: the caller rolls its savepoint back."""
+    session = uow.session
     known = await _live_product_ids(session, (line.product_id for line in merged))
     if len(known) < len(merged):
-        await uow.rollback()
-        return ReserveOutcome.FAILED
+        return False
     warehouse = await _default_warehouse_id(session)
     now = utc_now()
     movements: list[Movement] = []
@@ -1021,8 +1035,7 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             )
         ).first()
         if taken is None:
-            await uow.rollback()
-            return ReserveOutcome.FAILED
+            return False
         on_hand, reserved = int(taken[0]), int(taken[1])
         movements.append(
             _movement(
@@ -1069,11 +1082,11 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             expires_at=reservation.expires_at,
         ),
     )
-    return ReserveOutcome.RESERVED
+    return True
 
 
-async def record_reservation_failure(
-    uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]
+async def _record_reservation_failure(
+    uow: UnitOfWork, order_id: UUID, merged: Sequence[Line]
 ) -> None:
     """Record why an order could not be reserved and tell the saga (reservation_failed)."""
     session = uow.session
@@ -1081,7 +1094,6 @@ async def record_reservation_failure(
         # A concurrent delivery of the order reserved (or a cancellation tombstoned) it.
         log.info("order %s got a reservation meanwhile: no failure to report", order_id)
         return
-    merged = domain.merge_lines(lines)
     known = await _live_product_ids(session, (line.product_id for line in merged))
     warehouse = await _default_warehouse_id(session)
     available: dict[UUID, int] = {}
