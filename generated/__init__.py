@@ -4,5 +4,6 @@
 * `specs/<service>.openapi.json` — the bundled OpenAPI document each service serves;
 * `<service>/models.py`, `<service>/operations.py` — request/response models, the
   operation table and the handler Protocol;
-* `events/` — event models, JSON Schema and publishers; `topology.py` — RabbitMQ.
+* `events/` — event models, JSON Schema, publishers and consumer Protocols;
+  `topology.py` — RabbitMQ.
 """
