@@ -146,3 +146,11 @@ def test_route_table_finds_templates() -> None:
     assert routes.template("HEAD", "/api/v1/users/42") == "/api/v1/users/{user_id}"
     assert routes.template("GET", "/api/v1/users/42/roles") is None
     assert routes.allowed_methods("/nowhere") == []
+
+
+def test_field_errors_never_carry_nul_characters() -> None:
+    # An unknown query parameter's name is echoed; the published schemas forbid U+0000 in text.
+    problem = validation_problem([{"field": "a\x00b", "message": "is not a parameter"}])
+    assert problem.errors == [{"field": "a\\u0000b", "message": "is not a parameter"}]
+    assert problem.detail is not None
+    assert "\x00" not in problem.detail
