@@ -20,7 +20,7 @@ from services.platform.core.rules import FieldError, aware, utc_now
 from services.platform.core.scope import Caller, Principal, current_principal, require_principal
 from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
 from services.platform.http.idempotency import idempotent
-from services.platform.http.responses import reply
+from services.platform.http.responses import Reply
 from services.platform.http.security import (
     ACCESS_TOKEN_TYPE,
     ApiKeyVerifier,
@@ -75,6 +75,7 @@ __all__ = [
     "Principal",
     "Problem",
     "PublishedApiKey",
+    "Reply",
     "ServiceContext",
     "ServiceDefinition",
     "Settings",
@@ -101,7 +102,6 @@ __all__ = [
     "parse_uuid",
     "prepare_database",
     "rate_limit",
-    "reply",
     "require_if_match",
     "require_principal",
     "rfc3339",

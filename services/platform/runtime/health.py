@@ -14,10 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from connexion.lifecycle import ConnexionResponse
-
-from services.platform.http.responses import reply
-from services.platform.runtime.requests import AppState, current_app
+from services.platform.http.responses import Reply
+from services.platform.runtime.requests import AppState
 from services.platform.runtime.service import ServiceContext
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -63,29 +61,26 @@ def _body(app: AppState, checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"status": status, "service": app.service, "version": app.version, "checks": checks}
 
 
-def _app() -> AppState:
-    app = current_app()
-    if app is None:
-        raise RuntimeError("health handlers run inside an app built by create_app()")
-    return app
+class HealthHandlers:
+    """`get_health` and `get_readiness` of one app (they report its state)."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def get_health(self, _call: object) -> Reply:
+        return await self._report(require_ready=False)
+
+    async def get_readiness(self, _call: object) -> Reply:
+        return await self._report(require_ready=True)
+
+    async def _report(self, *, require_ready: bool) -> Reply:
+        app = self.state
+        ctx = app.context
+        if ctx is None or (require_ready and not app.ready):
+            return Reply(_body(app, {}), 503)
+        body = _body(app, await dependency_checks(ctx))
+        return Reply(body, 200 if body["status"] == "ok" else 503)
 
 
-async def _report(*, require_ready: bool) -> ConnexionResponse:
-    app = _app()
-    ctx = app.context
-    if ctx is None or (require_ready and not app.ready):
-        return reply(_body(app, {}), 503)
-    body = _body(app, await dependency_checks(ctx))
-    return reply(body, 200 if body["status"] == "ok" else 503)
-
-
-async def get_health() -> ConnexionResponse:
-    return await _report(require_ready=False)
-
-
-async def get_readiness() -> ConnexionResponse:
-    return await _report(require_ready=True)
-
-
-async def get_liveness() -> ConnexionResponse:
-    return reply({"status": "ok"})
+async def get_liveness(_call: object) -> Reply:
+    return Reply({"status": "ok"})

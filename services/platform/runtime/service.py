@@ -56,6 +56,8 @@ class ServiceDefinition:
     default_port: int
     handlers: str  # module path of the handler functions, e.g. "services.auth.handlers"
     operations: Mapping[str, OperationInfo]
+    # The JSON Schema definitions the operations' schemas refer to (generated SCHEMAS).
+    schemas: Mapping[str, Any] = field(default_factory=dict)
     metadata: MetaData | None = None
     migrations: Path | None = None
     consumers: Mapping[str, Consumer] = field(default_factory=dict)  # event name -> handler
