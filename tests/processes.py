@@ -71,7 +71,8 @@ def erp(*args: str, env: Mapping[str, str], timeout: float = 120) -> str:
 
 
 class ServiceProcess:
-    """`erp serve SERVICE` on a free port, waited for until it answers /health/live."""
+    """`erp serve SERVICE` on a free port, waited for until it answers /health/ready (or only
+    /health/live with `start(ready=False)`)."""
 
     def __init__(self, service: str, env: Mapping[str, str], log_dir: Path) -> None:
         self.service = service
@@ -81,22 +82,23 @@ class ServiceProcess:
         self._log_path = log_dir / f"{service}-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60) -> ServiceProcess:
+    def start(self, timeout: float = 60, *, ready: bool = True) -> ServiceProcess:
         log = self._log_path.open("ab")
         self._process = subprocess.Popen(
             [ERP, "serve", self.service], env=self._env, cwd=ROOT, stdout=log, stderr=log
         )
+        probe = f"{self.url}/health/{'ready' if ready else 'live'}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise AssertionError(f"{self.service} exited at start-up:\n{self.log()}")
             try:
-                if httpx.get(f"{self.url}/health/ready", timeout=1).status_code == 200:
+                if httpx.get(probe, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"{self.service} did not become ready:\n{self.log()}")
+        raise AssertionError(f"{self.service} did not answer {probe}:\n{self.log()}")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         if self._process is None:

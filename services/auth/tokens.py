@@ -17,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ ALGORITHM = "RS256"
 KEY_SIZE = 2048
 # A retired key outlives the last token it signed by the verifiers' clock leeway and more.
 RETIRED_KEY_GRACE = ACCESS_TOKEN_TTL + timedelta(minutes=5)
+
+log = logging.getLogger("services.auth.tokens")
 
 
 def _b64url_uint(value: int) -> str:
@@ -179,6 +182,19 @@ class SigningKeys:
         }
 
     # --- the kit's KeySource ---
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded_at is not None
+
+    async def warm(self) -> bool:
+        """Auth is ready to verify once its keys are loaded (`ensure_active` at start-up)."""
+        if not self.loaded:
+            try:
+                await self._current()
+            except Exception:  # the database is down: not ready, the runtime retries
+                log.warning("cannot load the signing keys", exc_info=True)
+        return self.loaded
 
     async def public_key(self, kid: str) -> Any | None:
         keys = await self._current()

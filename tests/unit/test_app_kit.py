@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from services.platform.core.logs import JsonFormatter, configure_logging
 from services.platform.core.scope import Principal
 from services.platform.http.security import PublishedApiKey
 from services.platform.persistence.redis import Keys
-from services.platform.runtime import health
+from services.platform.runtime import authentication, health
 from services.platform.runtime.app import MissingHandlersError, create_app
 from tests.problems import problem as assert_problem
 from tests.unit.fixtures import support
@@ -464,7 +465,44 @@ def test_readiness_is_503_until_the_service_has_started(service: support.FakeSer
     assert response.json() == {"status": "down", "service": "kit", "version": "2.1.0", "checks": {}}
     assert not_started.get("/health/live").status_code == 200
     with not_started:
-        assert not_started.get("/health/ready").status_code == 200
+        assert ready_soon(not_started).status_code == 200
+
+
+def ready_soon(client: TestClient, seconds: float = 5) -> Any:
+    """/health/ready once it answers 200 (the keys are warmed up in the background)."""
+    deadline = time.monotonic() + seconds
+    while (response := client.get("/health/ready")).status_code != 200:
+        if time.monotonic() > deadline:
+            return response
+        time.sleep(0.01)
+    return response
+
+
+def test_readiness_is_503_until_the_jwks_has_been_fetched(
+    key: support.SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(authentication, "WARM_UP_DELAYS", (0.01,))
+    service = support.FakeService(support.JwksEndpoint(key))
+    service.jwks.unreachable = True  # auth is not up yet
+    definition, settings = support.definition(), support.settings()
+    app = create_app(
+        definition, settings, lifespan=service.lifespan(definition, settings), spec=support.SPEC
+    )
+    with TestClient(app) as starting:
+        while service.jwks.fetches < 3:  # the warm-up keeps trying
+            time.sleep(0.01)
+        response = starting.get("/health/ready")
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "degraded"
+        assert {check["status"] for check in body["checks"].values()} == {"ok"}
+        assert starting.get("/health").status_code == 200  # dependencies are all up
+        assert starting.get("/health/live").status_code == 200
+
+        service.jwks.unreachable = False  # auth comes up
+        assert ready_soon(starting).status_code == 200
+        whoami = starting.get("/api/v1/whoami", headers=bearer(key))
+        assert whoami.status_code == 200, whoami.text
 
 
 # --- metrics and logs --------------------------------------------------------------------------

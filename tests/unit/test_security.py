@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -42,9 +43,9 @@ def verifier(source: Any, redis: fakeredis.FakeAsyncRedis | None = None) -> Toke
     return TokenVerifier(source, issuer=ISSUER, audience=AUDIENCE, is_revoked=is_revoked)
 
 
-def jwks(*keys: SigningKey) -> tuple[JwksEndpoint, JwksKeySource, Clock]:
+def jwks(*keys: SigningKey, **options: float) -> tuple[JwksEndpoint, JwksKeySource, Clock]:
     endpoint, clock = JwksEndpoint(*keys), Clock()
-    return endpoint, JwksKeySource(JWKS_URL, endpoint.client(), clock=clock), clock
+    return endpoint, JwksKeySource(JWKS_URL, endpoint.client(), clock=clock, **options), clock
 
 
 async def rejected(tokens: TokenVerifier, token: str) -> Problem:
@@ -187,6 +188,147 @@ async def test_cached_keys_survive_a_failing_jwks(key: SigningKey) -> None:
     clock.now += 301
     assert (await tokens.verify(key.token(subject="still"))).subject == "still"
     assert endpoint.fetches == 2
+
+
+# --- single flight: concurrent callers share one fetch ------------------------------------
+
+CALLERS = 64
+SLOW = 0.05  # seconds the JWKS takes to answer: every caller arrives while it is in flight
+
+
+async def all_at_once(source: JwksKeySource, kids: list[str]) -> list[Any]:
+    # A bound on the wait: a caller stuck on a fetch fails the test instead of hanging it.
+    return await asyncio.wait_for(asyncio.gather(*(source.public_key(k) for k in kids)), 5)
+
+
+async def test_callers_at_cold_start_all_wait_for_the_one_fetch(key: SigningKey) -> None:
+    endpoint, source, _ = jwks(key)
+    endpoint.delay = SLOW
+
+    found = await all_at_once(source, [key.kid] * CALLERS)
+
+    assert all(public is not None for public in found)  # no 401 for a valid token
+    assert endpoint.fetches == 1
+
+
+async def test_callers_meeting_a_rotated_key_all_wait_for_the_one_refetch(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    endpoint, source, clock = jwks(key)
+    await source.public_key(key.kid)
+    endpoint.keys.append(other_key)  # auth rotated: tokens now carry the new kid
+    endpoint.delay = SLOW
+    clock.now += 10
+
+    found = await all_at_once(source, [other_key.kid] * CALLERS)
+
+    assert all(public is not None for public in found)
+    assert endpoint.fetches == 2
+
+
+async def test_callers_after_the_ttl_share_one_refetch(key: SigningKey) -> None:
+    endpoint, source, clock = jwks(key)
+    await source.public_key(key.kid)
+    endpoint.delay = SLOW
+    clock.now += 301
+
+    found = await all_at_once(source, [key.kid] * CALLERS)
+
+    assert all(public is not None for public in found)
+    assert endpoint.fetches == 2
+
+
+@pytest.mark.parametrize("failure", ["fail", "unreachable"])
+async def test_callers_waiting_on_a_failing_fetch_get_none_promptly(
+    key: SigningKey, failure: str
+) -> None:
+    endpoint, source, _ = jwks(key)
+    endpoint.delay = SLOW
+    setattr(endpoint, failure, True)
+
+    started = time.monotonic()
+    found = await all_at_once(source, [key.kid] * CALLERS)
+
+    assert found == [None] * CALLERS
+    assert endpoint.fetches == 1
+    assert time.monotonic() - started < 1
+
+
+async def test_a_hanging_jwks_times_out_for_every_waiting_caller(key: SigningKey) -> None:
+    endpoint, source, _ = jwks(key, timeout_seconds=0.1)
+    endpoint.delay = 30  # auth accepts the connection and never answers
+
+    started = time.monotonic()
+    found = await all_at_once(source, [key.kid] * CALLERS)
+
+    assert found == [None] * CALLERS
+    assert time.monotonic() - started < 1
+
+
+async def test_a_failed_refetch_keeps_the_cached_keys_for_concurrent_callers(
+    key: SigningKey,
+) -> None:
+    endpoint, source, clock = jwks(key)
+    await source.public_key(key.kid)
+    endpoint.delay, endpoint.unreachable = SLOW, True
+    clock.now += 301
+
+    found = await all_at_once(source, [key.kid] * CALLERS)
+
+    assert all(public is not None for public in found)
+    assert endpoint.fetches == 2
+
+
+async def test_concurrent_made_up_kids_cause_one_fetch_per_interval(key: SigningKey) -> None:
+    endpoint, source, clock = jwks(key)
+    await source.public_key(key.kid)
+    endpoint.delay = SLOW
+    clock.now += 10
+
+    made_up = [f"made-up-{i}" for i in range(CALLERS)]
+    assert await all_at_once(source, made_up) == [None] * CALLERS
+    assert await all_at_once(source, made_up) == [None] * CALLERS
+    assert endpoint.fetches == 2  # one refetch, shared; the second flood is throttled
+
+    clock.now += 5
+    assert await all_at_once(source, made_up) == [None] * CALLERS
+    assert endpoint.fetches == 3
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_fetch_others_wait_for(
+    key: SigningKey,
+) -> None:
+    endpoint, source, _ = jwks(key)
+    endpoint.delay = SLOW
+    leaving = asyncio.create_task(source.public_key(key.kid))
+    staying = asyncio.create_task(source.public_key(key.kid))
+    await asyncio.sleep(SLOW / 5)
+    leaving.cancel()
+
+    assert await asyncio.wait_for(staying, 5) is not None
+    assert leaving.cancelled()
+    assert endpoint.fetches == 1
+
+
+async def test_warm_loads_the_keys_once_auth_answers(key: SigningKey) -> None:
+    endpoint, source, _ = jwks(key)
+    endpoint.unreachable = True
+    assert not source.loaded
+    assert await source.warm() is False
+    assert await source.warm() is False  # warm-up paces itself: not throttled like requests
+    assert endpoint.fetches == 2
+
+    endpoint.unreachable = False
+    endpoint.delay = SLOW
+    warmed, *found = await asyncio.gather(
+        source.warm(), *(source.public_key(key.kid) for _ in range(8))
+    )
+    assert warmed is True
+    assert source.loaded
+    assert all(public is not None for public in found)
+    assert endpoint.fetches == 3  # requests arriving during the warm-up shared its fetch
+    assert await source.warm() is True
+    assert endpoint.fetches == 3
 
 
 def test_unusable_jwks_entries_are_skipped(key: SigningKey) -> None:

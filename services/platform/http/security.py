@@ -47,7 +47,17 @@ class Credentials(Protocol):
 
 
 class KeySource(Protocol):
-    """Public keys that verify access tokens, by key id."""
+    """Public keys that verify access tokens, by key id.
+
+    `loaded` is true once the keys have been loaded at least once (a service is not ready
+    before: it would refuse every valid token); `warm()` loads them if they are not, and says
+    whether they are now. The runtime calls it at start-up, again with back-off until true.
+    """
+
+    @property
+    def loaded(self) -> bool: ...
+
+    async def warm(self) -> bool: ...
 
     async def public_key(self, kid: str) -> Any | None: ...
 
@@ -61,9 +71,23 @@ class ApiKeyVerifier(Protocol):
 class JwksKeySource:
     """Keys from the auth service's JWKS, cached for `ttl_seconds`.
 
-    An unknown `kid` (the auth service rotated its key) triggers a refetch, but at most one
-    every `min_refresh_seconds`, so a flood of tokens with made-up kids cannot turn into a
-    flood of requests to auth. When a refetch fails the cached keys stay in use.
+    A refresh is needed when no JWKS has been fetched yet, when the cache is older than the
+    TTL, or for a `kid` the cache lacks (auth rotated its key). Failure model:
+
+    * Single flight: one fetch at a time, run as an `asyncio` task. Every caller needing a
+      refresh while it runs awaits that task, then reads the keys it left, so the requests
+      arriving at start-up or right after a rotation all get the new keys, none a 401. Callers
+      wait through `asyncio.shield`: one whose request is cancelled does not cancel the fetch
+      the others wait on. (A task rather than a lock held across the fetch: a late caller
+      joins the fetch in flight instead of queueing to decide, one by one, not to fetch.)
+    * A new fetch starts at most every `min_refresh_seconds`: a flood of tokens with made-up
+      kids costs auth one request per interval; between fetches such a kid is refused at once.
+    * A fetch takes at most `timeout_seconds`, connection and body together. Whatever goes
+      wrong (auth down or slow, an error status, a body that is not JSON), it is logged, the
+      cached keys stay in use, and the waiting callers read the cache as it is: None for a
+      kid it lacks (the 401 they would have got), never a hang.
+    * `warm()` (the runtime's start-up warm-up) joins the fetch in flight or starts one
+      without the request throttle: its caller paces its retries itself.
     """
 
     def __init__(
@@ -85,7 +109,16 @@ class JwksKeySource:
         self._keys: dict[str, Any] = {}
         self._fetched_at: float | None = None
         self._attempted_at: float | None = None
-        self._lock = asyncio.Lock()
+        self._inflight: asyncio.Task[None] | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._fetched_at is not None
+
+    async def warm(self) -> bool:
+        if not self.loaded:
+            await asyncio.shield(self._inflight or self._start_fetch())
+        return self.loaded
 
     def _fresh(self) -> bool:
         return self._fetched_at is not None and self.clock() - self._fetched_at < self.ttl_seconds
@@ -99,24 +132,43 @@ class JwksKeySource:
     async def public_key(self, kid: str) -> Any | None:
         if kid in self._keys and self._fresh():
             return self._keys[kid]
-        if self._may_refresh():
-            async with self._lock:
-                # Whoever held the lock may just have refreshed: check again.
-                if not (kid in self._keys and self._fresh()) and self._may_refresh():
-                    await self._refresh()
+        fetch = self._inflight
+        if fetch is None and self._may_refresh():
+            fetch = self._start_fetch()
+        if fetch is not None:
+            await asyncio.shield(fetch)
         return self._keys.get(kid)
 
-    async def _refresh(self) -> None:
+    def _start_fetch(self) -> asyncio.Task[None]:
         self._attempted_at = self.clock()
+        fetch = asyncio.create_task(self._fetch(), name=f"jwks-fetch {self.url}")
+        self._inflight = fetch
+        fetch.add_done_callback(self._fetched)
+        return fetch
+
+    def _fetched(self, fetch: asyncio.Task[None]) -> None:
+        if self._inflight is fetch:
+            self._inflight = None
+
+    async def _fetch(self) -> None:
+        attempted_at = self._attempted_at
         try:
-            response = await self.client.get(self.url, timeout=self.timeout_seconds)
-            response.raise_for_status()
-            document = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            log.warning("cannot fetch the JWKS from %s: %s", self.url, error)
+            async with asyncio.timeout(self.timeout_seconds):
+                response = await self.client.get(self.url, timeout=self.timeout_seconds)
+                response.raise_for_status()
+                document = response.json()
+        except TimeoutError:
+            log.warning(
+                "cannot fetch the JWKS from %s: no answer within %gs",
+                self.url,
+                self.timeout_seconds,
+            )
+            return
+        except Exception as error:  # the failure model: any failure keeps the cached keys
+            log.warning("cannot fetch the JWKS from %s: %s", self.url, str(error) or repr(error))
             return
         self._keys = parse_jwks(document)
-        self._fetched_at = self._attempted_at
+        self._fetched_at = attempted_at
 
 
 def parse_jwks(document: object) -> dict[str, Any]:

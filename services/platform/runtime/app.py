@@ -21,6 +21,7 @@ bundle byte for byte.
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import time
@@ -57,11 +58,11 @@ from services.platform.http.security import authenticate
 from services.platform.http.validation import CompiledSchema
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime import health
-from services.platform.runtime.authentication import Authenticator
+from services.platform.runtime.authentication import Authenticator, warm_token_keys
 from services.platform.runtime.calls import Call, WriteCall
 from services.platform.runtime.requests import AppState, bind_request
 from services.platform.runtime.runner import run_service
-from services.platform.runtime.service import ServiceContext, ServiceDefinition
+from services.platform.runtime.service import ServiceContext, ServiceDefinition, use_context
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 OPENAPI_PATH = "/openapi.json"
@@ -258,9 +259,16 @@ class ServiceApp:
                 await send({"type": "lifespan.startup.failed", "message": str(error)})
                 raise
             self.state.context = ctx
+            # Readiness also waits for these keys; start-up does not (auth may be down).
+            self.state.token_keys = keys = self._authenticator.token_keys(ctx)
+            with use_context(ctx):
+                warm_up = asyncio.create_task(
+                    warm_token_keys(keys, ctx.name), name=f"{ctx.name}:warm-token-keys"
+                )
+            stack.push_async_callback(_cancel, warm_up)
             self.state.ready = True
             await send({"type": "lifespan.startup.complete"})
-            message = await receive()
+            await receive()  # lifespan.shutdown
             self.state.ready = False  # readiness turns 503 while shutting down
             try:
                 await stack.aclose()
@@ -269,7 +277,13 @@ class ServiceApp:
                 await send({"type": "lifespan.shutdown.failed", "message": str(error)})
                 raise
             self.state.context = None
+            self.state.token_keys = None
             await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _success(endpoint: Endpoint) -> int | None:

@@ -16,6 +16,7 @@ from starlette.types import Message, Send
 
 from services.platform.core import scope as scope_vars
 from services.platform.core.scope import Caller
+from services.platform.http.security import KeySource
 from services.platform.runtime.service import ServiceContext, use_context
 
 
@@ -27,6 +28,12 @@ class AppState:
     version: str  # info.version of the served spec
     context: ServiceContext | None = None
     ready: bool = False
+    token_keys: KeySource | None = None  # what verifies access tokens, once built
+
+    @property
+    def verifies_tokens(self) -> bool:
+        """True once the keys that verify access tokens are loaded (readiness needs it)."""
+        return self.token_keys is not None and self.token_keys.loaded
 
 
 _app: ContextVar[AppState | None] = ContextVar("erp_app", default=None)
