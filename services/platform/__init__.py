@@ -43,6 +43,7 @@ from services.platform.persistence.pagination import (
     newest_first,
     paginate,
 )
+from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, rfc3339
 from services.platform.runtime.app import create_app
@@ -80,6 +81,7 @@ __all__ = [
     "ServiceDefinition",
     "Settings",
     "SettingsError",
+    "Sql",
     "Topology",
     "UnitOfWork",
     "WriteCall",

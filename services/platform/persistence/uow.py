@@ -15,7 +15,13 @@ from pydantic import BaseModel
 from services.platform.core import scope as requestctx
 from services.platform.core.contracts import EventSpec
 from services.platform.core.rules import utc_now
-from services.platform.persistence.db import Database, affected_rows, insert_ignoring_conflicts
+from services.platform.persistence.db import (
+    Database,
+    affected_rows,
+    fetch_on,
+    insert_ignoring_conflicts,
+)
+from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import OutboxMessage, kit_metadata
 
 
@@ -81,6 +87,10 @@ class UnitOfWork:
         if self._pending_events and self._on_commit is not None:
             self._on_commit()
         self._pending_events = 0
+
+    async def fetch_all(self, sql: Sql, **params: Any) -> list[dict[str, Any]]:
+        """Run a hand-written statement in this transaction; its rows (if any) as dicts."""
+        return await fetch_on(await self.session.connection(), sql, params)
 
     async def rollback(self) -> None:
         await self.session.rollback()

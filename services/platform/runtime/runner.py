@@ -66,6 +66,7 @@ async def run_service(
         if definition.has_database:
             with _step(name, "creating and migrating the database"):
                 await prepare_database(definition.migrations, settings.database_url)
+            await database.open()
 
         redis = connect_redis(settings)
         stack.push_async_callback(redis.aclose)

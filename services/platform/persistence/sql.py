@@ -1,0 +1,41 @@
+"""Hand-written SQL for the hot path: one statement text, run on the driver's own connection.
+
+    STOCK_PAGE = Sql("SELECT ..., count(*) OVER () AS total FROM stock WHERE ... LIMIT :limit")
+    rows = await database.fetch_all(STOCK_PAGE, limit=15)          # reads: the read pool
+    rows = await uow.fetch_all(RECEIVE, product_id=..., quantity=3)  # writes: the transaction
+
+Why: SQLAlchemy costs about 200 µs of CPU per session or connection checkout and per statement
+on this machine (PERF_NOTES.md, measured again for ADR 0004); psycopg's own pool and cursor do
+the same work in a fraction of that. The ORM stays for the rest of the code, where clarity is
+worth more than those microseconds; a query becomes `Sql` when `make bench` says it matters.
+
+Statements name their parameters `:name` (never `%`-formatting); each dialect gets its form
+once: psycopg's `%(name)s` on PostgreSQL, sqlite3's native `:name` in embedded mode.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+@dataclass(eq=False)
+class Sql:
+    """One SQL statement with `:name` parameters, as each dialect wants it."""
+
+    text: str
+    _forms: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def for_dialect(self, dialect: str) -> str:
+        form = self._forms.get(dialect)
+        if form is None:
+            if dialect == "postgresql":
+                form = _NAMED.sub(r"%(\1)s", self.text.replace("%", "%%"))
+            elif dialect == "sqlite":
+                form = self.text
+            else:
+                raise ValueError(f"unsupported database {dialect!r}: PostgreSQL or SQLite only")
+            self._forms[dialect] = form
+        return form
