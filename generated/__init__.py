@@ -2,7 +2,9 @@
 """Code generated from the specs by `erp codegen` (tools/codegen); never edited by hand.
 
 * `specs/<service>.openapi.json` — the bundled OpenAPI document each service serves;
-* `<service>/models.py`, `<service>/operations.py` — request/response models, the
-  operation table and the handler Protocol;
+* `common/models.py` — the models of common.yaml's components, generated once;
+* `<service>/models.py`, `<service>/operations.py` — request/response models (the
+  common ones imported from `common/models.py`), the operation table and the handler
+  Protocol;
 * `events/` — event models, JSON Schema and publishers; `topology.py` — RabbitMQ.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -15,6 +14,17 @@ from pydantic import (
     Field,
     RootModel,
     SecretStr,
+)
+
+from generated.common.models import (  # the common components this service uses
+    CursorMeta as CursorMeta,
+    FieldError as FieldError,
+    Health as Health,
+    HealthCheck as HealthCheck,
+    HealthChecks as HealthChecks,
+    Liveness as Liveness,
+    PaginationMeta as PaginationMeta,
+    Problem as Problem,
 )
 
 
@@ -562,162 +572,6 @@ class Jwks(BaseModel):
     keys: list[Jwk]
 
 
-class PermissionList(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    data: list[Permission]
-
-
-class CursorMeta(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    next_cursor: Annotated[
-        str | None,
-        Field(
-            description="Opaque cursor of the next page; null on the last page.",
-            examples=["eyJpZCI6IjE4In0"],
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-    per_page: Annotated[int, Field(examples=[15], ge=1, le=100)]
-
-
-class FieldError(BaseModel):
-    model_config = ConfigDict(
-        validate_by_name=True,
-    )
-    field: Annotated[
-        str,
-        Field(
-            description="Path of the offending field (dot-separated for nested fields).",
-            examples=["password"],
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-    message: Annotated[
-        str, Field(examples=["must contain at least one digit"], pattern="^[^\\x00]*$")
-    ]
-
-
-class Status(StrEnum):
-    ok = "ok"
-    degraded = "degraded"
-    down = "down"
-
-
-class Status1(StrEnum):
-    ok = "ok"
-    down = "down"
-
-
-class HealthCheck(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    status: Status1
-    latency_ms: Annotated[
-        float | None,
-        Field(
-            description="Round-trip time of the check; null when it did not complete.",
-            examples=[1.2],
-            ge=0.0,
-        ),
-    ]
-    error: Annotated[
-        str | None,
-        Field(
-            description="Why the dependency is down; null when up.",
-            examples=[None],
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-
-
-class HealthChecks(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    database: HealthCheck | MISSING = MISSING
-    redis: HealthCheck | MISSING = MISSING
-    rabbitmq: HealthCheck | MISSING = MISSING
-
-
-class Liveness(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    status: Literal["ok"]
-
-
-class PaginationMeta(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    page: Annotated[int, Field(examples=[1], ge=1)]
-    per_page: Annotated[int, Field(examples=[15], ge=1, le=100)]
-    total: Annotated[
-        int,
-        Field(description="Number of items matching the filters.", examples=[42], ge=0),
-    ]
-    last_page: Annotated[
-        int,
-        Field(
-            description="Number of the last page (1 when the list is empty).",
-            examples=[3],
-            ge=1,
-        ),
-    ]
-
-
-class Problem(BaseModel):
-    model_config = ConfigDict(
-        validate_by_name=True,
-    )
-    type: Annotated[
-        str,
-        Field(
-            description="URI reference identifying the problem type (`about:blank` when generic).",
-            examples=["about:blank"],
-        ),
-    ]
-    title: Annotated[
-        str,
-        Field(
-            description="Short, human-readable summary of the problem type.",
-            examples=["Unprocessable Entity"],
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-    status: Annotated[int, Field(description="HTTP status code.", examples=[422], ge=100, le=599)]
-    detail: Annotated[
-        str | None | MISSING,
-        Field(
-            description="Human-readable explanation of this occurrence.",
-            examples=["The password must contain at least one digit."],
-            pattern="^[^\\x00]*$",
-        ),
-    ] = MISSING
-    instance: Annotated[
-        str | None | MISSING,
-        Field(
-            description="URI reference of this occurrence (usually the request path).",
-            examples=["/api/v1/auth/register"],
-            pattern="^[^\\x00]*$",
-        ),
-    ] = MISSING
-    errors: Annotated[
-        list[FieldError] | MISSING, Field(description="Field-level validation errors.")
-    ] = MISSING
-
-
 class UserList(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -736,6 +590,14 @@ class RoleList(BaseModel):
     meta: PaginationMeta
 
 
+class PermissionList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Permission]
+
+
 class ApiKeyList(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -752,26 +614,3 @@ class AuditEventList(BaseModel):
     )
     data: list[AuditEvent]
     meta: CursorMeta
-
-
-class Health(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    status: Annotated[
-        Status,
-        Field(
-            description="`ok` all dependencies up; `degraded` some down; `down` the service cannot work."
-        ),
-    ]
-    service: Annotated[str, Field(examples=["auth"], pattern="^[^\\x00]*$")]
-    version: Annotated[
-        str,
-        Field(
-            description="Version of the running service.",
-            examples=["1.0.0"],
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-    checks: HealthChecks

@@ -7,7 +7,7 @@ import keyword
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tools.codegen.bundle import JsonObject, resolve_pointer, split_ref
@@ -19,11 +19,14 @@ from tools.codegen.common import (
     py_literal,
     wrap_paragraphs,
 )
+from tools.codegen.models import ModelIndex
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 # Served by the platform kit (its health and metrics handlers), not by the service's handlers.
 KIT_OPERATIONS = frozenset({"get_health", "get_liveness", "get_readiness", "get_metrics"})
+
+JSON_MEDIA_TYPE = "application/json"
 
 _SCALAR_TYPES = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
 
@@ -36,6 +39,27 @@ class Parameter:
     required: bool
     annotation: str  # Python type of the argument
     default: str | None  # Python expression of the default, None when there is none
+    schema: JsonObject = field(default_factory=dict)  # JSON Schema (draft 4) of the value
+
+
+@dataclass(frozen=True)
+class Body:
+    """An `application/json` request body, as the kit validates and parses it."""
+
+    required: bool
+    schema: JsonObject  # JSON Schema (draft 4), `$ref`s into SCHEMAS
+    schema_name: str | None  # the component schema it references; None when inline
+
+
+@dataclass(frozen=True)
+class Success:
+    """The operation's one 2xx response."""
+
+    status: int
+    content_type: str | None  # None: no body
+    schema: JsonObject | None
+    schema_name: str | None  # the component schema of a JSON body; None when inline or none
+    headers: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -46,7 +70,15 @@ class Operation:
     summary: str
     permissions: tuple[str, ...]
     public: bool
-    parameters: tuple[Parameter, ...]
+    parameters: tuple[Parameter, ...]  # path, query and header parameters, then the body
+    body: Body | None = None
+    success: Success | None = None
+    location: str | None = None  # the created resource's path template (a 201 with Location)
+
+    @property
+    def request_parameters(self) -> tuple[Parameter, ...]:
+        """The path, query and header parameters (not the body)."""
+        return tuple(p for p in self.parameters if p.location != "body")
 
 
 def python_name(name: str) -> str:
@@ -100,6 +132,156 @@ def deref(document: JsonObject, node: Any, where: str) -> Any:
     return node
 
 
+# ------------------------------------------------------------- OpenAPI 3.0 → JSON Schema
+
+JSON_SCHEMA_DIALECT = "http://json-schema.org/draft-04/schema#"
+SCHEMA_REF_PREFIX = "#/components/schemas/"
+DEFINITIONS_REF_PREFIX = "#/definitions/"
+
+# Keywords of the OpenAPI 3.0 Schema Object that JSON Schema draft 4 does not have (or that
+# are annotations only OpenAPI tooling reads); `x-*` extensions go too. `nullable` is turned
+# into a "null" type (below) before it is dropped. readOnly/writeOnly go without a trace: the
+# kit validates a request and a response against the same schema (none are used today).
+_OPENAPI_ONLY = frozenset(
+    {
+        "nullable",
+        "example",
+        "examples",
+        "discriminator",
+        "xml",
+        "externalDocs",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
+_SCHEMA_MAPS = ("properties", "patternProperties")  # name → schema
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")  # [schema, ...]
+
+
+def definition_ref(ref: str, where: str) -> str:
+    """`#/components/schemas/X` → `#/definitions/X`; any other reference is an error."""
+    if not ref.startswith(SCHEMA_REF_PREFIX) or "/" in ref[len(SCHEMA_REF_PREFIX) :]:
+        raise CodegenError(f"{where}: {ref!r} is not a reference to a component schema")
+    return DEFINITIONS_REF_PREFIX + ref[len(SCHEMA_REF_PREFIX) :]
+
+
+def json_schema(schema: Any, where: str) -> JsonObject:
+    """An OpenAPI 3.0 Schema Object as JSON Schema draft 4 (a new object; input untouched).
+
+    * `nullable: true` adds "null" to `type` (and `None` to `enum` when there is one); a
+      nullable `$ref` or composition (`allOf`/`anyOf`/`oneOf`) becomes
+      `{"anyOf": [<schema>, {"type": "null"}]}` (its `default` kept outside);
+    * OpenAPI-only keywords and `x-*` extensions are dropped (`_OPENAPI_ONLY`);
+    * `$ref`s become `#/definitions/<Name>` (siblings of a `$ref` are ignored by both, and
+      dropped); `format`, `default` and every validation keyword are kept as they are.
+
+    Only schema positions are converted: a property named `example`, or an `enum`/`default`
+    value that looks like a schema, is data and stays as it is.
+    """
+    if isinstance(schema, bool):
+        return {} if schema else {"not": {}}
+    if not isinstance(schema, dict):
+        raise CodegenError(f"{where}: a schema must be an object, got {schema!r}")
+    converted: JsonObject = {}
+    ref = schema.get("$ref")
+    if ref is not None:
+        if not isinstance(ref, str):
+            raise CodegenError(f"{where}: $ref must be a string")
+        converted["$ref"] = definition_ref(ref, where)
+    else:
+        for key, value in schema.items():
+            if key in _OPENAPI_ONLY or key.startswith("x-"):
+                continue
+            if key in _SCHEMA_MAPS:
+                converted[key] = {
+                    name: json_schema(sub, f"{where}.{key}.{name}") for name, sub in value.items()
+                }
+            elif key in _SCHEMA_LISTS:
+                converted[key] = [
+                    json_schema(sub, f"{where}.{key}[{i}]") for i, sub in enumerate(value)
+                ]
+            elif key == "not":
+                converted[key] = json_schema(value, f"{where}.not")
+            elif key == "items":
+                converted[key] = (
+                    [json_schema(sub, f"{where}.items[{i}]") for i, sub in enumerate(value)]
+                    if isinstance(value, list)
+                    else json_schema(value, f"{where}.items")
+                )
+            elif key == "additionalProperties" and isinstance(value, dict):
+                converted[key] = json_schema(value, f"{where}.additionalProperties")
+            else:
+                converted[key] = copy.deepcopy(value)
+    if schema.get("nullable") is True:
+        converted = _nullable(converted)
+    return converted
+
+
+def _nullable(schema: JsonObject) -> JsonObject:
+    if "$ref" in schema or any(key in schema for key in _SCHEMA_LISTS):
+        outer: JsonObject = {"anyOf": [schema, {"type": "null"}]}
+        if "default" in schema:
+            outer["default"] = schema.pop("default")
+        return outer
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        schema["type"] = types if "null" in types else [*types, "null"]
+    # Without a type the schema already admits null, unless an enum leaves it out.
+    if isinstance(schema.get("enum"), list) and None not in schema["enum"]:
+        schema["enum"] = [*schema["enum"], None]
+    return schema
+
+
+def schema_refs(node: Any) -> list[str]:
+    """The `$ref` strings under a node, in document order (with repeats)."""
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [
+            ref for key, value in node.items() if key != "$ref" for ref in schema_refs(value)
+        ]
+    if isinstance(node, list):
+        return [ref for item in node for ref in schema_refs(item)]
+    return []
+
+
+def used_schemas(document: JsonObject, source: str) -> list[str]:
+    """The component schemas the document's operations use (parameters, bodies, responses,
+    headers; through component parameters/responses/... and through other schemas), in the
+    order of `components.schemas`."""
+    schemas = (document.get("components") or {}).get("schemas") or {}
+    seen_refs: set[str] = set()
+    names: set[str] = set()
+    pending = schema_refs(document.get("paths") or {})
+    while pending:
+        ref = pending.pop()
+        if ref in seen_refs:
+            continue
+        seen_refs.add(ref)
+        if ref.startswith(SCHEMA_REF_PREFIX):
+            name = ref[len(SCHEMA_REF_PREFIX) :]
+            if name not in schemas:
+                raise CodegenError(f"{source}: {ref!r} does not resolve")
+            names.add(name)
+            pending.extend(schema_refs(schemas[name]))
+        else:  # a component parameter, response, header, request body, example...
+            pending.extend(schema_refs(deref(document, {"$ref": ref}, source)))
+    return [name for name in schemas if name in names]
+
+
+def schema_definitions(document: JsonObject, source: str) -> JsonObject:
+    """`SCHEMAS` of operations.py: a draft 4 document whose `definitions` are the used
+    component schemas, converted."""
+    schemas = (document.get("components") or {}).get("schemas") or {}
+    return {
+        "$schema": JSON_SCHEMA_DIALECT,
+        "definitions": {
+            name: json_schema(schemas[name], f"{source}: components.schemas.{name}")
+            for name in used_schemas(document, source)
+        },
+    }
+
+
 def _annotation(document: JsonObject, schema: Any, where: str) -> str:
     schema = deref(document, schema, where)
     if not isinstance(schema, dict):
@@ -144,7 +326,126 @@ def _parameter(document: JsonObject, raw: Any, where: str) -> Parameter:
         required=required,
         annotation=annotation,
         default=default,
+        schema=json_schema(spec.get("schema", {}), f"{where}: parameter {spec['name']}"),
     )
+
+
+def _schema_name(schema: Any) -> str | None:
+    """The component schema a media type's schema references (None when inline)."""
+    if isinstance(schema, dict) and isinstance(schema.get("$ref"), str):
+        ref: str = schema["$ref"]
+        if ref.startswith(SCHEMA_REF_PREFIX):
+            return ref[len(SCHEMA_REF_PREFIX) :]
+    return None
+
+
+def _json_body(document: JsonObject, raw: Any, where: str) -> Body | None:
+    """The `application/json` request body the kit validates (None when there is none)."""
+    body = deref(document, raw, where)
+    media = (body.get("content") or {}).get(JSON_MEDIA_TYPE)
+    if media is None:
+        return None
+    schema = (media or {}).get("schema", {})
+    return Body(
+        required=bool(body.get("required", False)),
+        schema=json_schema(schema, f"{where}: requestBody"),
+        schema_name=_schema_name(schema),
+    )
+
+
+def _success(document: JsonObject, operation: JsonObject, where: str) -> Success:
+    """The operation's one 2xx response (several, a range such as `2XX`, or none: an error)."""
+    responses = operation.get("responses") or {}
+    successes = [(str(code), raw) for code, raw in responses.items() if str(code).startswith("2")]
+    if len(successes) != 1 or not successes[0][0].isdigit():
+        found = f"declares {[code for code, _ in successes]}" if successes else "declares none"
+        raise CodegenError(
+            f"{where}: an operation needs exactly one 2xx response with a numeric status "
+            f"(the kit's success response); it {found}"
+        )
+    status, raw = successes[0]
+    response = deref(document, raw, where)
+    if not isinstance(response, dict):
+        raise CodegenError(f"{where}: malformed {status} response")
+    headers = tuple(str(name) for name in response.get("headers") or {})
+    content = response.get("content") or {}
+    if not content:
+        return Success(int(status), None, None, None, headers)
+    if JSON_MEDIA_TYPE in content:
+        content_type = JSON_MEDIA_TYPE
+    elif len(content) == 1:
+        content_type = str(next(iter(content)))
+    else:
+        raise CodegenError(
+            f"{where}: the {status} response offers {sorted(content)}; the kit sends one "
+            f"media type (add {JSON_MEDIA_TYPE}, or keep only one)"
+        )
+    schema = (content[content_type] or {}).get("schema", {})
+    return Success(
+        status=int(status),
+        content_type=content_type,
+        schema=json_schema(schema, f"{where}: {status} response"),
+        schema_name=_schema_name(schema),
+        headers=headers,
+    )
+
+
+def _has_property(document: JsonObject, schema: Any, name: str, where: str) -> bool:
+    schema = deref(document, schema, where)
+    if not isinstance(schema, dict):
+        return False
+    if name in (schema.get("properties") or {}):
+        return True
+    return any(_has_property(document, part, name, where) for part in schema.get("allOf") or [])
+
+
+def _location(
+    document: JsonObject,
+    operation: JsonObject,
+    path: str,
+    success: Success,
+    get_paths: set[str],
+    where: str,
+) -> str | None:
+    """The created resource's path template, `{id}` standing for the response's `id`.
+
+    For a 201 that declares a `Location` header: `x-location` on the operation when given,
+    else the sibling GET path (`POST /things` → `/things/{id}` because `GET /things/{thing_id}`
+    exists). Neither is an error, and so is `x-location` on any other operation.
+    """
+    explicit = operation.get("x-location")
+    declares = success.status == 201 and any(h.lower() == "location" for h in success.headers)
+    if not declares:
+        if explicit is not None:
+            raise CodegenError(
+                f"{where}: x-location is only for a 201 response that declares a Location header"
+            )
+        return None
+    if explicit is not None:
+        if not isinstance(explicit, str) or not explicit.startswith("/") or "{id}" not in explicit:
+            raise CodegenError(f"{where}: x-location must be a path template with {{id}}")
+        location = explicit
+    else:
+        siblings = sorted(
+            candidate
+            for candidate in get_paths
+            if candidate.startswith(path.rstrip("/") + "/")
+            and re.fullmatch(r"{[^{}/]+}", candidate[len(path.rstrip("/")) + 1 :])
+        )
+        if not siblings:
+            raise CodegenError(
+                f"{where}: the 201 response declares Location, but there is no GET "
+                f"{path.rstrip('/')}/{{...}} to point it at; add x-location: <path with {{id}}>"
+            )
+        location = path.rstrip("/") + "/{id}"
+    if success.schema_name is None or not _has_property(
+        document, {"$ref": SCHEMA_REF_PREFIX + success.schema_name}, "id", where
+    ):
+        raise CodegenError(
+            f"{where}: the 201 response declares Location, but its schema has no `id` property "
+            "to fill the location's {id} with"
+        )
+    return location
 
 
 def _body(document: JsonObject, raw: Any, where: str) -> Parameter:
@@ -188,6 +489,7 @@ def operations(document: JsonObject, source: str) -> tuple[Operation, ...]:
     root_security = document.get("security") or []
     result: list[Operation] = []
     seen: dict[str, str] = {}
+    get_paths = {path for path, method, _, _ in _path_item_operations(document) if method == "get"}
     for path, method, operation, shared in _path_item_operations(document):
         where = f"{source}: {method.upper()} {path}"
         operation_id = operation.get("operationId")
@@ -213,8 +515,12 @@ def operations(document: JsonObject, source: str) -> tuple[Operation, ...]:
                 f"{where}: path parameters {sorted(declared)} do not match the template "
                 f"{sorted(template)}"
             )
+        body: Body | None = None
         if "requestBody" in operation:
             parameters.append(_body(document, operation["requestBody"], where))
+            body = _json_body(document, operation["requestBody"], where)
+        success = _success(document, operation, where)
+        location = _location(document, operation, path, success, get_paths, where)
         names = [p.name for p in parameters]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -238,6 +544,9 @@ def operations(document: JsonObject, source: str) -> tuple[Operation, ...]:
                 permissions=tuple(permissions or ()),
                 public=public,
                 parameters=tuple(parameters),
+                body=body,
+                success=success,
+                location=location,
             )
         )
     return tuple(result)
@@ -246,15 +555,49 @@ def operations(document: JsonObject, source: str) -> tuple[Operation, ...]:
 # ---------------------------------------------------------------------------------- rendering
 
 
-def _operation_info(operation: Operation) -> str:
+def _is_json(content_type: str) -> bool:
+    return content_type == JSON_MEDIA_TYPE or content_type.endswith("+json")
+
+
+def _model(index: ModelIndex, schema_name: str | None, direction: str, where: str) -> str:
+    if schema_name is None:
+        raise CodegenError(
+            f"{where}: the {direction} schema is inline, so no model is generated for it; "
+            "make it a $ref to a component schema"
+        )
+    return "models." + index.model_for(schema_name, direction, where)
+
+
+def _operation_info(operation: Operation, index: ModelIndex, source: str) -> str:
+    where = f"{source}: {operation.method} {operation.path}"
     parameters = "".join(
-        f"ParameterInfo(name={p.name!r}, location={p.location!r}, required={p.required!r}),"
-        for p in operation.parameters
+        f"ParameterInfo(name={p.name!r}, location={p.location!r}, required={p.required!r}, "
+        f"wire_name={p.wire_name!r}, schema={py_literal(p.schema)}),"
+        for p in operation.request_parameters
     )
+    body = "None"
+    if operation.body is not None:
+        model = _model(index, operation.body.schema_name, "request", where)
+        body = (
+            f"BodyInfo(required={operation.body.required!r}, "
+            f"schema={py_literal(operation.body.schema)}, model={model})"
+        )
+    success = "None"
+    if operation.success is not None:
+        result = operation.success
+        model = "None"
+        if result.content_type is not None and _is_json(result.content_type):
+            model = _model(index, result.schema_name, "response", where)
+        success = (
+            f"ResponseInfo(status={result.status!r}, model={model}, "
+            f"schema={py_literal(result.schema)}, headers={py_literal(result.headers)}, "
+            f"content_type={result.content_type!r})"
+        )
     return (
         f"OperationInfo(operation_id={operation.operation_id!r}, method={operation.method!r}, "
         f"path={operation.path!r}, permissions={py_literal(operation.permissions)}, "
-        f"public={operation.public!r}, parameters=({parameters})),"
+        f"public={operation.public!r}, parameters=({parameters}), body={body}, "
+        f"success={success}, location={operation.location!r}),"
     )
 
 
@@ -283,29 +626,47 @@ def _set_literal(names: list[str]) -> str:
     return "{" + ", ".join(repr(name) for name in names) + "}" if names else "()"
 
 
-def render_operations(service: str, document: JsonObject, source: str) -> str:
-    """The source of `generated/<service>/operations.py` (formatted afterwards by ruff)."""
+def render_operations(service: str, document: JsonObject, source: str, index: ModelIndex) -> str:
+    """The source of `generated/<service>/operations.py` (formatted afterwards by ruff).
+
+    `index` names the generated model classes of the component schemas (models.ModelIndex).
+    """
     ops = operations(document, source)
     protocol = f"{pascal(service)}Handlers"
     version = str((document.get("info") or {}).get("version", ""))
     served = [op for op in ops if op.operation_id not in KIT_OPERATIONS]
     kit = sorted(op.operation_id for op in ops if op.operation_id in KIT_OPERATIONS)
     methods = "\n".join(_method(op) for op in served) or "    pass\n"
-    table = "\n".join(f"    {op.operation_id!r}: {_operation_info(op)}" for op in ops)
+    table = "\n".join(
+        f"    {op.operation_id!r}: {_operation_info(op, index, source)}" for op in ops
+    )
+    schemas = py_literal(schema_definitions(document, source))
     module_doc = wrap_paragraphs(
         f"""HTTP operations of the {service} service, from {source}.
 
-        `OPERATIONS` describes every operation for the platform kit: method, path template, the
-        permissions it requires (`x-permissions`; all of them, an empty tuple meaning any
-        authenticated caller), whether it is public (`security: []`) and its parameters under
-        the names connexion passes them (`pythonic_params=True`: snake_case, `body` for the
-        request body; headers such as `Idempotency-Key` become `idempotency_key`).
+        `OPERATIONS` describes every operation for the platform kit, all of it read from the
+        spec here, at generation time: method, path template, the permissions it requires
+        (`x-permissions`; all of them, an empty tuple meaning any authenticated caller),
+        whether it is public (`security: []`); its path, query and header parameters
+        (`name` as connexion passes them with `pythonic_params=True`, e.g. `idempotency_key`;
+        `wire_name` as the request spells them, e.g. `Idempotency-Key`; `schema`); its
+        `application/json` request body (`body`: schema and the model to parse it into); its
+        one 2xx response (`success`: status, model, schema, declared headers, media type); and
+        for a 201 with a `Location` header the created resource's path template (`location`,
+        `{{id}}` standing for the response's `id`).
+
+        `SCHEMAS` is a JSON Schema draft 4 document whose `definitions` are the component
+        schemas the operations use, converted from OpenAPI 3.0 (`nullable` as a "null" type,
+        OpenAPI-only keywords dropped); every `schema` above points into it
+        (`#/definitions/<Name>`): validate with `{{"definitions": SCHEMAS["definitions"],
+        **schema}}`.
 
         `{protocol}` is the shape of the module `services.{service}.handlers`: one coroutine per
-        operationId with keyword arguments as above. A module satisfies a Protocol, so
-        `handlers: {protocol} = services.{service}.handlers` makes mypy report a missing,
-        misspelled or mistyped handler. The operational operations
-        ({", ".join(kit) or "none"}) are served by the platform kit and are not part of it."""
+        operationId with keyword arguments named as above (`body` for the request body). A
+        module satisfies a Protocol, so `handlers: {protocol} = services.{service}.handlers`
+        makes mypy report a missing, misspelled or mistyped handler. The operational
+        operations ({", ".join(kit) or "none"}) are served by the platform kit and are not part
+        of it."""
     )
     return f'''{header(source)}
 """{module_doc}
@@ -317,7 +678,8 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Protocol, TypeAlias
 
-from services.platform.core.contracts import OperationInfo, ParameterInfo
+from generated.{service} import models
+from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = {service!r}
 SPEC_VERSION = {version!r}
@@ -327,6 +689,9 @@ HandlerResult: TypeAlias = Any
 
 KIT_OPERATIONS: frozenset[str] = frozenset({_set_literal(kit)})
 """OperationIds served by the platform kit rather than by `services.{service}.handlers`."""
+
+SCHEMAS: Mapping[str, Any] = {schemas}
+"""JSON Schema draft 4: the component schemas the operations use, under `definitions`."""
 
 OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType({{
 {table}

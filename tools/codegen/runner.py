@@ -24,8 +24,18 @@ from tools.codegen.asyncapi import (
     render_publishers,
     render_topology,
 )
-from tools.codegen.bundle import bundle_openapi, load_yaml
+from tools.codegen.bundle import JsonObject, bundle_openapi, load_yaml
 from tools.codegen.common import CodegenError, dump_json, generated_note, header
+from tools.codegen.models import (
+    COMMON_INPUT,
+    OPENAPI_MODEL_OPTIONS,
+    ModelIndex,
+    common_schema_names,
+    external_ref_options,
+    reexport_common,
+    service_model_input,
+    top_level_classes,
+)
 from tools.codegen.openapi import render_operations, validate_openapi
 from tools.codegen.tooling import ModelJob, ruff_format, run_datamodel
 
@@ -73,6 +83,12 @@ def generate(root: Path, out: Path) -> list[Path]:
 
     Returns the relative paths written, sorted.
     """
+    with tempfile.TemporaryDirectory(prefix="erp-codegen-models-") as scratch:
+        return _generate(root, out, Path(scratch))
+
+
+def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
+    """`generate`, with `scratch` for the inputs of datamodel-code-generator (see models.py)."""
     files: dict[Path, str] = {}
     jobs: list[ModelJob] = []
     services = openapi_services(root)
@@ -80,10 +96,35 @@ def generate(root: Path, out: Path) -> list[Path]:
         "specs/",
         "Code generated from the specs by `erp codegen` (tools/codegen); never edited by hand.\n\n"
         "* `specs/<service>.openapi.json` — the bundled OpenAPI document each service serves;\n"
-        "* `<service>/models.py`, `<service>/operations.py` — request/response models, the\n"
-        "  operation table and the handler Protocol;\n"
+        "* `common/models.py` — the models of common.yaml's components, generated once;\n"
+        "* `<service>/models.py`, `<service>/operations.py` — request/response models (the\n"
+        "  common ones imported from `common/models.py`), the operation table and the handler\n"
+        "  Protocol;\n"
         "* `events/` — event models, JSON Schema and publishers; `topology.py` — RabbitMQ.\n",
     )
+
+    common_source = (OPENAPI_DIR / COMMON_SPEC).as_posix()
+    common = bundle_openapi(root / common_source)
+    common_input = scratch / COMMON_INPUT
+    common_input.write_text(dump_json(common, sort_keys=False), encoding="utf-8")
+    common_models = out / GENERATED_DIR / "common" / "models.py"
+    common_metadata = scratch / "common.models.json"
+    files[GENERATED_DIR / "common" / "__init__.py"] = _package_init(
+        common_source, "Generated models of the components shared by every service (common.yaml)."
+    )
+    jobs.append(
+        ModelJob(
+            common_input,
+            "openapi",
+            common_models,
+            header(common_source),
+            OPENAPI_MODEL_OPTIONS,
+            common_metadata,
+        )
+    )
+
+    shared_names: dict[str, list[str]] = {}
+    documents: dict[str, JsonObject] = {}
     for service in services:
         source = (OPENAPI_DIR / f"{service}.yaml").as_posix()
         document = bundle_openapi(root / source)
@@ -95,15 +136,19 @@ def generate(root: Path, out: Path) -> list[Path]:
         files[GENERATED_DIR / service / "__init__.py"] = _package_init(
             source, f"Generated code of the {service} service (models, operations)."
         )
-        files[GENERATED_DIR / service / "operations.py"] = render_operations(
-            service, document, source
-        )
+        documents[service] = document
+        shared_names[service] = common_schema_names(service, document, common)
+        model_input = scratch / f"{service}.openapi.json"
+        derived = service_model_input(document, shared_names[service], common_input)
+        model_input.write_text(dump_json(derived, sort_keys=False), encoding="utf-8")
         jobs.append(
             ModelJob(
-                out / spec_path,
+                model_input,
                 "openapi",
                 out / GENERATED_DIR / service / "models.py",
                 header(source),
+                OPENAPI_MODEL_OPTIONS + external_ref_options(common_input),
+                scratch / f"{service}.models.json",
             )
         )
 
@@ -137,6 +182,19 @@ def generate(root: Path, out: Path) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text, encoding="utf-8", newline="\n")
     run_datamodel(jobs)
+    common_classes = top_level_classes(common_models.read_text(encoding="utf-8"))
+    for service in services:
+        models = out / GENERATED_DIR / service / "models.py"
+        text = reexport_common(
+            models.read_text(encoding="utf-8"), shared_names[service], common_classes
+        )
+        models.write_text(text, encoding="utf-8", newline="\n")
+        # operations.py names model classes: written once datamodel-codegen has named them.
+        index = ModelIndex.read(scratch / f"{service}.models.json", common_metadata)
+        source = (OPENAPI_DIR / f"{service}.yaml").as_posix()
+        operations_path = GENERATED_DIR / service / "operations.py"
+        files[operations_path] = render_operations(service, documents[service], source, index)
+        (out / operations_path).write_text(files[operations_path], encoding="utf-8", newline="\n")
     if events is not None:
         check_models_source(events, (out / GENERATED_DIR / "events" / "models.py").read_text())
     written = sorted({*files, *(job.output.relative_to(out) for job in jobs)})

@@ -46,6 +46,8 @@ class ModelJob:
     input_file_type: str  # "openapi" | "jsonschema"
     output: Path
     header: str
+    options: tuple[str, ...] = ()  # after DATAMODEL_OPTIONS
+    metadata: Path | None = None  # --emit-model-metadata: which class came from which schema
 
 
 def _environment() -> dict[str, str]:
@@ -73,7 +75,10 @@ def run_datamodel(jobs: Sequence[ModelJob]) -> None:
             "--custom-file-header",
             job.header,
             *DATAMODEL_OPTIONS,
+            *job.options,
         ]
+        if job.metadata is not None:
+            command += ["--emit-model-metadata", str(job.metadata)]
         process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -85,7 +90,8 @@ def run_datamodel(jobs: Sequence[ModelJob]) -> None:
     failures: list[str] = []
     for job, process in running:
         stdout, stderr = process.communicate()
-        if process.returncode != 0 or not job.output.is_file():
+        written = job.output.is_file() and (job.metadata is None or job.metadata.is_file())
+        if process.returncode != 0 or not written:
             failures.append(
                 f"datamodel-codegen failed on {job.source.name} (exit {process.returncode}):\n"
                 f"{stderr.strip() or stdout.strip()}"
