@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import services.auth.handlers
-from generated.auth.operations import OPERATIONS, AuthHandlers
+from generated.auth.operations import OPERATIONS, SCHEMAS, AuthHandlers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.topology import TOPOLOGY
 from services.auth import usecases
@@ -33,6 +33,7 @@ definition = ServiceDefinition(
     default_port=8001,
     handlers="services.auth.handlers",
     operations=OPERATIONS,
+    schemas=SCHEMAS,
     topology=TOPOLOGY,
     events=EVENTS,
     envelopes=ENVELOPE_MODELS,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import services.inventory.handlers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
-from generated.inventory.operations import OPERATIONS, InventoryHandlers
+from generated.inventory.operations import OPERATIONS, SCHEMAS, InventoryHandlers
 from generated.topology import TOPOLOGY
 from services.inventory import consumers, usecases
 from services.inventory.tables import metadata
@@ -25,6 +25,7 @@ definition = ServiceDefinition(
     default_port=8002,
     handlers="services.inventory.handlers",
     operations=OPERATIONS,
+    schemas=SCHEMAS,
     topology=TOPOLOGY,
     events=EVENTS,
     envelopes=ENVELOPE_MODELS,

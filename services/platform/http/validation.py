@@ -25,6 +25,7 @@ from services.platform.core.contracts import JsonSchema
 from services.platform.core.problems import Problem
 
 MAX_MESSAGE_LENGTH = 300
+DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -171,7 +172,8 @@ class CompiledSchema:
     """One schema, compiled: `errors(instance, field)` is [] for a valid instance."""
 
     def __init__(self, schema: JsonSchema, definitions: Mapping[str, Any] | None = None) -> None:
-        self._root: dict[str, Any] = {**schema}
+        # Without $schema fastjsonschema would compile a later draft than the specs are written in.
+        self._root: dict[str, Any] = {"$schema": DRAFT_4, **schema}
         if definitions:
             self._root["definitions"] = definitions
         self._check = fastjsonschema.compile(_bounded(self._root), formats=dict(FORMATS))

@@ -302,7 +302,7 @@ def _endpoints(
     ]
     if missing:
         raise MissingHandlersError(handlers.__name__, missing)
-    schemas = definition.schemas
+    schemas = definition.schemas.get("definitions", {})
     endpoints = []
     for operation in definition.operations.values():
         success = operation.success

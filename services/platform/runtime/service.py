@@ -56,7 +56,7 @@ class ServiceDefinition:
     default_port: int
     handlers: str  # module path of the handler functions, e.g. "services.auth.handlers"
     operations: Mapping[str, OperationInfo]
-    # The JSON Schema definitions the operations' schemas refer to (generated SCHEMAS).
+    # The JSON Schema document whose `definitions` the operations' schemas refer to (SCHEMAS).
     schemas: Mapping[str, Any] = field(default_factory=dict)
     metadata: MetaData | None = None
     migrations: Path | None = None
