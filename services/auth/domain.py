@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 
-from services.platform import FieldError, api_key_digest, aware
+from services.platform import FieldError, api_key_digest
 
 # --- lifetimes ------------------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ def refresh_outcome(record: RefreshRecord, now: datetime) -> RefreshOutcome:
         return RefreshOutcome.REUSED
     if record.revoked_at is not None:
         return RefreshOutcome.REVOKED
-    if aware(record.expires_at) <= now:
+    if record.expires_at <= now:
         return RefreshOutcome.EXPIRED
     return RefreshOutcome.ROTATE
 
@@ -370,4 +370,4 @@ class TokenPurpose(StrEnum):
 
 
 def one_time_token_usable(expires_at: datetime, used_at: datetime | None, now: datetime) -> bool:
-    return used_at is None and aware(expires_at) > now
+    return used_at is None and expires_at > now

@@ -23,7 +23,6 @@ from services.platform import (
     Page,
     PageMeta,
     UnitOfWork,
-    aware,
     current_context,
     current_principal,
     etag,
@@ -77,10 +76,10 @@ def _user(view: UserView) -> models.User:
         name=user.name,
         email=user.email,
         is_active=user.is_active,
-        email_verified_at=aware(user.email_verified_at) if user.email_verified_at else None,
+        email_verified_at=user.email_verified_at,
         roles=list(view.roles),
-        created_at=aware(user.created_at),
-        updated_at=aware(user.updated_at),
+        created_at=user.created_at,
+        updated_at=user.updated_at,
         version=user.version,
     )
 
@@ -94,25 +93,22 @@ def _role(view: RoleView) -> models.Role:
         description=role.description,
         permissions=list(view.permissions),
         is_system=role.is_system,
-        created_at=aware(role.created_at),
-        updated_at=aware(role.updated_at),
+        created_at=role.created_at,
+        updated_at=role.updated_at,
         version=role.version,
     )
 
 
 def _api_key_fields(api_key: ApiKey) -> dict[str, Any]:
-    def moment(value: Any) -> Any:
-        return aware(value) if value is not None else None
-
     return {
         "id": api_key.id,
         "name": api_key.name,
         "prefix": domain.display_prefix(api_key.prefix),
         "permissions": list(api_key.permissions),
-        "created_at": aware(api_key.created_at),
-        "expires_at": moment(api_key.expires_at),
-        "last_used_at": moment(api_key.last_used_at),
-        "revoked_at": moment(api_key.revoked_at),
+        "created_at": api_key.created_at,
+        "expires_at": api_key.expires_at,
+        "last_used_at": api_key.last_used_at,
+        "revoked_at": api_key.revoked_at,
     }
 
 
@@ -128,7 +124,7 @@ def _audit_event(entry: AuditEntry) -> models.AuditEvent:
         subject_id=entry.subject_id,
         ip=entry.ip,
         details=entry.details,
-        occurred_at=aware(entry.occurred_at),
+        occurred_at=entry.occurred_at,
     )
 
 
@@ -440,9 +436,11 @@ async def create_api_key(
 ) -> ConnexionResponse:
     request = _parse(models.ApiKeyCreate, body)
     caller = _caller()
+    ctx = current_context()
 
     async def run(uow: UnitOfWork) -> ConnexionResponse:
         created = await usecases.create_api_key(
+            ctx,
             uow,
             caller,
             name=request.name,
@@ -456,12 +454,9 @@ async def create_api_key(
             {"Location": f"/api/v1/api-keys/{api_key.id}"},
         )
 
-    ctx = current_context()
-    response = await idempotent(
+    return await idempotent(
         ctx, operation_id="create_api_key", key=idempotency_key, body=body, run=run
     )
-    await usecases.publish_api_keys(ctx)  # usable on every service at once
-    return response
 
 
 async def get_api_key(*, api_key_id: str) -> ConnexionResponse:
@@ -469,7 +464,5 @@ async def get_api_key(*, api_key_id: str) -> ConnexionResponse:
 
 
 async def revoke_api_key(*, api_key_id: str) -> ConnexionResponse:
-    ctx = current_context()
-    await usecases.revoke_api_key(ctx, _caller(), api_key_id)
-    await usecases.publish_api_keys(ctx)  # refused on every service at once
+    await usecases.revoke_api_key(current_context(), _caller(), api_key_id)
     return reply(None, 204)

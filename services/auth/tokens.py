@@ -33,7 +33,7 @@ from sqlmodel import col, select
 
 from services.auth.domain import ACCESS_TOKEN_TTL
 from services.auth.tables import SigningKey
-from services.platform import ACCESS_TOKEN_TYPE, Database, aware, utc_now
+from services.platform import ACCESS_TOKEN_TYPE, Database, utc_now
 
 ALGORITHM = "RS256"
 KEY_SIZE = 2048
@@ -155,9 +155,9 @@ class SigningKeys:
                 jwk=dict(row.public_jwk),
                 public_key=jwt.PyJWK(dict(row.public_jwk), ALGORITHM).key,
                 private_pem=row.private_pem,
-                created_at=aware(row.created_at),
-                retired_at=aware(row.retired_at) if row.retired_at else None,
-                expires_at=aware(row.expires_at) if row.expires_at else None,
+                created_at=row.created_at,
+                retired_at=row.retired_at,
+                expires_at=row.expires_at,
             )
         self._keys = keys
         self._loaded_at = self.clock()

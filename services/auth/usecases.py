@@ -13,6 +13,7 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Final
 from uuid import UUID, uuid4
 
@@ -58,7 +59,6 @@ from services.platform import (
     UnitOfWork,
     affected_rows,
     api_key_digest,
-    aware,
     insert_ignoring_conflicts,
     newest_first,
     paginate,
@@ -370,17 +370,16 @@ async def revoke_access_tokens(ctx: ServiceContext, user_id: UUID) -> None:
 
 async def _new_session_tokens(
     ctx: ServiceContext,
-    session: AsyncSession,
+    uow: UnitOfWork,
     user: User,
     now: datetime,
     *,
     roles: Sequence[str],
     parent: RefreshToken | None = None,
-) -> tuple[TokenPairView, Any]:
-    """A refresh token row (a new family, or the successor of `parent`) and an access token.
-
-    Returns the pair and a callback to run after commit (remembering the access token's jti).
-    """
+) -> TokenPairView:
+    """A refresh token row (a new family, or the successor of `parent`) and an access token
+    whose jti is remembered (for revocation) once the unit of work commits."""
+    session = uow.session
     raw_refresh = domain.new_refresh_token()
     row = RefreshToken(
         user_id=user.id,
@@ -399,11 +398,8 @@ async def _new_session_tokens(
         subject=user.id, roles=roles, permissions=permissions, now=now
     )
 
-    async def after_commit() -> None:
-        await _remember_issued(ctx, user.id, access.jti, access.expires_at)
-
-    pair = TokenPairView(access.token, raw_refresh, access.expires_in)
-    return pair, after_commit
+    uow.after_commit(partial(_remember_issued, ctx, user.id, access.jti, access.expires_at))
+    return TokenPairView(access.token, raw_refresh, access.expires_in)
 
 
 def _record(row: RefreshToken) -> domain.RefreshRecord:
@@ -429,7 +425,7 @@ def _emit_registered(uow: UnitOfWork, user: User, token: str, expires_at: dateti
             email=user.email,
             email_verification_token=token,
             verification_expires_at=expires_at,
-            registered_at=aware(user.created_at),
+            registered_at=user.created_at,
         ),
     )
 
@@ -487,9 +483,8 @@ async def register(
         )
         _emit_registered(uow, user, token, expires_at)
         _audit(session, "auth.user.registered", caller, subject_id=user.id, actor_id=user.id)
-        tokens, after_commit = await _new_session_tokens(ctx, session, user, now, roles=())
+        tokens = await _new_session_tokens(ctx, uow, user, now, roles=())
         await uow.commit()
-    await after_commit()
     return SessionView(UserView(user, ()), tokens)
 
 
@@ -525,10 +520,9 @@ async def login(ctx: ServiceContext, caller: Caller, *, email: str, password: st
             user.password_hash = await _hash_password(password)
         now = utc_now()
         view = await _user_view(session, user)
-        tokens, after_commit = await _new_session_tokens(ctx, session, user, now, roles=view.roles)
+        tokens = await _new_session_tokens(ctx, uow, user, now, roles=view.roles)
         _audit(session, "auth.login.succeeded", caller, subject_id=user.id, actor_id=user.id)
         await uow.commit()
-    await after_commit()
     return SessionView(view, tokens)
 
 
@@ -565,11 +559,8 @@ async def refresh(ctx: ServiceContext, caller: Caller, *, refresh_token: str) ->
         if user is None or user.deleted_at is not None or not user.is_active:
             raise unauthorized(INVALID_REFRESH_TOKEN)
         view = await _user_view(session, user)
-        tokens, after_commit = await _new_session_tokens(
-            ctx, session, user, now, roles=view.roles, parent=row
-        )
+        tokens = await _new_session_tokens(ctx, uow, user, now, roles=view.roles, parent=row)
         await uow.commit()
-    await after_commit()
     return tokens
 
 
@@ -593,9 +584,9 @@ async def logout(ctx: ServiceContext, caller: Caller, *, refresh_token: str | No
             if row is not None:
                 await _revoke_refresh_tokens(session, now, family_id=row.family_id)
         _audit(session, "auth.logout", caller, subject_id=caller.user_id)
+        if principal.token_id is not None and principal.expires_at is not None:
+            uow.after_commit(partial(_blacklist, ctx, principal.token_id, principal.expires_at))
         await uow.commit()
-    if principal.token_id is not None and principal.expires_at is not None:
-        await _blacklist(ctx, principal.token_id, principal.expires_at)
 
 
 async def get_me(ctx: ServiceContext, caller: Caller) -> UserView:
@@ -694,8 +685,8 @@ async def reset_password(ctx: ServiceContext, caller: Caller, *, token: str, pas
         await _revoke_refresh_tokens(session, now, user_id=user.id)
         _audit(session, "auth.password.reset", caller, subject_id=user.id, actor_id=user.id)
         _emit_updated(uow, await _user_view(session, user), ["password"])
+        uow.after_commit(partial(revoke_access_tokens, ctx, user.id))
         await uow.commit()
-    await revoke_access_tokens(ctx, user.id)
 
 
 # --- audit log ------------------------------------------------------------------------------
@@ -876,12 +867,11 @@ async def update_user(
             _emit_verification_requested(uow, user, token, expires_at)
         if revoke_sessions:
             await _revoke_refresh_tokens(session, now, user_id=user.id)
+            uow.after_commit(partial(revoke_access_tokens, ctx, user.id))
         view = await _user_view(session, user)
         _emit_updated(uow, view, changed)
         _audit(session, "auth.user.updated", caller, subject_id=user.id, changed_fields=changed)
         await uow.commit()
-    if revoke_sessions:
-        await revoke_access_tokens(ctx, user.id)
     return view
 
 
@@ -943,8 +933,8 @@ async def delete_user(ctx: ServiceContext, caller: Caller, user_id: str) -> None
             uow, AuthUserDeletedPayload(user_id=user.id, email=user.email, deleted_at=now)
         )
         _audit(session, "auth.user.deleted", caller, subject_id=user.id)
+        uow.after_commit(partial(revoke_access_tokens, ctx, user.id))
         await uow.commit()
-    await revoke_access_tokens(ctx, user.id)
 
 
 async def set_active(
@@ -969,6 +959,7 @@ async def set_active(
                 )
             else:
                 await _revoke_refresh_tokens(session, now, user_id=user.id)
+                uow.after_commit(partial(revoke_access_tokens, ctx, user.id))
                 events.publish_auth_user_deactivated(
                     uow,
                     AuthUserDeactivatedPayload(user_id=user.id, email=user.email, occurred_at=now),
@@ -977,8 +968,6 @@ async def set_active(
             _audit(session, action, caller, subject_id=user.id)
         view = await _user_view(session, user)
         await uow.commit()
-    if changed and not active:
-        await revoke_access_tokens(ctx, user.id)
     return view
 
 
@@ -1014,9 +1003,9 @@ async def set_user_roles(
             before=before,
             after=after,
         )
+        # Tokens carry permissions: the user's next refresh picks up the new ones.
+        uow.after_commit(partial(revoke_access_tokens, ctx, user.id))
         await uow.commit()
-    # Tokens carry permissions: the user's next refresh picks up the new ones.
-    await revoke_access_tokens(ctx, user.id)
     return view
 
 
@@ -1194,6 +1183,7 @@ async def list_api_keys(ctx: ServiceContext, page: Page) -> tuple[list[ApiKey], 
 
 
 async def create_api_key(
+    ctx: ServiceContext,
     uow: UnitOfWork,
     caller: Caller,
     *,
@@ -1234,6 +1224,7 @@ async def create_api_key(
         permissions=api_key.permissions,
     )
     await uow.session.flush()
+    uow.after_commit(partial(publish_api_keys, ctx))  # usable on every service at once
     return CreatedApiKey(api_key, secret.key)
 
 
@@ -1263,6 +1254,7 @@ async def revoke_api_key(ctx: ServiceContext, caller: Caller, api_key_id: str) -
             subject_id=api_key.id,
             prefix=domain.display_prefix(api_key.prefix),
         )
+        uow.after_commit(partial(publish_api_keys, ctx))  # refused on every service at once
         await uow.commit()
 
 
@@ -1277,14 +1269,10 @@ async def publish_api_keys(ctx: ServiceContext) -> None:
     now = utc_now()
     async with ctx.database.session() as session:
         keys = (await session.scalars(select(ApiKey).where(col(ApiKey.revoked_at).is_(None)))).all()
-        live = {
-            key.key_hash: key
-            for key in keys
-            if key.expires_at is None or aware(key.expires_at) > now
-        }
+        live = {key.key_hash: key for key in keys if key.expires_at is None or key.expires_at > now}
         async with ctx.redis.pipeline(transaction=False) as pipe:
             for key_hash, key in live.items():
-                expires = aware(key.expires_at) if key.expires_at else None
+                expires = key.expires_at
                 published = PublishedApiKey(str(key.id), tuple(key.permissions), expires)
                 ttl_ms = int((expires - now).total_seconds() * 1000) if expires else None
                 pipe.set(ctx.keys("auth", "api_key", key_hash), published.dumps(), px=ttl_ms)
@@ -1301,7 +1289,7 @@ async def publish_api_keys(ctx: ServiceContext) -> None:
             if used is None:
                 continue
             used_at = datetime.fromisoformat(str(used))
-            if key.last_used_at is None or aware(key.last_used_at) < used_at:
+            if key.last_used_at is None or key.last_used_at < used_at:
                 key.last_used_at = used_at
         await session.commit()
 
@@ -1324,10 +1312,10 @@ class DatabaseApiKeyVerifier:
                 return None
             if not domain.same_hash(api_key.key_hash, api_key_digest(raw_key)):
                 return None
-            if api_key.expires_at is not None and aware(api_key.expires_at) <= now:
+            if api_key.expires_at is not None and api_key.expires_at <= now:
                 return None
             last_used = api_key.last_used_at
-            if last_used is None or aware(last_used) <= now - LAST_USED_RESOLUTION:
+            if last_used is None or last_used <= now - LAST_USED_RESOLUTION:
                 await session.execute(
                     update(ApiKey).where(col(ApiKey.id) == api_key.id).values(last_used_at=now)
                 )
@@ -1336,7 +1324,7 @@ class DatabaseApiKeyVerifier:
             subject=str(api_key.id),
             kind="api_key",
             permissions=frozenset(api_key.permissions),
-            expires_at=aware(api_key.expires_at) if api_key.expires_at else None,
+            expires_at=api_key.expires_at,
         )
 
 

@@ -36,13 +36,8 @@ async def order_created(
 ) -> None:
     order = _as(SalesOrderCreatedPayload, payload)
     lines = [Line(item.product_id, item.quantity) for item in order.items]
-    outcome = await usecases.reserve_order(uow, order.order_id, lines)
-    if outcome is not usecases.ReserveOutcome.FAILED:
-        return
-    # The failed attempt was rolled back with the inbox row: record the event as handled again
-    # in the fresh transaction that records the failure (False: a concurrent copy has it).
-    if await uow.mark_handled(ctx.name, envelope["event_id"], envelope["event_name"]):
-        await usecases.record_reservation_failure(uow, order.order_id, lines)
+    # Reserved, or the failure recorded, in the unit of work the kit commits with the inbox row.
+    await usecases.reserve_order(uow, order.order_id, lines)
 
 
 async def order_confirmed(

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Final
 from uuid import UUID
 
-from services.platform import FieldError, aware
+from services.platform import FieldError
 
 SKU_PATTERN: Final = re.compile(r"^[A-Z0-9-]{3,100}$")
 SLUG_PATTERN: Final = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
@@ -235,7 +235,7 @@ def expires_at(created_at: datetime) -> datetime:
 
 
 def is_expired(expiry: datetime, now: datetime) -> bool:
-    return aware(expiry) <= now
+    return expiry <= now
 
 
 @dataclass(frozen=True, slots=True)

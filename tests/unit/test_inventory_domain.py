@@ -162,7 +162,7 @@ def test_reservations_expire_after_fifteen_minutes() -> None:
     assert expiry == NOW + timedelta(minutes=15)
     assert not domain.is_expired(expiry, NOW + timedelta(minutes=14, seconds=59))
     assert domain.is_expired(expiry, NOW + timedelta(minutes=15))
-    assert domain.is_expired(expiry.replace(tzinfo=None), NOW + timedelta(minutes=16))  # SQLite
+    assert domain.is_expired(expiry, NOW + timedelta(minutes=16))
 
 
 def test_merge_lines_sums_and_sorts_by_product() -> None:

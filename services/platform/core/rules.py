@@ -10,11 +10,6 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(moment: datetime) -> datetime:
-    """A timestamp with its time zone (SQLite reads timestamps back naive; they are UTC)."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 @dataclass(frozen=True, slots=True)
 class FieldError:
     """One broken rule, named by the field it concerns (a problem+json `errors` entry)."""

@@ -25,7 +25,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -159,10 +159,6 @@ def _in_flight() -> Problem:
     )
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)  # SQLite drops the zone
-
-
 async def _claim(
     database: Database, scope: _Scope, request_hash: str, lock_timeout: float
 ) -> UUID | Rendered:
@@ -204,9 +200,7 @@ async def _claim(
                 )
             if row.completed:
                 return _replay(row)
-            stale = row.locked_at is None or _aware(row.locked_at) < now - timedelta(
-                seconds=lock_timeout
-            )
+            stale = row.locked_at is None or row.locked_at < now - timedelta(seconds=lock_timeout)
             if not stale:
                 raise _in_flight()
             taken = await session.execute(

@@ -13,12 +13,14 @@ line alike, without nesting event loops.
 from __future__ import annotations
 
 import zlib
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy import MetaData, create_engine, pool, text
 from sqlalchemy.engine import URL, Connection, make_url
 
-from services.platform.persistence.tables import kit_metadata
+from services.platform.persistence.tables import UtcDateTime, kit_metadata
 
 
 def _sync_url(url: str) -> URL:
@@ -50,11 +52,25 @@ def target_metadata(metadata: MetaData) -> MetaData:
     return target
 
 
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Autogenerate writes a `UtcDateTime` column as the plain type it is in the database
+    (`sa.DateTime(timezone=True)`), so migration files never import the kit's column types.
+
+    (Comparing needs nothing: `UtcDateTime` compiles to the same DDL, so `compare_type` sees no
+    difference.)
+    """
+    if type_ == "type" and isinstance(obj, UtcDateTime):
+        prefix = autogen_context.opts.get("sqlalchemy_module_prefix") or "sa."
+        return f"{prefix}DateTime(timezone=True)"
+    return False
+
+
 def _configure(connection: Connection, metadata: MetaData) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata(metadata),
         compare_type=True,
+        render_item=render_item,
         # SQLite cannot ALTER most things: batch mode rebuilds the table instead.
         render_as_batch=connection.dialect.name == "sqlite",
     )
@@ -69,6 +85,7 @@ def run_migrations(metadata: MetaData) -> None:
             target_metadata=target_metadata(metadata),
             literal_binds=True,
             dialect_opts={"paramstyle": "named"},
+            render_item=render_item,
         )
         with context.begin_transaction():
             context.run_migrations()

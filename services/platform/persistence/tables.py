@@ -18,25 +18,64 @@ tables to it for autogenerate.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, Integer, MetaData, text
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, Integer, MetaData, text
 from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from services.platform.core.rules import utc_now
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """`DateTime(timezone=True)` (PostgreSQL `timestamptz`) that only ever holds aware UTC
+    datetimes.
+
+    * In: a naive datetime is refused (`ValueError`, raised by SQLAlchemy as a
+      `StatementError`): nobody can tell which zone it meant. An aware one is converted to UTC,
+      which matters on SQLite, whose DATETIME text drops the offset.
+    * Out: always aware and in UTC — PostgreSQL returns the session's zone, SQLite returns
+      naive datetimes, which were written in UTC.
+
+    The DDL is exactly `DateTime(timezone=True)`'s, so switching a column to this type needs no
+    schema change; `alembic_env` renders it as `sa.DateTime(timezone=True)` in new migrations.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"a timestamp column takes a datetime, not {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: give it a time zone")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # SQLite: stored in UTC, read back naive
+        return value.astimezone(UTC)
+
+
 def utc_timestamp(*, nullable: bool, **kwargs: Any) -> Any:
-    """A timezone-aware timestamp column (PostgreSQL `timestamptz`); defaults to now when
-    required."""
+    """A timestamp column of type `UtcDateTime` (PostgreSQL `timestamptz`, aware UTC datetimes
+    in and out); defaults to now when required."""
     if nullable:
-        return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+        return Field(default=None, sa_column=Column(UtcDateTime(), nullable=True))
     return Field(
         default_factory=utc_now,
-        sa_column=Column(DateTime(timezone=True), nullable=False),
+        sa_column=Column(UtcDateTime(), nullable=False),
         **kwargs,
     )
 

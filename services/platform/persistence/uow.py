@@ -1,16 +1,41 @@
 """Unit of work: one database transaction holding the domain change, its outbox rows (events
-to publish) and, for a consumer, the inbox row of the event it handled (DESIGN §4)."""
+to publish) and, for a consumer, the inbox row of the event it handled (DESIGN §4).
+
+Besides `emit` (outbox) and `mark_handled` (inbox) a use case gets from it:
+
+* `uow.after_commit(callback)`: a coroutine function run once the transaction has committed
+  (cache invalidation, token revocation in Redis, ...). Never run after a rollback.
+* `async with uow.savepoint():` a nested transaction (SAVEPOINT), so that a use case can undo
+  its own part without rolling back a transaction it does not own (a consumer's, whose inbox
+  row the kit wrote). Events and callbacks recorded inside a rolled-back savepoint go too.
+
+Failure model of `after_commit` callbacks — best effort, at most once, after the fact:
+
+* they run inside `commit()`, after the database has committed and the relay was woken, one
+  after the other in the order they were registered;
+* an exception in one is logged (and counted in `erp_after_commit_failures_total`) and
+  swallowed: the commit stands, `commit()` does not raise, the next callbacks still run;
+  cancellation (`CancelledError`) is not swallowed and skips the remaining callbacks;
+* nothing is stored: if the process dies between the commit and a callback, the callback never
+  runs. Use them only for effects whose loss is tolerable or heals by itself (a cache entry
+  with a TTL, a blacklist entry for a token that expires anyway, a mirror a periodic job
+  rewrites). Anything that must happen goes in the same transaction — an outbox event.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 from uuid import UUID, uuid4
 
+from prometheus_client import Counter
 from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSessionTransaction
 
 from services.platform.core import scope as requestctx
 from services.platform.core.contracts import EventSpec
@@ -23,6 +48,17 @@ from services.platform.persistence.db import (
 )
 from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import OutboxMessage, kit_metadata
+
+log = logging.getLogger(__name__)
+
+AfterCommit: TypeAlias = Callable[[], Awaitable[object]]
+"""A callback `uow.after_commit` takes: a coroutine function without arguments."""
+
+AFTER_COMMIT_FAILURES = Counter(
+    "erp_after_commit_failures_total",
+    "After-commit callbacks that raised (logged and skipped; the commit stood).",
+    ["service"],
+)
 
 
 def rfc3339(moment: datetime) -> str:
@@ -46,11 +82,41 @@ def _request_state() -> tuple[str | None, str | None, str | None, str | None]:
     )
 
 
+class Savepoint:
+    """A nested transaction of a unit of work (see `UnitOfWork.savepoint`)."""
+
+    def __init__(self, uow: UnitOfWork, transaction: AsyncSessionTransaction) -> None:
+        self._uow = uow
+        self._transaction = transaction
+        self._mark = uow._mark()
+        self.state: Literal["open", "released", "rolled back"] = "open"
+
+    async def rollback(self) -> None:
+        """Undo everything since the savepoint: rows, events emitted, after-commit callbacks.
+
+        The outer transaction goes on. Leave the `async with` block right after: what the block
+        writes next belongs to the outer transaction.
+        """
+        if self.state != "open":
+            return
+        self.state = "rolled back"
+        try:
+            await self._transaction.rollback()
+        finally:
+            self._uow._restore(self._mark)
+
+    async def _release(self) -> None:
+        if self.state == "open":
+            self.state = "released"
+            await self._transaction.commit()  # RELEASE SAVEPOINT
+
+
 class UnitOfWork:
     """`async with ctx.unit_of_work() as uow: ...; await uow.commit()`.
 
     Leaving the block without `commit()` (or with an exception) rolls everything back, events
-    included. After a commit that wrote events, `on_commit` wakes the outbox relay.
+    included, and drops the after-commit callbacks. After a commit that wrote events,
+    `on_commit` wakes the outbox relay; then the after-commit callbacks run (module docstring).
     """
 
     def __init__(
@@ -66,6 +132,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._pending_events = 0
         self._correlation_id: str | None = None
+        self._after_commit: list[AfterCommit] = []
         self.emitted: list[dict[str, Any]] = []  # envelopes emitted, in order
 
     async def __aenter__(self) -> UnitOfWork:
@@ -77,24 +144,87 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        self._after_commit.clear()  # registered since the last commit: never committed
         try:
             await self.session.rollback()  # a no-op after commit()
         finally:
             await self.session.close()
 
     async def commit(self) -> None:
+        """Commit; then wake the relay (if events were written) and run the after-commit
+        callbacks. A failing callback is logged, never raised (module docstring)."""
         await self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
         if self._pending_events and self._on_commit is not None:
             self._on_commit()
         self._pending_events = 0
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception:
+                AFTER_COMMIT_FAILURES.labels(self.service).inc()
+                log.exception(
+                    "%s: after-commit callback %s failed; the commit stands",
+                    self.service,
+                    getattr(callback, "__qualname__", repr(callback)),
+                )
 
     async def fetch_all(self, sql: Sql, **params: Any) -> list[dict[str, Any]]:
         """Run a hand-written statement in this transaction; its rows (if any) as dicts."""
         return await fetch_on(await self.session.connection(), sql, params)
 
     async def rollback(self) -> None:
+        """Roll back everything since the last commit: rows, events, after-commit callbacks."""
         await self.session.rollback()
-        self._pending_events = 0
+        self._restore((0, 0, 0))
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        """Run `await callback()` after the next successful `commit()`, after the callbacks
+        registered before it; never if the transaction (or the savepoint this is registered
+        in) rolls back. Best effort: see the module docstring for what a failure does."""
+        self._after_commit.append(callback)
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[Savepoint]:
+        """A nested transaction (SAVEPOINT) for the block.
+
+        The block's changes are released into the outer transaction when it ends normally, and
+        rolled back when it raises (the exception goes on) or calls `rollback()` on what this
+        yields — rows, outbox events (`emitted` and the relay's pending count) and after-commit
+        callbacks recorded inside alike. Either way the outer transaction goes on and is the
+        caller's to commit:
+
+            async with uow.savepoint() as attempt:
+                if not await take_stock(uow, lines):
+                    await attempt.rollback()
+        """
+        if self.dialect == "sqlite":
+            await self._begin_sqlite_transaction()
+        point = Savepoint(self, await self.session.begin_nested())
+        try:
+            yield point
+        except BaseException:
+            await point.rollback()
+            raise
+        await point._release()
+
+    async def _begin_sqlite_transaction(self) -> None:
+        """Python's sqlite3 (legacy transaction control) opens a transaction only before the
+        first INSERT/UPDATE/DELETE: a SAVEPOINT before that would be a transaction of its own,
+        committed by its RELEASE. Begin the real transaction first."""
+        connection = await self.session.connection()
+        raw = await connection.get_raw_connection()
+        if not getattr(raw.driver_connection, "in_transaction", True):
+            await connection.exec_driver_sql("BEGIN")
+
+    def _mark(self) -> tuple[int, int, int]:
+        return len(self.emitted), self._pending_events, len(self._after_commit)
+
+    def _restore(self, mark: tuple[int, int, int]) -> None:
+        emitted, pending, callbacks = mark
+        del self.emitted[emitted:]
+        self._pending_events = pending
+        del self._after_commit[callbacks:]
 
     def emit(self, spec: EventSpec, payload: BaseModel) -> None:
         """Record an event in the outbox; it is published only if the transaction commits."""
