@@ -40,7 +40,9 @@ from services.platform.persistence.pagination import (
     KeysetPage,
     Page,
     PageMeta,
+    keyset_of,
     newest_first,
+    page_of,
     paginate,
 )
 from services.platform.persistence.sql import Sql
@@ -96,10 +98,12 @@ __all__ = [
     "etag",
     "idempotent",
     "insert_ignoring_conflicts",
+    "keyset_of",
     "kit_tables_downgrade",
     "kit_tables_upgrade",
     "load_settings",
     "newest_first",
+    "page_of",
     "paginate",
     "parse_uuid",
     "prepare_database",
