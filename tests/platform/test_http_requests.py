@@ -41,7 +41,9 @@ OPERATION = OperationInfo(
     public=True,
     parameters=(
         ParameterInfo("thing_id", "path", True, "thing_id", {"type": "string", "format": "uuid"}),
-        ParameterInfo("page", "query", False, "page", {"type": "integer", "minimum": 1, "default": 1}),
+        ParameterInfo(
+            "page", "query", False, "page", {"type": "integer", "minimum": 1, "default": 1}
+        ),
         ParameterInfo("active", "query", False, "active", {"type": "boolean"}),
         ParameterInfo(
             "idempotency_key",

@@ -1,11 +1,13 @@
 """Validation of requests (and, when configured, responses) against the operation's schemas.
 
-Each schema is compiled once, at start-up, with fastjsonschema (generated Python code: the fast
-path every valid request takes). Only when it refuses an instance does jsonschema (Draft 4) walk
-it again to list every violation as `{field, message}`, so the common case pays microseconds and
-a client still learns everything that is wrong at once. Both check the formats our specs use —
-uuid, date, date-time (RFC 3339, zone required), email (the rule pydantic applies), int32, int64 —
-with the same functions.
+Each schema is compiled once, at start-up, with jsonschema-rs (a Rust validator: the fast path
+every valid request and response takes, a few microseconds for a page of 15 rows where
+fastjsonschema's generated Python took 150). Only when it refuses an instance does jsonschema
+(Draft 4, in Python) walk it again to list every violation as `{field, message}`, so the
+common case pays microseconds and a client still learns everything that is wrong at once.
+Formats our specs use: date and date-time (RFC 3339, zone required) are checked natively by
+both; uuid becomes a pattern and int32/int64 become bounds for the Rust side (Draft 4 does not
+know them); email calls the rule pydantic applies (email-validator) on both sides.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any
 
-import fastjsonschema
 import jsonschema
+import jsonschema_rs
 from email_validator import EmailNotValidError, validate_email
 
 from services.platform.core.contracts import JsonSchema
@@ -87,15 +89,6 @@ def _in_range(bounds: tuple[int, int]) -> Callable[[object], bool]:
     return check
 
 
-def _format_checker() -> jsonschema.FormatChecker:
-    """A jsonschema format checker with exactly the checks of `FORMATS` (and integer bounds)."""
-    checker = jsonschema.FormatChecker(formats=())
-    checks = {**FORMATS, **{name: _in_range(b) for name, b in _INTEGER_BOUNDS.items()}}
-    for name, check in checks.items():
-        checker.checks(name)(check)
-    return checker
-
-
 def _short(message: str) -> str:
     # jsonschema quotes the offending value, which may be huge.
     if len(message) <= MAX_MESSAGE_LENGTH:
@@ -147,24 +140,40 @@ FORMATS: Mapping[str, Callable[[object], bool]] = {
     "date-time": _is_date_time,
     "email": _is_email,
 }
-# fastjsonschema checks formats of strings only: integer bounds become minimum/maximum.
 _INTEGER_BOUNDS = {"int32": INT32, "int64": INT64}
+_UUID_PATTERN = _UUID.pattern
+
+
+def _format_checker() -> jsonschema.FormatChecker:
+    """A jsonschema format checker with exactly the checks of `FORMATS` (and integer bounds)."""
+    checker = jsonschema.FormatChecker(formats=())
+    checks = {**FORMATS, **{name: _in_range(b) for name, b in _INTEGER_BOUNDS.items()}}
+    for name, check in checks.items():
+        checker.checks(name)(check)
+    return checker
 
 
 _CHECKER = _format_checker()
 
 
-def _bounded(schema: Any) -> Any:
-    """`schema` with every int32/int64 format also stated as minimum/maximum (a copy)."""
+def _for_rust(schema: Any) -> Any:
+    """`schema` as jsonschema-rs checks it like `FORMATS` do: uuid as a pattern, int32/int64 as
+    minimum/maximum (a copy)."""
     if isinstance(schema, list):
-        return [_bounded(item) for item in schema]
+        return [_for_rust(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    copied = {key: _bounded(value) for key, value in schema.items()}
-    bounds = _INTEGER_BOUNDS.get(str(schema.get("format")))
+    copied = {key: _for_rust(value) for key, value in schema.items()}
+    kind = schema.get("format")
+    bounds = _INTEGER_BOUNDS.get(str(kind))
     if bounds is not None:
         copied.setdefault("minimum", bounds[0])
         copied.setdefault("maximum", bounds[1])
+    if kind == "uuid":
+        if "pattern" in copied:
+            copied["allOf"] = [*copied.get("allOf", []), {"pattern": _UUID_PATTERN}]
+        else:
+            copied["pattern"] = _UUID_PATTERN
     return copied
 
 
@@ -172,33 +181,31 @@ class CompiledSchema:
     """One schema, compiled: `errors(instance, field)` is [] for a valid instance."""
 
     def __init__(self, schema: JsonSchema, definitions: Mapping[str, Any] | None = None) -> None:
-        # Without $schema fastjsonschema would compile a later draft than the specs are written in.
         self._root: dict[str, Any] = {"$schema": DRAFT_4, **schema}
         if definitions:
             self._root["definitions"] = definitions
-        self._check = fastjsonschema.compile(_bounded(self._root), formats=dict(FORMATS))
+        self._check = jsonschema_rs.Draft4Validator(
+            _for_rust(self._root),
+            formats={"email": _is_email},
+            validate_formats=True,
+            ignore_unknown_formats=True,
+        )
         self._detailed: jsonschema.protocols.Validator | None = None
 
     def is_valid(self, instance: Any) -> bool:
-        try:
-            self._check(instance)
-        except fastjsonschema.JsonSchemaValueException:
-            return False
-        return True
+        return bool(self._check.is_valid(instance))
 
     def errors(self, instance: Any, field: str) -> list[dict[str, str]]:
-        try:
-            self._check(instance)
-        except fastjsonschema.JsonSchemaValueException as refused:
-            return self._explain(instance, field) or [
-                {"field": field or "body", "message": _short(str(refused.message))}
-            ]
-        return []
-
-    def _explain(self, instance: Any, field: str) -> list[dict[str, str]]:
+        if self._check.is_valid(instance):
+            return []
         if self._detailed is None:
             self._detailed = jsonschema.Draft4Validator(self._root, format_checker=_CHECKER)
-        return schema_errors(self._detailed, instance, field)
+        found = schema_errors(self._detailed, instance, field)
+        if found:
+            return found
+        first = next(iter(self._check.iter_errors(instance)), None)
+        message = first.message if first is not None else "is not valid"
+        return [{"field": field or "body", "message": _short(message)}]
 
 
 def parse_json(raw: bytes) -> Any:
