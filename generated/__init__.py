@@ -6,5 +6,6 @@
 * `<service>/models.py`, `<service>/operations.py` — request/response models (the
   common ones imported from `common/models.py`), the operation table and the handler
   Protocol;
-* `events/` — event models, JSON Schema and publishers; `topology.py` — RabbitMQ.
+* `events/` — event models, JSON Schema, publishers and consumer Protocols;
+  `topology.py` — RabbitMQ.
 """

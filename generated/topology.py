@@ -48,6 +48,7 @@ QUEUES: tuple[QueueSpec, ...] = (
         dead_letter_queue="financial.dlq",
         dead_letter_routing_key="financial.dlq",
         consumes=(),
+        inbox="database",
     ),
     QueueSpec(
         name="inventory.queue",
@@ -69,6 +70,7 @@ QUEUES: tuple[QueueSpec, ...] = (
         dead_letter_queue="inventory.dlq",
         dead_letter_routing_key="inventory.dlq",
         consumes=("sales.order.created", "sales.order.confirmed", "sales.order.cancelled"),
+        inbox="database",
     ),
     QueueSpec(
         name="logistics.queue",
@@ -86,6 +88,7 @@ QUEUES: tuple[QueueSpec, ...] = (
         dead_letter_queue="logistics.dlq",
         dead_letter_routing_key="logistics.dlq",
         consumes=(),
+        inbox="database",
     ),
     QueueSpec(
         name="notification.queue",
@@ -113,6 +116,7 @@ QUEUES: tuple[QueueSpec, ...] = (
             "auth.user.email_verification_requested",
             "inventory.stock.low_alert",
         ),
+        inbox="redis",
     ),
     QueueSpec(
         name="sales.queue",
@@ -130,6 +134,7 @@ QUEUES: tuple[QueueSpec, ...] = (
         dead_letter_queue="sales.dlq",
         dead_letter_routing_key="sales.dlq",
         consumes=(),
+        inbox="database",
     ),
 )
 

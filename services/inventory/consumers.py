@@ -1,54 +1,35 @@
-"""Event handlers of the inventory service: one coroutine per consumed event name.
+"""Event consumers of the inventory service: one coroutine per event `inventory.queue` receives,
+named and typed by the generated `InventoryConsumers` Protocol (`service.py` checks it).
 
-The kit's consumer wrapper has validated the envelope and payload, recorded the event in the
-inbox (a duplicate never reaches these) and opened the unit of work; it commits after the
-handler returns. Raising the kit's `DeadLetter` dead-letters the event at once (an illegal
-transition); any other exception is retried with back-off, then dead-lettered.
+The kit's consumer wrapper has validated the whole envelope (`event` is its generated model,
+`event.payload` the typed payload), recorded the event in the inbox (a duplicate never reaches
+these) and opened the unit of work; it commits after the method returns. Each calls the same
+use cases the HTTP handlers call. Raising the kit's `DeadLetter` dead-letters the event at once
+(an illegal transition); any other exception is retried with back-off, then dead-lettered.
 """
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
-
-from pydantic import BaseModel
-
 from generated.events.models import (
-    SalesOrderCancelledPayload,
-    SalesOrderConfirmedPayload,
-    SalesOrderCreatedPayload,
+    SalesOrderCancelledEvent,
+    SalesOrderConfirmedEvent,
+    SalesOrderCreatedEvent,
 )
 from services.inventory import usecases
 from services.inventory.domain import Line
-from services.platform import ServiceContext, UnitOfWork
-
-P = TypeVar("P", bound=BaseModel)
+from services.platform import UnitOfWork
 
 
-def _as(model: type[P], payload: BaseModel) -> P:
-    # The wrapper validated the payload with this event's model; this narrows the type.
-    if not isinstance(payload, model):
-        raise TypeError(f"expected a {model.__name__}, got {type(payload).__name__}")
-    return payload
-
-
-async def order_created(
-    ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
-) -> None:
-    order = _as(SalesOrderCreatedPayload, payload)
+async def on_sales_order_created(uow: UnitOfWork, event: SalesOrderCreatedEvent) -> None:
+    order = event.payload
     lines = [Line(item.product_id, item.quantity) for item in order.items]
     # Reserved, or the failure recorded, in the unit of work the kit commits with the inbox row.
     await usecases.reserve_order(uow, order.order_id, lines)
 
 
-async def order_confirmed(
-    ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
-) -> None:
-    order = _as(SalesOrderConfirmedPayload, payload)
-    await usecases.confirm_order(uow, order.order_id)
+async def on_sales_order_confirmed(uow: UnitOfWork, event: SalesOrderConfirmedEvent) -> None:
+    await usecases.confirm_order(uow, event.payload.order_id)
 
 
-async def order_cancelled(
-    ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
-) -> None:
-    order = _as(SalesOrderCancelledPayload, payload)
-    await usecases.cancel_order(uow, order.order_id)
+async def on_sales_order_cancelled(uow: UnitOfWork, event: SalesOrderCancelledEvent) -> None:
+    await usecases.cancel_order(uow, event.payload.order_id)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import services.inventory.consumers
 import services.inventory.handlers
+from generated.events.consumers import InventoryConsumers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.inventory.operations import OPERATIONS, SCHEMAS, InventoryHandlers
 from generated.topology import TOPOLOGY
-from services.inventory import consumers, usecases
+from services.inventory import usecases
 from services.inventory.tables import metadata
 from services.platform import PeriodicJob, ServiceContext, ServiceDefinition
 
@@ -31,11 +33,7 @@ definition = ServiceDefinition(
     envelopes=ENVELOPE_MODELS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
-    consumers={
-        "sales.order.created": consumers.order_created,
-        "sales.order.confirmed": consumers.order_confirmed,
-        "sales.order.cancelled": consumers.order_cancelled,
-    },
+    consumers=services.inventory.consumers,
     on_startup=[usecases.seed_default_warehouse],
     # run_at_start: reservations that expired while the service was down go at once.
     periodic=[
@@ -48,5 +46,7 @@ definition = ServiceDefinition(
     ],
 )
 
-# mypy proves here that the handler module has a coroutine for every operation of the spec.
+# mypy proves here that the handler module has a coroutine for every operation of the spec,
+# and the consumers module one for every event inventory.queue receives.
 handlers_check: InventoryHandlers = services.inventory.handlers
+consumers_check: InventoryConsumers = services.inventory.consumers

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from services.platform.core.contracts import consumer_method
 from tools.codegen import REPO_ROOT, generate, run
 from tools.codegen.runner import DEFINITIONS, GENERATED_DIR, openapi_services
 
@@ -127,7 +128,7 @@ def _refs(node: object) -> list[str]:
 
 def test_generated_modules_import_and_agree_with_the_specs() -> None:
     from generated.auth import models, operations
-    from generated.events import publishers
+    from generated.events import consumers, publishers
     from generated.topology import EXCHANGES, QUEUES, queues_for
 
     spec = json.loads((REPO_ROOT / "generated" / "specs" / "auth.openapi.json").read_text())
@@ -152,3 +153,9 @@ def test_generated_modules_import_and_agree_with_the_specs() -> None:
         assert queue in queues_for(queue.service)
         assert queue.arguments["x-dead-letter-exchange"] == queue.dead_letter_exchange
         assert set(queue.consumes) <= set(publishers.EVENTS)
+        if not queue.consumes:
+            continue
+        # The consumer Protocol has exactly the methods the kit will look up for the queue.
+        protocol = getattr(consumers, f"{queue.service.capitalize()}Consumers")
+        methods = {name for name in vars(protocol) if name.startswith("on_")}
+        assert methods == {consumer_method(name) for name in queue.consumes}

@@ -9,7 +9,7 @@ one unit of work), each delivery on its own session and connection.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from generated.events.models import (
     SalesOrderConfirmedPayload,
     SalesOrderCreatedPayload,
 )
+from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from services.inventory import consumers, usecases
 from services.inventory.service import definition
 from services.inventory.tables import (
@@ -42,8 +43,9 @@ from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import InProcessBus, InProcessRouter
 from services.platform.persistence.db import Database, prepare_database
 from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.consumers import DeadLetter
-from services.platform.runtime.service import Consumer, ServiceContext
+from services.platform.runtime.service import ServiceContext
 
 pytestmark = pytest.mark.integration
 
@@ -96,21 +98,46 @@ async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
 # --- helpers --------------------------------------------------------------------------------
 
 
+Handler = Callable[[UnitOfWork, Any], Awaitable[None]]
+
+
 async def deliver(
     ctx: ServiceContext,
-    handler: Consumer,
+    handler: Handler,
     event_name: str,
     payload: BaseModel,
     event_id: UUID | None = None,
 ) -> list[dict[str, Any]]:
-    """One delivery as the kit's consumer wrapper makes it; the envelopes emitted."""
-    envelope = {"event_id": str(event_id or uuid4()), "event_name": event_name}
+    """One delivery as the kit's consumer wrapper makes it (the whole envelope validated by its
+    generated model; inbox row, consumer method and commit in one unit of work); the envelopes
+    emitted."""
+    event_id = event_id or uuid4()
+    event = ENVELOPE_MODELS[event_name].model_validate(
+        {
+            "event_id": str(event_id),
+            "event_name": event_name,
+            "event_version": EVENTS[event_name].version,
+            "occurred_at": "2026-01-02T03:04:05Z",
+            "correlation_id": str(uuid4()),
+            "causation_id": None,
+            "payload": payload.model_dump(mode="json"),
+            "metadata": {"service": "sales", "user_id": None, "trace_id": None},
+        }
+    )
     async with ctx.unit_of_work() as uow:
-        if not await uow.mark_handled(ctx.name, envelope["event_id"], event_name):
+        if not await uow.mark_handled(ctx.name, event_id, event_name):
             return []
-        await handler(ctx, uow, envelope, payload)
+        await handler(uow, event)
         await uow.commit()
         return list(uow.emitted)
+
+
+async def deliver_created(
+    ctx: ServiceContext, payload: SalesOrderCreatedPayload, event_id: UUID | None = None
+) -> list[dict[str, Any]]:
+    return await deliver(
+        ctx, consumers.on_sales_order_created, "sales.order.created", payload, event_id
+    )
 
 
 def created(order_id: UUID, *lines: tuple[UUID, int]) -> SalesOrderCreatedPayload:
@@ -166,19 +193,19 @@ def cancelled(order_id: UUID, *lines: tuple[UUID, int]) -> SalesOrderCancelledPa
 
 async def reserve(ctx: ServiceContext, order_id: UUID, *lines: tuple[UUID, int]) -> list[Any]:
     return await deliver(
-        ctx, consumers.order_created, "sales.order.created", created(order_id, *lines)
+        ctx, consumers.on_sales_order_created, "sales.order.created", created(order_id, *lines)
     )
 
 
 async def confirm(ctx: ServiceContext, order_id: UUID) -> list[Any]:
     return await deliver(
-        ctx, consumers.order_confirmed, "sales.order.confirmed", confirmed(order_id)
+        ctx, consumers.on_sales_order_confirmed, "sales.order.confirmed", confirmed(order_id)
     )
 
 
 async def cancel(ctx: ServiceContext, order_id: UUID) -> list[Any]:
     return await deliver(
-        ctx, consumers.order_cancelled, "sales.order.cancelled", cancelled(order_id)
+        ctx, consumers.on_sales_order_cancelled, "sales.order.cancelled", cancelled(order_id)
     )
 
 
@@ -268,8 +295,8 @@ async def test_reserve_takes_every_item(ctx: ServiceContext) -> None:
 async def test_reserve_is_all_or_nothing(ctx: ServiceContext) -> None:
     plenty, scarce, unknown = await new_product(ctx, 10), await new_product(ctx, 1), uuid4()
     order, event_id = uuid4(), uuid4()
-    payload = created(order, (plenty, 4), (scarce, 2))
-    emitted = await deliver(ctx, consumers.order_created, "sales.order.created", payload, event_id)
+    event = created(order, (plenty, 4), (scarce, 2))
+    emitted = await deliver_created(ctx, event, event_id)
     assert names(emitted) == ["inventory.stock.reservation_failed"]
     payload = emitted[0]["payload"]
     assert payload["reason"] == "insufficient_stock"
@@ -288,9 +315,7 @@ async def test_reserve_is_all_or_nothing(ctx: ServiceContext) -> None:
     assert failures == 1
     # The failure was recorded in the transaction of the inbox row: the same event again is a
     # duplicate, and changes nothing.
-    assert (
-        await deliver(ctx, consumers.order_created, "sales.order.created", payload, event_id) == []
-    )
+    assert await deliver_created(ctx, event, event_id) == []
 
     other = uuid4()
     emitted = await reserve(ctx, other, (plenty, 1), (unknown, 2))
@@ -410,13 +435,11 @@ async def test_duplicate_created_reserves_once(ctx: ServiceContext) -> None:
     product = await new_product(ctx, 5)
     order, event_id = uuid4(), uuid4()
     payload = created(order, (product, 2))
-    first = await deliver(ctx, consumers.order_created, "sales.order.created", payload, event_id)
+    first = await deliver_created(ctx, payload, event_id)
     assert names(first) == ["inventory.stock.reserved"]
     # The same event again (inbox) and a re-publication with a new id (unique order_id).
-    assert (
-        await deliver(ctx, consumers.order_created, "sales.order.created", payload, event_id) == []
-    )
-    assert await deliver(ctx, consumers.order_created, "sales.order.created", payload) == []
+    assert await deliver_created(ctx, payload, event_id) == []
+    assert await deliver_created(ctx, payload) == []
     assert await level(ctx, product) == (5, 2)
 
 
@@ -425,7 +448,7 @@ async def test_concurrent_copies_of_created_reserve_once(ctx: ServiceContext) ->
     order = uuid4()
     payload = created(order, (product, 2))
     results = await asyncio.gather(
-        *(deliver(ctx, consumers.order_created, "sales.order.created", payload) for _ in range(3)),
+        *(deliver_created(ctx, payload) for _ in range(3)),
         return_exceptions=True,
     )
     # The losers hit the unique order_id; the kit would retry them and they would skip.

@@ -12,6 +12,7 @@ from pathlib import Path
 from uuid import UUID, uuid4
 
 import httpx
+import psycopg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -19,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from connexion.lifecycle import ConnexionResponse
 from pydantic import ValidationError
 from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
@@ -139,6 +141,13 @@ async def test_ensure_and_drop_a_database_whose_name_needs_quoting(settings: Set
     finally:
         await database.dispose()
     await drop_database(url)
+    name = make_url(url).database
+    server = make_url(url).set(drivername="postgresql", database="postgres")
+    with psycopg.connect(
+        server.render_as_string(hide_password=False), autocommit=True
+    ) as connection:
+        found = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        assert found.fetchone() is None, f"{name} is still there after drop_database"
 
 
 # --------------------------------------------------------------------------- unit of work

@@ -10,6 +10,7 @@ import itertools
 import json
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -42,6 +43,7 @@ from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
 from services.platform.runtime.service import ServiceContext
 from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
+from tests.integration.kit_service import KitEnvelope
 from tests.processes import RABBITMQCTL
 
 pytestmark = pytest.mark.integration
@@ -64,6 +66,7 @@ THING_MADE = EventSpec(
     payload_model=Thing,
 )
 EVENTS = {THING_MADE.name: THING_MADE}
+ENVELOPES: dict[str, type[BaseModel]] = {THING_MADE.name: KitEnvelope[Thing]}
 
 
 def _queue(name: str, pattern: str, **arguments: Any) -> QueueSpec:
@@ -264,12 +267,14 @@ async def send(
     )
 
 
-Handler = Callable[[ServiceContext, UnitOfWork, dict[str, Any], BaseModel], Awaitable[None]]
+ThingMade = KitEnvelope[Thing]
+Handler = Callable[[UnitOfWork, ThingMade], Awaitable[None]]
 
 
-async def consume(ctx: ServiceContext, handler: Handler) -> None:
-    ctx.definition = dataclasses.replace(DEFINITION, consumers={THING_MADE.name: handler})
-    await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS)
+async def consume(ctx: ServiceContext, handler: Handler | Callable[..., Any]) -> None:
+    consumers = SimpleNamespace(on_msgdemo_thing_made=handler)
+    ctx.definition = dataclasses.replace(DEFINITION, consumers=consumers)
+    await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES)
 
 
 # ---------------------------------------------------------------- topology and publishing
@@ -460,9 +465,7 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(
 ) -> None:
     attempts: list[float] = []
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
+    async def handle(uow: UnitOfWork, event: ThingMade) -> None:
         attempts.append(asyncio.get_running_loop().time())
         raise RuntimeError("the ledger is closed")
 
@@ -509,10 +512,8 @@ async def test_dead_letter_raised_by_a_handler_skips_retries(
 async def test_a_duplicate_event_is_handled_once(ctx: ServiceContext, database: Database) -> None:
     calls: list[str] = []
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
-        calls.append(env["event_id"])
+    async def handle(uow: UnitOfWork, event: ThingMade) -> None:
+        calls.append(str(event.event_id))
         await asyncio.sleep(0.2)  # the copies overlap: the inbox row lock decides
 
     def outcomes() -> tuple[float, float]:
@@ -548,11 +549,9 @@ def counted(outcome: str) -> float:
 async def test_an_emitted_event_continues_the_conversation(
     ctx: ServiceContext, database: Database
 ) -> None:
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
-        if env["metadata"]["service"] == "elsewhere":
-            uow.emit(THING_MADE, payload)
+    async def handle(uow: UnitOfWork, event: ThingMade) -> None:
+        if event.metadata.service == "elsewhere":
+            uow.emit(THING_MADE, event.payload)
 
     await consume(ctx, handle)
     event = envelope()
@@ -584,12 +583,10 @@ async def test_dlq_list_show_replay_round_trip(ctx: ServiceContext, amqp_vhost: 
     refuse = True
     handled: list[str] = []
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
+    async def handle(uow: UnitOfWork, event: ThingMade) -> None:
         if refuse:
             raise DeadLetter("not now")
-        handled.append(env["event_id"])
+        handled.append(str(event.event_id))
 
     await consume(ctx, handle)
     events = [envelope() for _ in range(3)]

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import json
 from collections.abc import AsyncIterator, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import aio_pika
@@ -28,6 +29,7 @@ from services.platform.runtime.consumers import start_consumers
 from services.platform.runtime.relay import OUTBOX_LAG, OUTBOX_PENDING, OutboxRelay
 from services.platform.runtime.service import ServiceContext
 from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
+from tests.integration.kit_service import KitEnvelope
 from tests.processes import broker_stopped
 
 pytestmark = pytest.mark.integration
@@ -201,14 +203,18 @@ async def test_rows_committed_while_rabbitmq_is_down_arrive_after_it_returns(
 ) -> None:
     handled: list[int] = []
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
-    ) -> None:
-        assert isinstance(payload, Parcel)
-        handled.append(payload.number)
+    async def on_relaydemo_parcel_sent(uow: UnitOfWork, event: KitEnvelope[Parcel]) -> None:
+        assert isinstance(event.payload, Parcel)
+        handled.append(event.payload.number)
 
-    ctx.definition = dataclasses.replace(DEFINITION, consumers={PARCEL_SENT.name: handle})
-    await start_consumers(ctx, topology=TOPOLOGY, events={PARCEL_SENT.name: PARCEL_SENT})
+    consumers = SimpleNamespace(on_relaydemo_parcel_sent=on_relaydemo_parcel_sent)
+    ctx.definition = dataclasses.replace(DEFINITION, consumers=consumers)
+    await start_consumers(
+        ctx,
+        topology=TOPOLOGY,
+        events={PARCEL_SENT.name: PARCEL_SENT},
+        envelopes={PARCEL_SENT.name: KitEnvelope[Parcel]},
+    )
     relay = OutboxRelay(ctx, poll_interval=0.2, max_backoff=1.0, topology=TOPOLOGY)
     task = asyncio.create_task(relay.run())
     try:

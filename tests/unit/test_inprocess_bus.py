@@ -416,11 +416,13 @@ async def ctx(tmp_path: Path, bus: InProcessBus) -> AsyncIterator[ServiceContext
     await database.dispose()
 
 
-Handler = Callable[[ServiceContext, UnitOfWork, dict[str, Any], BaseModel], Awaitable[None]]
+Handler = Callable[[UnitOfWork, ThingEnvelope], Awaitable[None]]
 
 
-async def consume(ctx: ServiceContext, handlers: dict[str, Handler]) -> ServiceContext:
-    ctx.definition = dataclasses.replace(ctx.definition, consumers=handlers)
+async def consume(ctx: ServiceContext, on_made: Handler | Callable[..., Any]) -> ServiceContext:
+    """Consume with a consumers object that handles `unitdemo.thing.made` (not `.lost`)."""
+    consumers = SimpleNamespace(on_unitdemo_thing_made=on_made)
+    ctx.definition = dataclasses.replace(ctx.definition, consumers=consumers)
     await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES)
     return ctx
 
@@ -466,22 +468,14 @@ def counted(event: str, outcome: str) -> float:
 async def test_consumer_handles_once_with_the_cause_in_the_request_context(
     ctx: ServiceContext,
 ) -> None:
-    seen: list[tuple[str, Any, Any, Thing]] = []
+    seen: list[tuple[ThingEnvelope, Any, Any]] = []
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
-        assert isinstance(payload, Thing)
-        seen.append(
-            (
-                env["event_id"],
-                requestctx.correlation_id.get(),
-                requestctx.causation_id.get(),
-                payload,
-            )
-        )
+    async def handle(uow: UnitOfWork, event: ThingEnvelope) -> None:
+        assert isinstance(event, ThingEnvelope)
+        assert isinstance(event.payload, Thing)
+        seen.append((event, requestctx.correlation_id.get(), requestctx.causation_id.get()))
 
-    await consume(ctx, {THING_MADE.name: handle})
+    await consume(ctx, handle)
     event = envelope()
     before = counted(THING_MADE.name, "duplicate")
     await send(ctx, event)
@@ -489,10 +483,12 @@ async def test_consumer_handles_once_with_the_cause_in_the_request_context(
     await wait_for(lambda: counted(THING_MADE.name, "duplicate") == before + 1)
 
     assert len(seen) == 1
-    event_id, correlation, causation, payload = seen[0]
-    assert event_id == event["event_id"]
+    model, correlation, causation = seen[0]
+    assert str(model.event_id) == event["event_id"]
+    assert str(model.correlation_id) == event["correlation_id"]
+    assert model.metadata.service == "elsewhere"
     assert (correlation, causation) == (event["correlation_id"], event["event_id"])
-    assert payload.quantity == 2
+    assert model.payload.quantity == 2
     assert requestctx.correlation_id.get() is None  # reset after handling
 
 
@@ -519,7 +515,7 @@ async def test_invalid_messages_are_dead_lettered_at_once(
         nonlocal calls
         calls += 1
 
-    await consume(ctx, {THING_MADE.name: handle})
+    await consume(ctx, handle)
     message_id = await send(ctx, body)
     [letter] = await dead_letters(ctx, 1)
 
@@ -542,15 +538,13 @@ async def test_a_failing_handler_is_retried_then_dead_lettered_without_effects(
 ) -> None:
     attempts = 0
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
+    async def handle(uow: UnitOfWork, event: ThingEnvelope) -> None:
         nonlocal attempts
         attempts += 1
-        uow.emit(THING_LOST, payload)  # rolled back with the failure
+        uow.emit(THING_LOST, event.payload)  # rolled back with the failure
         raise ValueError(f"attempt {attempts} failed")
 
-    await consume(ctx, {THING_MADE.name: handle})
+    await consume(ctx, handle)
     event = envelope()
     await send(ctx, event)
     [letter] = await dead_letters(ctx, 1)
@@ -571,7 +565,7 @@ async def test_dead_letter_exception_skips_the_retries(ctx: ServiceContext) -> N
         attempts += 1
         raise DeadLetter("order is already cancelled")
 
-    await consume(ctx, {THING_MADE.name: handle})
+    await consume(ctx, handle)
     await send(ctx, envelope())
     [letter] = await dead_letters(ctx, 1)
     assert attempts == 1
@@ -585,16 +579,14 @@ async def test_dead_letter_exception_skips_the_retries(ctx: ServiceContext) -> N
 async def test_a_handler_that_recovers_on_retry_commits_once(ctx: ServiceContext) -> None:
     attempts = 0
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
+    async def handle(uow: UnitOfWork, event: ThingEnvelope) -> None:
         nonlocal attempts
         attempts += 1
-        uow.emit(THING_LOST, payload)
+        uow.emit(THING_LOST, event.payload)
         if attempts < 3:
             raise ConnectionError("flaky")
 
-    await consume(ctx, {THING_MADE.name: handle})
+    await consume(ctx, handle)
     event = envelope()
     await send(ctx, event)
     await wait_for(lambda: attempts == 3)
@@ -608,18 +600,79 @@ async def test_a_handler_that_recovers_on_retry_commits_once(ctx: ServiceContext
     assert await ctx.bus.depth("unitdemo.dlq") == 0
 
 
+def _redis_topology() -> Topology:
+    """TOPOLOGY with unitdemo.queue declared for a service without a database."""
+    first, *others = TOPOLOGY.queues
+    return dataclasses.replace(
+        TOPOLOGY, queues=(dataclasses.replace(first, inbox="redis"), *others)
+    )
+
+
+async def test_without_a_database_handlers_get_the_context_and_redis_dedupes(
+    ctx: ServiceContext,
+) -> None:
+    """A service without a database (notification): `(ctx, event)`, deduplicated with Redis
+    SET NX, and a failed attempt releases its claim so that the retry is not a duplicate."""
+    seen: list[tuple[ServiceContext, ThingEnvelope]] = []
+    attempts = 0
+
+    async def on_made(service: ServiceContext, event: ThingEnvelope) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ConnectionError("smtp is down")
+        seen.append((service, event))
+
+    ctx.definition = dataclasses.replace(
+        ctx.definition, migrations=None, consumers=SimpleNamespace(on_unitdemo_thing_made=on_made)
+    )
+    assert not ctx.has_database
+    await start_consumers(ctx, topology=_redis_topology(), events=EVENTS, envelopes=ENVELOPES)
+    event = envelope()
+    before = counted(THING_MADE.name, "duplicate")
+    await send(ctx, event)
+    await wait_for(lambda: len(seen) == 1)
+    await send(ctx, event)  # redelivered: the Redis claim makes it a duplicate
+    await wait_for(lambda: counted(THING_MADE.name, "duplicate") == before + 1)
+
+    assert attempts == 2
+    [(service, model)] = seen
+    assert service is ctx
+    assert str(model.event_id) == event["event_id"]
+    assert model.payload.quantity == 2
+    assert await ctx.redis.get(ctx.keys(SERVICE, "inbox", event["event_id"])) == b"1"
+
+
+async def test_consumers_are_resolved_and_checked_at_start_up(ctx: ServiceContext) -> None:
+    def not_async(uow: UnitOfWork, event: ThingEnvelope) -> None:
+        pass
+
+    with pytest.raises(RuntimeError, match="on_unitdemo_thing_made must be a coroutine function"):
+        await consume(ctx, not_async)
+
+    async def on_made(uow: UnitOfWork, event: ThingEnvelope) -> None:
+        pass
+
+    ctx.definition = dataclasses.replace(
+        ctx.definition, consumers=SimpleNamespace(on_unitdemo_thing_made=on_made)
+    )
+    with pytest.raises(RuntimeError, match=r"no envelope model for unitdemo\.thing\.made"):
+        await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes={})
+    # The queue says "no database" but the service has one: the Protocol would lie.
+    with pytest.raises(RuntimeError, match="inbox redis, but unitdemo has database"):
+        await start_consumers(ctx, topology=_redis_topology(), events=EVENTS, envelopes=ENVELOPES)
+
+
 async def test_dlq_show_and_replay_round_trip(ctx: ServiceContext) -> None:
     handled: list[str] = []
     fail = True
 
-    async def handle(
-        ctx: ServiceContext, uow: UnitOfWork, env: dict[str, Any], payload: BaseModel
-    ) -> None:
+    async def handle(uow: UnitOfWork, event: ThingEnvelope) -> None:
         if fail:
             raise DeadLetter("not yet")
-        handled.append(env["event_id"])
+        handled.append(str(event.event_id))
 
-    await consume(ctx, {THING_MADE.name: handle})
+    await consume(ctx, handle)
     events = [envelope() for _ in range(3)]
     for event in events:
         await send(ctx, event)

@@ -296,6 +296,18 @@ async def test_a_released_savepoint_belongs_to_the_outer_transaction(database: D
     assert ran == ["inner"]
 
 
+async def test_emitted_lists_what_is_committed_or_still_pending(database: Database) -> None:
+    async with unit(database) as uow:
+        uow.emit(NOTED, Noted(n=1))
+        await uow.commit()
+        uow.emit(NOTED, Noted(n=2))
+        await uow.rollback()  # takes n=2, not the committed n=1
+        assert [e["payload"]["n"] for e in uow.emitted] == [1]
+        uow.emit(NOTED, Noted(n=3))  # left without commit
+    assert [e["payload"]["n"] for e in uow.emitted] == [1]
+    assert await outbox_count(database) == 1
+
+
 async def test_savepoints_nest(database: Database) -> None:
     outer, middle, inner = uuid4(), uuid4(), uuid4()
     async with unit(database) as uow:

@@ -11,9 +11,12 @@ Reads the conventions of docs/adr/0001-foundation.md:
 * every exchange is the `exchange` of some `is: routingKey` channel (domain exchanges without
   events have a channel of their own, and so does the dead-letter exchange);
 * a queue is a channel with `is: queue` and the extension `x-erp-queue` (`service`, `type`,
-  `arguments`, `dead-letter`, `bindings`); a queue named as another queue's
-  `dead-letter.queue` is a dead-letter queue (it has no `dead-letter` of its own);
-* a `receive` operation on a queue channel lists the messages its `x-erp-service` consumes.
+  `arguments`, `dead-letter`, `bindings`, and `inbox`: `database` — the default — or `redis`
+  for a service without a database); a queue named as another queue's `dead-letter.queue` is a
+  dead-letter queue (it has no `dead-letter` of its own);
+* a `receive` operation on a queue channel lists the messages its `x-erp-service` consumes;
+  each consuming service gets a consumer Protocol with one method per such event
+  (`generated/events/consumers.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from services.platform.core.contracts import consumer_method
 from tools.codegen.bundle import JsonObject, pointer_tokens, resolve_pointer, split_ref
 from tools.codegen.common import (
     CodegenError,
@@ -29,12 +33,14 @@ from tools.codegen.common import (
     dump_json,
     generated_note,
     header,
+    pascal,
     py_literal,
     upper_snake,
 )
 
 EXCHANGE_TYPES = ("topic", "direct", "fanout", "headers")
 QUEUE_TYPES = ("quorum", "classic")
+INBOX_KINDS = ("database", "redis")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,7 @@ class Queue:
     bindings: tuple[tuple[str, str], ...]  # (exchange, routing key pattern)
     dead_letter: DeadLetterQueue
     consumes: tuple[str, ...]
+    inbox: str = "database"  # "database" | "redis": what the service's consumers receive
 
 
 @dataclass(frozen=True)
@@ -259,6 +266,13 @@ def _consumed(document: JsonObject, source: str) -> dict[str, list[str]]:
     return consumed
 
 
+def _inbox(extension: JsonObject, where: str) -> str:
+    inbox = extension.get("inbox", "database")
+    if inbox not in INBOX_KINDS:
+        raise CodegenError(f"{where}: x-erp-queue.inbox must be one of {INBOX_KINDS}")
+    return str(inbox)
+
+
 def _queue_parts(
     channel_id: str, channel: JsonObject, where: str
 ) -> tuple[str, JsonObject, bool, dict[str, Any]]:
@@ -365,6 +379,7 @@ def _queues(document: JsonObject, source: str, exchanges: dict[str, Exchange]) -
                     routing_key=dl_key,
                 ),
                 consumes=tuple(consumed.get(channel_id, ())),
+                inbox=_inbox(extension, where),
             )
         )
     orphans = sorted(set(consumed) - {channel_id for channel_id, *_ in parsed.values()})
@@ -532,6 +547,140 @@ def _function_doc(event: Event) -> str:
     return f"{lead}Emit `{event.name}` to {event.exchange}{tail}."
 
 
+@dataclass(frozen=True)
+class ConsumerProtocol:
+    service: str
+    inbox: str  # "database" | "redis"
+    queues: tuple[str, ...]
+    events: tuple[Event, ...]  # in document order of the receive operations
+
+    @property
+    def name(self) -> str:
+        return f"{pascal(self.service)}Consumers"
+
+
+def consumer_protocols(events: EventsDocument) -> list[ConsumerProtocol]:
+    """One per service whose queues receive events, sorted by service."""
+    by_name = {event.name: event for event in events.events}
+    services: dict[str, list[Queue]] = {}
+    for queue in events.queues:
+        if queue.consumes:
+            services.setdefault(queue.service, []).append(queue)
+    protocols: list[ConsumerProtocol] = []
+    for service in sorted(services):
+        queues = services[service]
+        inboxes = {queue.inbox for queue in queues}
+        if len(inboxes) != 1:
+            raise CodegenError(
+                f"{events.source}: the queues of {service} disagree on x-erp-queue.inbox"
+            )
+        names = list(dict.fromkeys(name for queue in queues for name in queue.consumes))
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise CodegenError(
+                f"{events.source}: {service} receives {', '.join(unknown)}, which no send "
+                "operation publishes"
+            )
+        methods: dict[str, str] = {}
+        for name in names:
+            method = consumer_method(name)
+            if method in methods:
+                raise CodegenError(
+                    f"{events.source}: {service} receives {methods[method]} and {name}, which "
+                    f"both make the consumer method {method}"
+                )
+            methods[method] = name
+        protocols.append(
+            ConsumerProtocol(
+                service=service,
+                inbox=inboxes.pop(),
+                queues=tuple(queue.name for queue in queues),
+                events=tuple(by_name[name] for name in names),
+            )
+        )
+    return protocols
+
+
+def render_consumers(events: EventsDocument) -> str:
+    """`generated/events/consumers.py`: the consumer Protocol of every consuming service."""
+    source = events.source
+    protocols = consumer_protocols(events)
+    models = sorted({event.envelope_schema for p in protocols for event in p.events})
+    imports = (
+        "from generated.events.models import (\n" + "".join(f"    {m},\n" for m in models) + ")\n"
+        if models
+        else ""
+    )
+    kit = sorted({"UnitOfWork" if p.inbox == "database" else "ServiceContext" for p in protocols})
+    kit_import = f"from services.platform import {', '.join(kit)}\n" if kit else ""
+    classes = "\n\n".join(_consumer_protocol(protocol) for protocol in protocols)
+    names = [protocol.name for protocol in protocols]
+    return f'''{header(source)}
+"""Consumer Protocols, from {source}.
+
+One Protocol per service that consumes events, with one method per event its queue receives
+(the `receive` operations; `x-erp-queue`), named `on_<event name, dots as underscores>` and
+taking the event's validated envelope model (`event.payload` is the typed payload, and
+`event.event_id`, `event.correlation_id`, `event.metadata` are there). The kit's consumer
+wrapper finds these methods at start-up on the object `ServiceDefinition(consumers=...)` names
+(the service's consumers module) and calls them after recording the event as handled:
+
+* a service with a database (`x-erp-queue.inbox: database`, the default) gets the unit of work
+  holding the inbox row, committed by the kit after the method returns:
+  `async def on_sales_order_created(self, uow, event) -> None`;
+* a service without one (`inbox: redis`, deduplicated with Redis `SET NX`) gets the running
+  service's context: `async def on_auth_user_registered(self, ctx, event) -> None`.
+
+A module satisfies a Protocol, so each consuming service's `service.py` proves its consumers
+to mypy, as it does its HTTP handlers:
+
+    consumers_check: InventoryConsumers = services.inventory.consumers
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+{imports}{kit_import}
+__all__ = {py_literal(names)}
+
+
+{classes}
+'''
+
+
+def _consumer_protocol(protocol: ConsumerProtocol) -> str:
+    if protocol.inbox == "database":
+        first = "uow: UnitOfWork"
+        how = (
+            "Each method gets the unit of work the kit opened (the inbox row is in it) and "
+            "must not commit: the kit commits after it returns."
+        )
+    else:
+        first = "ctx: ServiceContext"
+        how = (
+            "The service has no database (Redis deduplicates): each method gets the running "
+            "service's context."
+        )
+    queues = ", ".join(protocol.queues)
+    lines = [
+        f"class {protocol.name}(Protocol):",
+        f"    {docstring(f'What {protocol.service} does with the events of {queues}. {how}', 4)}",
+    ]
+    for event in protocol.events:
+        lead = f"{event.summary.rstrip('.')}. " if event.summary else ""
+        doc = f"{lead}`{event.name}` v{event.version}, published by {event.producer}."
+        lines += [
+            "",
+            f"    async def {consumer_method(event.name)}(",
+            f"        self, {first}, event: {event.envelope_schema}",
+            "    ) -> None:",
+            f"        {docstring(doc, 8)}",
+            "        ...",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def render_topology(events: EventsDocument) -> str:
     source = events.source
     exchanges = "".join(
@@ -608,6 +757,7 @@ def _queue_spec(queue: Queue) -> str:
         f"        dead_letter_queue={queue.dead_letter.name!r},\n"
         f"        dead_letter_routing_key={queue.dead_letter.routing_key!r},\n"
         f"        consumes={py_literal(queue.consumes)},\n"
+        f"        inbox={queue.inbox!r},\n"
         "    ),\n"
     )
 

@@ -20,6 +20,7 @@ from tools.codegen.asyncapi import (
     check_models_source,
     events_json_schema,
     read_events,
+    render_consumers,
     render_definitions,
     render_publishers,
     render_topology,
@@ -100,7 +101,8 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
         "* `<service>/models.py`, `<service>/operations.py` — request/response models (the\n"
         "  common ones imported from `common/models.py`), the operation table and the handler\n"
         "  Protocol;\n"
-        "* `events/` — event models, JSON Schema and publishers; `topology.py` — RabbitMQ.\n",
+        "* `events/` — event models, JSON Schema, publishers and consumer Protocols;\n"
+        "  `topology.py` — RabbitMQ.\n",
     )
 
     common_source = (OPENAPI_DIR / COMMON_SPEC).as_posix()
@@ -163,9 +165,10 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
         schema_path = GENERATED_DIR / "events" / "events.schema.json"
         files[schema_path] = dump_json(events_json_schema(events), sort_keys=False)
         files[GENERATED_DIR / "events" / "__init__.py"] = _package_init(
-            source, "Generated event code: models, JSON Schema, publishers."
+            source, "Generated event code: models, JSON Schema, publishers, consumer Protocols."
         )
         files[GENERATED_DIR / "events" / "publishers.py"] = render_publishers(events)
+        files[GENERATED_DIR / "events" / "consumers.py"] = render_consumers(events)
         files[GENERATED_DIR / "topology.py"] = render_topology(events)
         files[DEFINITIONS] = render_definitions(events)
         jobs.append(

@@ -47,6 +47,18 @@ class Binding:
     routing_key: str  # a topic pattern, e.g. "auth.user.*"
 
 
+InboxKind = Literal["database", "redis"]
+"""How a consuming service remembers the events it handled: the inbox table of its database
+(its consumers get the unit of work), or Redis `SET NX` for a service without a database (its
+consumers get the service context). `x-erp-queue.inbox` in the AsyncAPI document."""
+
+
+def consumer_method(event_name: str) -> str:
+    """The method of a service's consumers object that handles an event (also the name the
+    generated consumer Protocols use): "sales.order.created" → "on_sales_order_created"."""
+    return "on_" + event_name.replace(".", "_")
+
+
 @dataclass(frozen=True, slots=True)
 class QueueSpec:
     """A consuming service's queue with its arguments, bindings and dead-letter queue."""
@@ -59,6 +71,7 @@ class QueueSpec:
     dead_letter_queue: str  # e.g. "notification.dlq"
     dead_letter_routing_key: str  # e.g. "notification.dlq"
     consumes: tuple[str, ...] = field(default=())  # event names its service handles
+    inbox: InboxKind = "database"
 
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

@@ -133,7 +133,9 @@ class UnitOfWork:
         self._pending_events = 0
         self._correlation_id: str | None = None
         self._after_commit: list[AfterCommit] = []
-        self.emitted: list[dict[str, Any]] = []  # envelopes emitted, in order
+        # Envelopes emitted, in order: those committed, then those the open transaction holds.
+        self.emitted: list[dict[str, Any]] = []
+        self._committed = 0  # how many of `emitted` are committed
 
     async def __aenter__(self) -> UnitOfWork:
         return self
@@ -144,7 +146,7 @@ class UnitOfWork:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self._after_commit.clear()  # registered since the last commit: never committed
+        self._restore((self._committed, 0, 0))  # what was not committed is gone
         try:
             await self.session.rollback()  # a no-op after commit()
         finally:
@@ -154,6 +156,7 @@ class UnitOfWork:
         """Commit; then wake the relay (if events were written) and run the after-commit
         callbacks. A failing callback is logged, never raised (module docstring)."""
         await self.session.commit()
+        self._committed = len(self.emitted)
         callbacks, self._after_commit = self._after_commit, []
         if self._pending_events and self._on_commit is not None:
             self._on_commit()
@@ -176,7 +179,7 @@ class UnitOfWork:
     async def rollback(self) -> None:
         """Roll back everything since the last commit: rows, events, after-commit callbacks."""
         await self.session.rollback()
-        self._restore((0, 0, 0))
+        self._restore((self._committed, 0, 0))
 
     def after_commit(self, callback: AfterCommit) -> None:
         """Run `await callback()` after the next successful `commit()`, after the callbacks

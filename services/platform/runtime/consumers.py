@@ -1,41 +1,49 @@
 """The consumer wrapper: from a delivered message to a committed, exactly-once effect.
 
+At start-up, for every event the service's queues receive, the handler is looked up once on
+the object `ServiceDefinition.consumers` names (the service's consumers module): the coroutine
+`on_<event name, dots as underscores>` that the generated consumer Protocol
+(`generated/events/consumers.py`) declares and the service's `service.py` checks with mypy.
+
 Per message (DESIGN §4):
 
-1. parse the JSON envelope, validate it and its payload against the generated models; invalid
-   JSON, a schema failure or an event this service has no handler for → dead letter at once;
+1. parse the JSON envelope, validate its payload and then the whole envelope against the
+   event's generated envelope model; invalid JSON, a schema failure or an event this service
+   has no handler for → dead letter at once;
 2. with correlation_id = the envelope's and causation_id = its event_id in the request context
    (so events the handler emits continue the conversation), open a unit of work, record the
-   event in the inbox (a duplicate is acknowledged and changes nothing), run the handler,
-   commit, and only then acknowledge;
+   event in the inbox (a duplicate is acknowledged and changes nothing), call the handler with
+   the unit of work and the validated envelope model (`event.payload` typed), commit, and only
+   then acknowledge;
 3. a failing handler is retried in-process after each of `settings.retry_delays`; after the
    last attempt, or at once when it raises `DeadLetter`, the original body and headers are
    published to the queue's dead-letter exchange (`dlx`, routing key `<service>.dlq`) with the
    failure in `x-erp-*` headers, and the original is acknowledged.
 
-A service without a database (notification) dedupes with Redis `SET NX` (24 h) instead of the
-inbox table, and its handlers receive `uow=None`.
+A service without a database (notification; `x-erp-queue.inbox: redis`) dedupes with Redis
+`SET NX` (24 h) instead of the inbox table, and its handlers receive the service context
+instead of a unit of work: `async def on_auth_user_registered(ctx, event)`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from prometheus_client import Counter
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from services.platform.core import scope as requestctx
-from services.platform.core.contracts import EventSpec, QueueSpec, Topology
+from services.platform.core.contracts import EventSpec, QueueSpec, Topology, consumer_method
 from services.platform.messaging.bus import IncomingMessage
-from services.platform.persistence.uow import UnitOfWork
-from services.platform.runtime.service import Consumer, ServiceContext, use_context
+from services.platform.runtime.service import ServiceContext, use_context
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,11 @@ class InvalidMessage(Exception):  # noqa: N818
         self.reason = reason
 
 
+Handler: TypeAlias = Callable[[Any, BaseModel], Awaitable[None]]
+"""A resolved consumer method: `(uow, event)`, or `(ctx, event)` without a database; the
+generated consumer Protocol types each one exactly."""
+
+
 class Envelope(BaseModel):
     """What the wrapper reads from any envelope (DESIGN §4) before it knows the event; the
     event's generated envelope model then checks the whole message against the contract."""
@@ -91,7 +104,7 @@ async def start_consumers(
     events: Mapping[str, EventSpec] | None = None,
     envelopes: Mapping[str, type[BaseModel]] | None = None,
 ) -> None:
-    """Subscribe every queue of the service.
+    """Subscribe every queue of the service, its handlers resolved first.
 
     `topology`, `events` and `envelopes` (the model of each event's whole envelope) default to
     the service definition's; tests pass their own.
@@ -100,15 +113,49 @@ async def start_consumers(
     topology = topology or definition.topology
     if events is None:
         events, envelopes = definition.events, definition.envelopes
-    for queue in topology.queues_for(ctx.definition.name):
-        missing = sorted(set(queue.consumes) - set(ctx.definition.consumers))
+    envelopes = envelopes or {}
+    for queue in topology.queues_for(definition.name):
+        handlers = resolve_handlers(ctx, queue, envelopes)
+        missing = [name for name in queue.consumes if name not in handlers]
         if missing:
             log.warning(
                 "%s has no handler for %s: such events will be dead-lettered",
-                ctx.definition.name,
+                definition.name,
                 ", ".join(missing),
             )
-        await ctx.bus.subscribe(queue, MessageConsumer(ctx, queue, events, envelopes or {}))
+        await ctx.bus.subscribe(queue, MessageConsumer(ctx, queue, events, envelopes, handlers))
+
+
+def resolve_handlers(
+    ctx: ServiceContext, queue: QueueSpec, envelopes: Mapping[str, type[BaseModel]]
+) -> dict[str, Handler]:
+    """The handler of each event `queue` delivers, from the definition's consumers object.
+
+    Refuses to start (RuntimeError) when the queue's declared inbox does not match the service
+    (the generated Protocol would then promise the wrong first argument), when a handler is not
+    a coroutine function, or when an event it handles has no envelope model.
+    """
+    definition = ctx.definition
+    inbox = "database" if ctx.has_database else "redis"
+    if queue.consumes and queue.inbox != inbox:
+        raise RuntimeError(
+            f"{queue.name} is declared with x-erp-queue.inbox {queue.inbox}, but "
+            f"{definition.name} {'has' if ctx.has_database else 'has no'} database"
+        )
+    handlers: dict[str, Handler] = {}
+    for name in queue.consumes:
+        handler = getattr(definition.consumers, consumer_method(name), None)
+        if handler is None:
+            continue
+        if not inspect.iscoroutinefunction(handler):
+            raise RuntimeError(
+                f"{definition.name}: consumers.{consumer_method(name)} must be a coroutine "
+                f"function (async def), not {type(handler).__name__}"
+            )
+        if name not in envelopes:
+            raise RuntimeError(f"{definition.name}: no envelope model for {name}")
+        handlers[name] = handler
+    return handlers
 
 
 class MessageConsumer:
@@ -120,11 +167,13 @@ class MessageConsumer:
         queue: QueueSpec,
         events: Mapping[str, EventSpec],
         envelopes: Mapping[str, type[BaseModel]],
+        handlers: Mapping[str, Handler],
     ) -> None:
         self.ctx = ctx
         self.queue = queue
         self.events = events
         self.envelopes = envelopes
+        self.handlers = handlers
         self.service = ctx.definition.name
 
     async def __call__(self, message: IncomingMessage) -> None:
@@ -134,7 +183,7 @@ class MessageConsumer:
 
     async def _handle(self, message: IncomingMessage) -> None:
         try:
-            envelope, model, payload, handler = self._decode(message)
+            model, event, handler = self._decode(message)
         except InvalidMessage as invalid:
             log.warning(
                 "%s: invalid message %s on %s: %s",
@@ -153,7 +202,7 @@ class MessageConsumer:
         with _conversation(self.service, model):
             for attempt in range(1, len(delays) + 2):
                 try:
-                    handled = await self._run(handler, model, envelope, payload)
+                    handled = await self._run(handler, model, event)
                 except DeadLetter as refused:
                     log.warning(
                         "%s refused %s %s: %s", self.service, event_name, model.event_id, refused
@@ -190,9 +239,7 @@ class MessageConsumer:
                     self._count(event_name, "handled" if handled else "duplicate")
                     return
 
-    def _decode(
-        self, message: IncomingMessage
-    ) -> tuple[dict[str, Any], Envelope, BaseModel, Consumer]:
+    def _decode(self, message: IncomingMessage) -> tuple[Envelope, BaseModel, Handler]:
         try:
             envelope = json.loads(message.body)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -211,37 +258,35 @@ class MessageConsumer:
                 f"{model.event_name} version {model.event_version} is not supported "
                 f"(this service reads {spec.version})"
             )
-        handler = self.ctx.definition.consumers.get(model.event_name)
+        handler = self.handlers.get(model.event_name)
         if handler is None:
             raise InvalidMessage(f"{self.service} has no handler for {model.event_name}")
         try:
-            payload = spec.payload_model.model_validate(model.payload)
+            # First on its own: a payload error is reported as such ("payload: field: ...").
+            spec.payload_model.model_validate(model.payload)
         except ValidationError as error:
             raise InvalidMessage(f"payload: {_describe(error)}") from error
-        contract = self.envelopes.get(model.event_name)
-        if contract is not None:
-            # The generated envelope model is the whole schema (no extra fields, metadata).
-            try:
-                contract.model_validate(envelope)
-            except ValidationError as error:
-                raise InvalidMessage(f"envelope: {_describe(error)}") from error
-        return envelope, model, payload, handler
+        try:
+            # The generated envelope model is the whole schema (no extra fields, metadata), and
+            # what the handler gets.
+            event = self.envelopes[model.event_name].model_validate(envelope)
+        except ValidationError as error:
+            raise InvalidMessage(f"envelope: {_describe(error)}") from error
+        return model, event, handler
 
-    async def _run(
-        self, handler: Consumer, model: Envelope, envelope: dict[str, Any], payload: BaseModel
-    ) -> bool:
+    async def _run(self, handler: Handler, model: Envelope, event: BaseModel) -> bool:
         """One attempt; False when the event had been handled before (a duplicate)."""
         if not self.ctx.has_database:
-            return await self._run_without_database(handler, model, envelope, payload)
+            return await self._run_without_database(handler, model, event)
         async with self.ctx.unit_of_work() as uow:
             if not await uow.mark_handled(self.service, model.event_id, model.event_name):
                 return False
-            await handler(self.ctx, uow, envelope, payload)
+            await handler(uow, event)
             await uow.commit()
         return True
 
     async def _run_without_database(
-        self, handler: Consumer, model: Envelope, envelope: dict[str, Any], payload: BaseModel
+        self, handler: Handler, model: Envelope, event: BaseModel
     ) -> bool:
         # The seed's IdempotencyGuard: claim the event id; release the claim if handling fails
         # so that the retry (or a redelivery) may claim it again.
@@ -250,7 +295,7 @@ class MessageConsumer:
         if not claimed:
             return False
         try:
-            await handler(self.ctx, cast("UnitOfWork", None), envelope, payload)
+            await handler(self.ctx, event)
         except BaseException:
             await self.ctx.redis.delete(key)
             raise

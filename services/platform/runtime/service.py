@@ -25,12 +25,6 @@ from services.platform.persistence.db import Database
 from services.platform.persistence.redis import JsonCache, Keys
 from services.platform.persistence.uow import UnitOfWork
 
-Consumer: TypeAlias = Callable[
-    ["ServiceContext", "UnitOfWork", dict[str, Any], BaseModel], Awaitable[None]
-]
-"""An event handler: `async def handle(ctx, uow, envelope, payload) -> None`. It must not commit;
-the consumer wrapper commits the unit of work together with the inbox row."""
-
 StartupHook: TypeAlias = Callable[["ServiceContext"], Awaitable[None]]
 
 
@@ -60,7 +54,10 @@ class ServiceDefinition:
     schemas: Mapping[str, Any] = field(default_factory=dict)
     metadata: MetaData | None = None
     migrations: Path | None = None
-    consumers: Mapping[str, Consumer] = field(default_factory=dict)  # event name -> handler
+    # The object (normally the service's consumers module) with one coroutine per consumed
+    # event, `on_<event name, dots as underscores>`, typed by the generated consumer Protocol
+    # (generated/events/consumers.py); None for a service that consumes nothing.
+    consumers: object | None = None
     on_startup: Sequence[StartupHook] = ()
     periodic: Sequence[PeriodicJob] = ()
     # The platform's event contracts (generated from the AsyncAPI document).

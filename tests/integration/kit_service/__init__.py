@@ -1,11 +1,13 @@
-"""A tiny service used to test the kit's data side: one table, one event, its migrations."""
+"""A tiny service used to test the kit's data side: one table, one event, its migrations, and
+`KitEnvelope[Payload]`, standing for the generated envelope model of a test event."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Generic, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy.orm import registry
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
@@ -32,6 +34,33 @@ class WidgetCreated(BaseModel):
 
     widget_id: UUID = Field(alias="widgetId")
     name: str = Field(min_length=1)
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+class KitMetadata(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    service: str
+    user_id: UUID | None = None
+    trace_id: str | None = None
+
+
+class KitEnvelope(BaseModel, Generic[P]):
+    """A whole event, as a generated envelope model states it (`KitEnvelope[WidgetCreated]`):
+    nothing else allowed, `payload` typed. What consumer methods of test services receive."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: UUID
+    event_name: str
+    event_version: str
+    occurred_at: AwareDatetime
+    correlation_id: UUID
+    causation_id: UUID | None = None
+    payload: P
+    metadata: KitMetadata
 
 
 WIDGET_CREATED = EventSpec(
