@@ -41,7 +41,9 @@ OPERATION = OperationInfo(
     public=True,
     parameters=(
         ParameterInfo("thing_id", "path", True, "thing_id", {"type": "string", "format": "uuid"}),
-        ParameterInfo("page", "query", False, "page", {"type": "integer", "minimum": 1, "default": 1}),
+        ParameterInfo(
+            "page", "query", False, "page", {"type": "integer", "minimum": 1, "default": 1}
+        ),
         ParameterInfo("active", "query", False, "active", {"type": "boolean"}),
         ParameterInfo(
             "idempotency_key",
@@ -113,6 +115,16 @@ def test_every_field_problem_is_listed_once() -> None:
         "count": "2147483648 is not a 'int32'",
         "owner_id": "'x' is not a 'uuid'",
     }
+
+
+def test_each_missing_required_field_is_listed_once() -> None:
+    # jsonschema reports `required` once per missing name, each error naming the whole list.
+    with pytest.raises(Problem) as problem:
+        PARSER.body(b"{}", None)
+    assert problem.value.errors == [
+        {"field": "name", "message": "is required"},
+        {"field": "count", "message": "is required"},
+    ]
 
 
 def test_a_body_that_is_not_json_is_415() -> None:

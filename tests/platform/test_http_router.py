@@ -52,7 +52,12 @@ def test_the_most_specific_path_decides_the_405() -> None:
 
 
 def test_unknown_paths_match_nothing() -> None:
-    for path in ("/api/v1/nothing", "/api/v1/users/a/b", "/api/v1/users/", "/api/v1/stock/reservations/"):
+    for path in (
+        "/api/v1/nothing",
+        "/api/v1/users/a/b",
+        "/api/v1/users/",
+        "/api/v1/stock/reservations/",
+    ):
         assert ROUTER.match("GET", path) is None, path
 
 
