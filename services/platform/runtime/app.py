@@ -179,7 +179,7 @@ class ServiceApp:
                     )
             except Exception as error:
                 rendered = render_problem(to_problem(error, method, path), path)
-            await _send(send, rendered, ids.response_headers)
+            await _send(send, rendered, ids.response_headers, head=method == "HEAD")
         seconds = time.perf_counter() - started
         self._metrics.record(method, route, rendered.status, seconds)
         log_request(method, path, route, rendered.status, seconds)
@@ -362,10 +362,13 @@ def _too_large() -> Problem:
     return Problem(413, detail=f"The body is larger than {MAX_BODY_BYTES} bytes.")
 
 
-async def _send(send: Send, rendered: Rendered, extra: Mapping[str, str]) -> None:
+async def _send(
+    send: Send, rendered: Rendered, extra: Mapping[str, str], *, head: bool = False
+) -> None:
+    """Send the response; for HEAD its headers only (Content-Length still the body's)."""
     headers = rendered.raw_headers()
     headers += [(name.encode(), value.encode()) for name, value in extra.items()]
     headers.append((b"content-length", str(len(rendered.body)).encode()))
     start: Message = {"type": "http.response.start", "status": rendered.status, "headers": headers}
     await send(start)
-    await send({"type": "http.response.body", "body": rendered.body})
+    await send({"type": "http.response.body", "body": b"" if head else rendered.body})
