@@ -180,9 +180,9 @@ class ServiceApp:
             except Exception as error:
                 rendered = render_problem(to_problem(error, method, path), path)
             await _send(send, rendered, ids.response_headers, head=method == "HEAD")
-        seconds = time.perf_counter() - started
-        self._metrics.record(method, route, rendered.status, seconds)
-        log_request(method, path, route, rendered.status, seconds)
+            seconds = time.perf_counter() - started
+            self._metrics.record(method, route, rendered.status, seconds)
+            log_request(method, path, route, rendered.status, seconds)  # with the request's ids
 
     async def _serve(
         self,
