@@ -113,6 +113,7 @@ class Endpoint:
     parser: RequestParser
     response_schema: CompiledSchema | None
     writes: bool  # the handler gets a WriteCall (the service has a database)
+    kit: bool = False  # served by the kit (health, metrics): also before start-up, without a Call
 
 
 class ServiceApp:
@@ -208,6 +209,8 @@ class ServiceApp:
                 )
                 arguments["body"] = body
             if ctx is None:
+                if endpoint.kit:  # liveness, readiness, health, metrics: they report the state
+                    return self._render(endpoint, await endpoint.handler(None, **arguments))
                 raise Problem(503, detail="The service is starting or stopping; retry shortly.")
             who = caller()
             if not endpoint.writes:
@@ -318,6 +321,7 @@ def _endpoints(
                 parser=RequestParser(operation, schemas),
                 response_schema=check,
                 writes=operation.writes and definition.has_database,
+                kit=operation.operation_id in kit,
             )
         )
     return endpoints
