@@ -35,6 +35,7 @@ from services.platform.http.security import PublishedApiKey
 from services.platform.persistence.redis import Keys
 from services.platform.runtime import authentication, health
 from services.platform.runtime.app import MissingHandlersError, ServiceApp, create_app
+from services.platform.runtime.service import ServiceContext
 from tests.problems import problem as assert_problem
 from tests.unit.fixtures import support
 from tests.unit.fixtures.kit_handlers import COMMITTED, GATES, KNOWN, Gate
@@ -124,10 +125,17 @@ def portal(client: TestClient) -> BlockingPortal:
     return client.portal
 
 
-def rows_named(client: TestClient, service: support.FakeService, name: str) -> int:
+def context(client: TestClient) -> ServiceContext:
+    """The context of the service the client's app runs (other apps may have run since)."""
+    app = client.app
+    assert isinstance(app, ServiceApp)
+    assert app.state.context is not None, "use the client inside `with TestClient(app)`"
+    return app.state.context
+
+
+def rows_named(client: TestClient, name: str) -> int:
     """How many things called `name` the database holds (read in a session of its own)."""
-    assert service.context is not None
-    database = service.context.database
+    database = context(client).database
 
     async def count() -> int:
         async with database.session() as session:
@@ -465,32 +473,28 @@ def test_without_response_validation_a_response_passes_through(
 # --- the unit of work ----------------------------------------------------------------------------
 
 
-def test_a_write_is_committed_once_the_handler_returns(
-    client: TestClient, service: support.FakeService
-) -> None:
+def test_a_write_is_committed_once_the_handler_returns(client: TestClient) -> None:
     name = unique("committed")
     response = client.post(THINGS, json={**VALID_THING, "name": name})
     assert response.status_code == 201, response.text
-    assert rows_named(client, service, name) == 1  # visible to another session
+    assert rows_named(client, name) == 1  # visible to another session
     assert name in COMMITTED  # its after-commit callback ran
 
 
 @pytest.mark.parametrize(("prefix", "status"), [("refuse", 409), ("explode", 500)])
 def test_a_write_is_rolled_back_when_the_handler_raises(
-    client: TestClient, service: support.FakeService, prefix: str, status: int
+    client: TestClient, prefix: str, status: int
 ) -> None:
     name = unique(prefix)  # the handler writes the row, flushes it, then raises
     problem(client.post(THINGS, json={**VALID_THING, "name": name}), status)
-    assert rows_named(client, service, name) == 0
+    assert rows_named(client, name) == 0
     assert name not in COMMITTED  # no after-commit callback after a rollback
 
 
 # --- Idempotency-Key ----------------------------------------------------------------------------
 
 
-def test_the_same_key_and_body_replay_the_first_response(
-    client: TestClient, service: support.FakeService
-) -> None:
+def test_the_same_key_and_body_replay_the_first_response(client: TestClient) -> None:
     key, name = str(uuid.uuid4()), unique("idem")
     body = {**VALID_THING, "name": name}
     first = client.post(THINGS, json=body, headers={"Idempotency-Key": key})
@@ -508,23 +512,19 @@ def test_the_same_key_and_body_replay_the_first_response(
     for header in ("location", "etag", "content-type"):
         assert again.headers[header] == first.headers[header]
     assert again.headers["x-request-id"] != first.headers["x-request-id"]  # its own ids
-    assert rows_named(client, service, name) == 1  # the handler ran once
+    assert rows_named(client, name) == 1  # the handler ran once
 
 
-def test_the_same_key_with_another_body_is_a_422(
-    client: TestClient, service: support.FakeService
-) -> None:
+def test_the_same_key_with_another_body_is_a_422(client: TestClient) -> None:
     key, name = str(uuid.uuid4()), unique("idem")
     headers = {"Idempotency-Key": key}
     assert client.post(THINGS, json={**VALID_THING, "name": name}, headers=headers).is_success
     other = client.post(THINGS, json={**VALID_THING, "name": f"{name}-2"}, headers=headers)
     assert "different request body" in problem(other, 422)["detail"]
-    assert rows_named(client, service, f"{name}-2") == 0
+    assert rows_named(client, f"{name}-2") == 0
 
 
-def test_a_retry_while_the_first_request_runs_is_a_409(
-    client: TestClient, service: support.FakeService
-) -> None:
+def test_a_retry_while_the_first_request_runs_is_a_409(client: TestClient) -> None:
     key, name = str(uuid.uuid4()), unique("slow")
     body, headers = {**VALID_THING, "name": name}, {"Idempotency-Key": key}
     GATES[name] = gate = Gate()
@@ -545,7 +545,7 @@ def test_a_retry_while_the_first_request_runs_is_a_409(
     assert outcome[0].status_code == 201
     replayed = client.post(THINGS, json=body, headers=headers)
     assert replayed.headers[REPLAYED_HEADER] == "true"
-    assert rows_named(client, service, name) == 1
+    assert rows_named(client, name) == 1
 
 
 def test_a_failed_request_does_not_use_up_its_key(client: TestClient) -> None:
@@ -633,12 +633,9 @@ def test_a_token_from_an_unknown_key_is_a_401(client: TestClient) -> None:
     problem(client.get("/api/v1/whoami", headers=bearer(stranger)), 401)
 
 
-def test_a_blacklisted_token_is_a_401(
-    client: TestClient, key: support.SigningKey, service: support.FakeService
-) -> None:
-    assert service.context is not None
+def test_a_blacklisted_token_is_a_401(client: TestClient, key: support.SigningKey) -> None:
     jti = str(uuid.uuid4())
-    portal(client).call(service.context.redis.set, f"kit:auth:blacklist:{jti}", "1")
+    portal(client).call(context(client).redis.set, f"kit:auth:blacklist:{jti}", "1")
     body = problem(client.get("/api/v1/whoami", headers=bearer(key, jti=jti)), 401)
     assert "revoked" in body["detail"]
 
