@@ -20,10 +20,10 @@ dropped); every `schema` above points into it (`#/definitions/<Name>`): validate
 taking the kit's `Call` (reads) or `WriteCall` (writes, with the unit of work the kit commits),
 then keyword arguments named as above with the types the kit converts them to (`format: uuid` →
 UUID, `date-time` → datetime), `body` as the request model, and returning the response model (None
-for no body). The kit consumes the Idempotency-Key itself. A module satisfies a Protocol, so
-`handlers: AuthHandlers = services.auth.handlers` makes mypy report a missing, misspelled or
-mistyped handler. The operational operations (get_health, get_liveness, get_metrics, get_readiness)
-are served by the platform kit and are not part of it.
+for no body) or a `Reply` for another status or extra headers. The kit consumes the Idempotency-Key
+itself. A module satisfies a Protocol, so `handlers: AuthHandlers = services.auth.handlers` makes
+mypy report a missing, misspelled or mistyped handler. The operational operations (get_health,
+get_liveness, get_metrics, get_readiness) are served by the platform kit and are not part of it.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from generated.auth import models
-from services.platform import Call, WriteCall
+from services.platform import Call, Reply, WriteCall
 from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = "auth"
@@ -1527,7 +1527,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
 class AuthHandlers(Protocol):
     """The handler module of the auth service (one coroutine per operationId)."""
 
-    async def get_jwks(self, call: Call) -> models.Jwks:
+    async def get_jwks(self, call: Call) -> models.Jwks | Reply:
         """GET /.well-known/jwks.json — Public signing keys (JWKS).
 
         Public.
@@ -1536,14 +1536,16 @@ class AuthHandlers(Protocol):
 
     async def register(
         self, call: WriteCall, *, body: models.RegisterRequest
-    ) -> models.AuthSession:
+    ) -> models.AuthSession | Reply:
         """POST /api/v1/auth/register — Register a new user.
 
         Public.
         """
         ...
 
-    async def login(self, call: WriteCall, *, body: models.LoginRequest) -> models.AuthSession:
+    async def login(
+        self, call: WriteCall, *, body: models.LoginRequest
+    ) -> models.AuthSession | Reply:
         """POST /api/v1/auth/login — Log in with e-mail and password.
 
         Public.
@@ -1552,21 +1554,23 @@ class AuthHandlers(Protocol):
 
     async def refresh_token(
         self, call: WriteCall, *, body: models.RefreshRequest
-    ) -> models.TokenPair:
+    ) -> models.TokenPair | Reply:
         """POST /api/v1/auth/refresh — Rotate the refresh token.
 
         Public.
         """
         ...
 
-    async def logout(self, call: WriteCall, *, body: models.LogoutRequest | None = None) -> None:
+    async def logout(
+        self, call: WriteCall, *, body: models.LogoutRequest | None = None
+    ) -> Reply | None:
         """POST /api/v1/auth/logout — Log out.
 
         Permissions: any authenticated caller.
         """
         ...
 
-    async def get_me(self, call: Call) -> models.User:
+    async def get_me(self, call: Call) -> models.User | Reply:
         """GET /api/v1/auth/me — The authenticated user.
 
         Permissions: any authenticated caller.
@@ -1575,14 +1579,14 @@ class AuthHandlers(Protocol):
 
     async def verify_email(
         self, call: WriteCall, *, body: models.VerifyEmailRequest
-    ) -> models.User:
+    ) -> models.User | Reply:
         """POST /api/v1/auth/verify-email — Verify the e-mail address.
 
         Public.
         """
         ...
 
-    async def resend_verification_email(self, call: WriteCall) -> models.Accepted:
+    async def resend_verification_email(self, call: WriteCall) -> models.Accepted | Reply:
         """POST /api/v1/auth/verify-email/resend — Send a new verification e-mail.
 
         Permissions: any authenticated caller.
@@ -1591,14 +1595,16 @@ class AuthHandlers(Protocol):
 
     async def forgot_password(
         self, call: WriteCall, *, body: models.ForgotPasswordRequest
-    ) -> models.Accepted:
+    ) -> models.Accepted | Reply:
         """POST /api/v1/auth/forgot-password — Request a password reset.
 
         Public.
         """
         ...
 
-    async def reset_password(self, call: WriteCall, *, body: models.ResetPasswordRequest) -> None:
+    async def reset_password(
+        self, call: WriteCall, *, body: models.ResetPasswordRequest
+    ) -> Reply | None:
         """POST /api/v1/auth/reset-password — Reset the password with a reset token.
 
         Public.
@@ -1614,7 +1620,7 @@ class AuthHandlers(Protocol):
         subject_id: UUID | None = None,
         cursor: str | None = None,
         per_page: int = 15,
-    ) -> models.AuditEventList:
+    ) -> models.AuditEventList | Reply:
         """GET /api/v1/auth/audit-log — List audit events.
 
         Permissions: auth.audit.view.
@@ -1630,21 +1636,21 @@ class AuthHandlers(Protocol):
         search: str | None = None,
         is_active: bool | None = None,
         role: str | None = None,
-    ) -> models.UserList:
+    ) -> models.UserList | Reply:
         """GET /api/v1/users — List users.
 
         Permissions: auth.users.view.
         """
         ...
 
-    async def create_user(self, call: WriteCall, *, body: models.UserCreate) -> models.User:
+    async def create_user(self, call: WriteCall, *, body: models.UserCreate) -> models.User | Reply:
         """POST /api/v1/users — Create a user.
 
         Permissions: auth.users.create.
         """
         ...
 
-    async def get_user(self, call: Call, *, user_id: UUID) -> models.User:
+    async def get_user(self, call: Call, *, user_id: UUID) -> models.User | Reply:
         """GET /api/v1/users/{user_id} — Get a user.
 
         Permissions: auth.users.view.
@@ -1658,28 +1664,28 @@ class AuthHandlers(Protocol):
         user_id: UUID,
         body: models.UserUpdate,
         if_match: str | None = None,
-    ) -> models.User:
+    ) -> models.User | Reply:
         """PATCH /api/v1/users/{user_id} — Update a user.
 
         Permissions: auth.users.update.
         """
         ...
 
-    async def delete_user(self, call: WriteCall, *, user_id: UUID) -> None:
+    async def delete_user(self, call: WriteCall, *, user_id: UUID) -> Reply | None:
         """DELETE /api/v1/users/{user_id} — Delete (deactivate) a user.
 
         Permissions: auth.users.delete.
         """
         ...
 
-    async def activate_user(self, call: WriteCall, *, user_id: UUID) -> models.User:
+    async def activate_user(self, call: WriteCall, *, user_id: UUID) -> models.User | Reply:
         """POST /api/v1/users/{user_id}/activate — Activate a user.
 
         Permissions: auth.users.update.
         """
         ...
 
-    async def deactivate_user(self, call: WriteCall, *, user_id: UUID) -> models.User:
+    async def deactivate_user(self, call: WriteCall, *, user_id: UUID) -> models.User | Reply:
         """POST /api/v1/users/{user_id}/deactivate — Deactivate a user.
 
         Permissions: auth.users.update.
@@ -1688,28 +1694,30 @@ class AuthHandlers(Protocol):
 
     async def set_user_roles(
         self, call: WriteCall, *, user_id: UUID, body: models.UserRolesUpdate
-    ) -> models.User:
+    ) -> models.User | Reply:
         """PUT /api/v1/users/{user_id}/roles — Replace a user's roles.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def list_roles(self, call: Call, *, page: int = 1, per_page: int = 15) -> models.RoleList:
+    async def list_roles(
+        self, call: Call, *, page: int = 1, per_page: int = 15
+    ) -> models.RoleList | Reply:
         """GET /api/v1/roles — List roles.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def create_role(self, call: WriteCall, *, body: models.RoleCreate) -> models.Role:
+    async def create_role(self, call: WriteCall, *, body: models.RoleCreate) -> models.Role | Reply:
         """POST /api/v1/roles — Create a role.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def get_role(self, call: Call, *, role_id: UUID) -> models.Role:
+    async def get_role(self, call: Call, *, role_id: UUID) -> models.Role | Reply:
         """GET /api/v1/roles/{role_id} — Get a role.
 
         Permissions: auth.roles.manage.
@@ -1723,21 +1731,21 @@ class AuthHandlers(Protocol):
         role_id: UUID,
         body: models.RoleUpdate,
         if_match: str | None = None,
-    ) -> models.Role:
+    ) -> models.Role | Reply:
         """PATCH /api/v1/roles/{role_id} — Update a role.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def delete_role(self, call: WriteCall, *, role_id: UUID) -> None:
+    async def delete_role(self, call: WriteCall, *, role_id: UUID) -> Reply | None:
         """DELETE /api/v1/roles/{role_id} — Delete a role.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def list_permissions(self, call: Call) -> models.PermissionList:
+    async def list_permissions(self, call: Call) -> models.PermissionList | Reply:
         """GET /api/v1/permissions — List permissions.
 
         Permissions: auth.roles.manage.
@@ -1746,7 +1754,7 @@ class AuthHandlers(Protocol):
 
     async def list_api_keys(
         self, call: Call, *, page: int = 1, per_page: int = 15
-    ) -> models.ApiKeyList:
+    ) -> models.ApiKeyList | Reply:
         """GET /api/v1/api-keys — List API keys.
 
         Permissions: auth.api_keys.manage.
@@ -1755,21 +1763,21 @@ class AuthHandlers(Protocol):
 
     async def create_api_key(
         self, call: WriteCall, *, body: models.ApiKeyCreate
-    ) -> models.ApiKeyCreated:
+    ) -> models.ApiKeyCreated | Reply:
         """POST /api/v1/api-keys — Create an API key.
 
         Permissions: auth.api_keys.manage.
         """
         ...
 
-    async def get_api_key(self, call: Call, *, api_key_id: UUID) -> models.ApiKey:
+    async def get_api_key(self, call: Call, *, api_key_id: UUID) -> models.ApiKey | Reply:
         """GET /api/v1/api-keys/{api_key_id} — Get an API key.
 
         Permissions: auth.api_keys.manage.
         """
         ...
 
-    async def revoke_api_key(self, call: WriteCall, *, api_key_id: UUID) -> None:
+    async def revoke_api_key(self, call: WriteCall, *, api_key_id: UUID) -> Reply | None:
         """DELETE /api/v1/api-keys/{api_key_id} — Revoke an API key.
 
         Permissions: auth.api_keys.manage.

@@ -20,10 +20,11 @@ dropped); every `schema` above points into it (`#/definitions/<Name>`): validate
 operationId taking the kit's `Call` (reads) or `WriteCall` (writes, with the unit of work the kit
 commits), then keyword arguments named as above with the types the kit converts them to
 (`format: uuid` → UUID, `date-time` → datetime), `body` as the request model, and returning the
-response model (None for no body). The kit consumes the Idempotency-Key itself. A module satisfies
-a Protocol, so `handlers: InventoryHandlers = services.inventory.handlers` makes mypy report a
-missing, misspelled or mistyped handler. The operational operations (get_health, get_liveness,
-get_metrics, get_readiness) are served by the platform kit and are not part of it.
+response model (None for no body) or a `Reply` for another status or extra headers. The kit
+consumes the Idempotency-Key itself. A module satisfies a Protocol, so
+`handlers: InventoryHandlers = services.inventory.handlers` makes mypy report a missing, misspelled
+or mistyped handler. The operational operations (get_health, get_liveness, get_metrics,
+get_readiness) are served by the platform kit and are not part of it.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from generated.inventory import models
-from services.platform import Call, WriteCall
+from services.platform import Call, Reply, WriteCall
 from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = "inventory"
@@ -1700,7 +1701,7 @@ class InventoryHandlers(Protocol):
         search: str | None = None,
         page: int = 1,
         per_page: int = 15,
-    ) -> models.CategoryList:
+    ) -> models.CategoryList | Reply:
         """GET /api/v1/categories — List categories.
 
         Public.
@@ -1709,14 +1710,14 @@ class InventoryHandlers(Protocol):
 
     async def create_category(
         self, call: WriteCall, *, body: models.CategoryCreate
-    ) -> models.Category:
+    ) -> models.Category | Reply:
         """POST /api/v1/categories — Create a category.
 
         Permissions: inventory.products.create.
         """
         ...
 
-    async def get_category(self, call: Call, *, category_id: UUID) -> models.Category:
+    async def get_category(self, call: Call, *, category_id: UUID) -> models.Category | Reply:
         """GET /api/v1/categories/{category_id} — Get a category.
 
         Public.
@@ -1730,14 +1731,14 @@ class InventoryHandlers(Protocol):
         category_id: UUID,
         body: models.CategoryUpdate,
         if_match: str | None = None,
-    ) -> models.Category:
+    ) -> models.Category | Reply:
         """PATCH /api/v1/categories/{category_id} — Update a category.
 
         Permissions: inventory.products.update.
         """
         ...
 
-    async def delete_category(self, call: WriteCall, *, category_id: UUID) -> None:
+    async def delete_category(self, call: WriteCall, *, category_id: UUID) -> Reply | None:
         """DELETE /api/v1/categories/{category_id} — Delete a category.
 
         Permissions: inventory.products.delete.
@@ -1755,7 +1756,7 @@ class InventoryHandlers(Protocol):
         max_price: str | None = None,
         page: int = 1,
         per_page: int = 15,
-    ) -> models.ProductList:
+    ) -> models.ProductList | Reply:
         """GET /api/v1/products — List products.
 
         Public.
@@ -1764,14 +1765,14 @@ class InventoryHandlers(Protocol):
 
     async def create_product(
         self, call: WriteCall, *, body: models.ProductCreate
-    ) -> models.Product:
+    ) -> models.Product | Reply:
         """POST /api/v1/products — Create a product.
 
         Permissions: inventory.products.create.
         """
         ...
 
-    async def get_product(self, call: Call, *, product_id: UUID) -> models.Product:
+    async def get_product(self, call: Call, *, product_id: UUID) -> models.Product | Reply:
         """GET /api/v1/products/{product_id} — Get a product.
 
         Public.
@@ -1785,21 +1786,23 @@ class InventoryHandlers(Protocol):
         product_id: UUID,
         body: models.ProductUpdate,
         if_match: str | None = None,
-    ) -> models.Product:
+    ) -> models.Product | Reply:
         """PATCH /api/v1/products/{product_id} — Update a product.
 
         Permissions: inventory.products.update.
         """
         ...
 
-    async def delete_product(self, call: WriteCall, *, product_id: UUID) -> None:
+    async def delete_product(self, call: WriteCall, *, product_id: UUID) -> Reply | None:
         """DELETE /api/v1/products/{product_id} — Delete a product.
 
         Permissions: inventory.products.delete.
         """
         ...
 
-    async def get_product_stock(self, call: Call, *, product_id: UUID) -> models.ProductStock:
+    async def get_product_stock(
+        self, call: Call, *, product_id: UUID
+    ) -> models.ProductStock | Reply:
         """GET /api/v1/products/{product_id}/stock — Stock of a product.
 
         Permissions: inventory.stock.view.
@@ -1808,7 +1811,7 @@ class InventoryHandlers(Protocol):
 
     async def list_warehouses(
         self, call: Call, *, page: int = 1, per_page: int = 15
-    ) -> models.WarehouseList:
+    ) -> models.WarehouseList | Reply:
         """GET /api/v1/warehouses — List warehouses.
 
         Permissions: inventory.stock.view.
@@ -1817,14 +1820,14 @@ class InventoryHandlers(Protocol):
 
     async def create_warehouse(
         self, call: WriteCall, *, body: models.WarehouseCreate
-    ) -> models.Warehouse:
+    ) -> models.Warehouse | Reply:
         """POST /api/v1/warehouses — Create a warehouse.
 
         Permissions: inventory.stock.update.
         """
         ...
 
-    async def get_warehouse(self, call: Call, *, warehouse_id: UUID) -> models.Warehouse:
+    async def get_warehouse(self, call: Call, *, warehouse_id: UUID) -> models.Warehouse | Reply:
         """GET /api/v1/warehouses/{warehouse_id} — Get a warehouse.
 
         Permissions: inventory.stock.view.
@@ -1838,7 +1841,7 @@ class InventoryHandlers(Protocol):
         warehouse_id: UUID,
         body: models.WarehouseUpdate,
         if_match: str | None = None,
-    ) -> models.Warehouse:
+    ) -> models.Warehouse | Reply:
         """PATCH /api/v1/warehouses/{warehouse_id} — Update a warehouse.
 
         Permissions: inventory.stock.update.
@@ -1847,7 +1850,7 @@ class InventoryHandlers(Protocol):
 
     async def get_warehouse_stock(
         self, call: Call, *, warehouse_id: UUID, page: int = 1, per_page: int = 15
-    ) -> models.StockList:
+    ) -> models.StockList | Reply:
         """GET /api/v1/warehouses/{warehouse_id}/stock — Stock of a warehouse.
 
         Permissions: inventory.stock.view.
@@ -1862,7 +1865,7 @@ class InventoryHandlers(Protocol):
         warehouse_id: UUID | None = None,
         page: int = 1,
         per_page: int = 15,
-    ) -> models.StockList:
+    ) -> models.StockList | Reply:
         """GET /api/v1/stock — List stock.
 
         Permissions: inventory.stock.view.
@@ -1871,7 +1874,7 @@ class InventoryHandlers(Protocol):
 
     async def list_low_stock(
         self, call: Call, *, warehouse_id: UUID | None = None, page: int = 1, per_page: int = 15
-    ) -> models.StockList:
+    ) -> models.StockList | Reply:
         """GET /api/v1/stock/low — List low stock.
 
         Permissions: inventory.stock.view.
@@ -1888,28 +1891,34 @@ class InventoryHandlers(Protocol):
         reference: str | None = None,
         cursor: str | None = None,
         per_page: int = 15,
-    ) -> models.MovementList:
+    ) -> models.MovementList | Reply:
         """GET /api/v1/stock/movements — List stock movements.
 
         Permissions: inventory.stock.view.
         """
         ...
 
-    async def receive_stock(self, call: WriteCall, *, body: models.StockReceive) -> models.Movement:
+    async def receive_stock(
+        self, call: WriteCall, *, body: models.StockReceive
+    ) -> models.Movement | Reply:
         """POST /api/v1/stock/receive — Receive stock.
 
         Permissions: inventory.stock.update.
         """
         ...
 
-    async def adjust_stock(self, call: WriteCall, *, body: models.StockAdjust) -> models.Movement:
+    async def adjust_stock(
+        self, call: WriteCall, *, body: models.StockAdjust
+    ) -> models.Movement | Reply:
         """POST /api/v1/stock/adjust — Adjust stock.
 
         Permissions: inventory.stock.update.
         """
         ...
 
-    async def get_order_reservation(self, call: Call, *, order_id: UUID) -> models.Reservation:
+    async def get_order_reservation(
+        self, call: Call, *, order_id: UUID
+    ) -> models.Reservation | Reply:
         """GET /api/v1/stock/reservations/{order_id} — An order's reservation.
 
         Permissions: inventory.stock.view.

@@ -117,6 +117,16 @@ def test_every_field_problem_is_listed_once() -> None:
     }
 
 
+def test_each_missing_required_field_is_listed_once() -> None:
+    # jsonschema reports `required` once per missing name, each error naming the whole list.
+    with pytest.raises(Problem) as problem:
+        PARSER.body(b"{}", None)
+    assert problem.value.errors == [
+        {"field": "name", "message": "is required"},
+        {"field": "count", "message": "is required"},
+    ]
+
+
 def test_a_body_that_is_not_json_is_415() -> None:
     with pytest.raises(Problem) as problem:
         PARSER.body(b"name=lamp", "application/x-www-form-urlencoded")

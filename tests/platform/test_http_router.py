@@ -45,10 +45,22 @@ def test_the_most_specific_path_decides_the_405() -> None:
     found = ROUTER.match("DELETE", "/api/v1/users/me")
     assert found is not None
     assert found.target is None
-    assert found.route.allow == "GET"
+    assert found.route.allow == "GET, HEAD"
     found = ROUTER.match("PATCH", "/api/v1/users")
     assert found is not None
-    assert (found.target, found.route.allow) == (None, "GET, POST")
+    assert (found.target, found.route.allow) == (None, "GET, HEAD, POST")
+    found = ROUTER.match("GET", "/api/v1/users/abc/roles")
+    assert found is not None
+    assert (found.target, found.route.allow) == (None, "PUT")  # no GET, no HEAD
+
+
+def test_head_is_served_by_the_get_operation() -> None:
+    found = ROUTER.match("HEAD", "/api/v1/users/42")
+    assert found is not None
+    assert (found.target, found.path_parameters) == (
+        "GET /api/v1/users/{user_id}",
+        {"user_id": "42"},
+    )
 
 
 def test_unknown_paths_match_nothing() -> None:

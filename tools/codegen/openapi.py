@@ -648,6 +648,8 @@ def _method(operation: Operation, document: JsonObject, index: ModelIndex, sourc
     success = operation.success
     if success is not None and success.content_type is not None and _is_json(success.content_type):
         result = _model(index, success.schema_name, "response", where)
+    # A Reply answers with another status or extra headers (services.platform.Reply).
+    result = "Reply | None" if result == "None" else f"{result} | Reply"
     # Required first, so that the signature can be copied into a plain function.
     ordered = [text for _, text in sorted(arguments, key=lambda item: item[0])]
     keywords = "".join(f", {text}" for text in ordered)
@@ -681,11 +683,22 @@ def _set_literal(names: list[str]) -> str:
     return "{" + ", ".join(repr(name) for name in names) + "}" if names else "()"
 
 
-def render_operations(service: str, document: JsonObject, source: str, index: ModelIndex) -> str:
+def render_operations(
+    service: str,
+    document: JsonObject,
+    source: str,
+    index: ModelIndex,
+    *,
+    models_module: str | None = None,
+) -> str:
     """The source of `generated/<service>/operations.py` (formatted afterwards by ruff).
 
-    `index` names the generated model classes of the component schemas (models.ModelIndex).
+    `index` names the generated model classes of the component schemas (models.ModelIndex);
+    `models_module` is the module they are imported from (`generated.<service>.models`; the
+    kit's own tests generate a fixture service elsewhere).
     """
+    package, _, module = (models_module or f"generated.{service}.models").rpartition(".")
+    models_import = f"from {package} import {module}" + (" as models" if module != "models" else "")
     ops = operations(document, source)
     protocol = f"{pascal(service)}Handlers"
     version = str((document.get("info") or {}).get("version", ""))
@@ -720,7 +733,8 @@ def render_operations(service: str, document: JsonObject, source: str, index: Mo
         operationId taking the kit's `Call` (reads) or `WriteCall` (writes, with the unit of
         work the kit commits), then keyword arguments named as above with the types the kit
         converts them to (`format: uuid` → UUID, `date-time` → datetime), `body` as the
-        request model, and returning the response model (None for no body). The kit consumes
+        request model, and returning the response model (None for no body) or a `Reply` for
+        another status or extra headers. The kit consumes
         the Idempotency-Key itself. A module satisfies a Protocol, so
         `handlers: {protocol} = services.{service}.handlers` makes mypy report a missing,
         misspelled or mistyped handler. The operational
@@ -739,8 +753,8 @@ from datetime import date, datetime
 from typing import Any, Protocol
 from uuid import UUID
 
-from generated.{service} import models
-from services.platform import Call, WriteCall
+{models_import}
+from services.platform import Call, Reply, WriteCall
 from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = {service!r}

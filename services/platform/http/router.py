@@ -4,7 +4,8 @@ Built once from the generated `OPERATIONS` table. Paths without parameters are a
 templated paths are tried most specific first (more literal segments win, as OpenAPI says:
 `/users/me` before `/users/{user_id}`), each one compiled to a regular expression.
 A path that matches but lacks the method is a 405 listing every method the most specific
-matching path has; a path nothing matches is a 404.
+matching path has; a path nothing matches is a 404. A path with GET also answers HEAD (RFC 9110
+§9.3.2: the GET operation, the app sends no body), and its `Allow` says so.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class Router(Generic[T]):
         by_path: dict[str, dict[str, T]] = {}
         for operation, target in targets:
             by_path.setdefault(operation.path, {})[operation.method] = target
+        for methods in by_path.values():
+            if "GET" in methods:
+                methods.setdefault("HEAD", methods["GET"])
         self._exact: dict[str, Route[T]] = {}
         templated: list[Route[T]] = []
         for template, methods in by_path.items():

@@ -103,23 +103,35 @@ def _join(base: str, path: Iterable[object]) -> str:
 def schema_errors(
     validator: jsonschema.protocols.Validator, instance: Any, base: str
 ) -> list[dict[str, str]]:
-    """Every violation as {field, message}; `field` is the dotted path below `base`."""
+    """Every violation as {field, message}, each once; `field` is the dotted path below `base`.
+
+    jsonschema reports `required` once per missing property (and may report a property twice
+    through `allOf` branches), and each such error names the whole list: pairs already listed
+    are skipped.
+    """
     errors: list[dict[str, str]] = []
+    listed: set[tuple[str, str]] = set()
+
+    def add(field: str, message: str) -> None:
+        if (field, message) not in listed:
+            listed.add((field, message))
+            errors.append({"field": field, "message": message})
+
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
         field = _join(base, error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
             for name in error.validator_value:
                 if name not in error.instance:
-                    errors.append({"field": _join(field, [name]), "message": "is required"})
+                    add(_join(field, [name]), "is required")
             continue
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             declared = error.schema.get("properties", {})
             patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
             for name in error.instance:
                 if name not in declared and not any(p.search(name) for p in patterns):
-                    errors.append({"field": _join(field, [name]), "message": "is not allowed"})
+                    add(_join(field, [name]), "is not allowed")
             continue
-        errors.append({"field": field or "body", "message": _short(error.message)})
+        add(field or "body", _short(error.message))
     return errors
 
 

@@ -113,6 +113,7 @@ class Endpoint:
     parser: RequestParser
     response_schema: CompiledSchema | None
     writes: bool  # the handler gets a WriteCall (the service has a database)
+    kit: bool = False  # served by the kit (health, metrics): also before start-up, without a Call
 
 
 class ServiceApp:
@@ -179,10 +180,10 @@ class ServiceApp:
                     )
             except Exception as error:
                 rendered = render_problem(to_problem(error, method, path), path)
-            await _send(send, rendered, ids.response_headers)
-        seconds = time.perf_counter() - started
-        self._metrics.record(method, route, rendered.status, seconds)
-        log_request(method, path, route, rendered.status, seconds)
+            await _send(send, rendered, ids.response_headers, head=method == "HEAD")
+            seconds = time.perf_counter() - started
+            self._metrics.record(method, route, rendered.status, seconds)
+            log_request(method, path, route, rendered.status, seconds)  # with the request's ids
 
     async def _serve(
         self,
@@ -208,6 +209,8 @@ class ServiceApp:
                 )
                 arguments["body"] = body
             if ctx is None:
+                if endpoint.kit:  # liveness, readiness, health, metrics: they report the state
+                    return self._render(endpoint, await endpoint.handler(None, **arguments))
                 raise Problem(503, detail="The service is starting or stopping; retry shortly.")
             who = caller()
             if not endpoint.writes:
@@ -318,6 +321,7 @@ def _endpoints(
                 parser=RequestParser(operation, schemas),
                 response_schema=check,
                 writes=operation.writes and definition.has_database,
+                kit=operation.operation_id in kit,
             )
         )
     return endpoints
@@ -362,10 +366,13 @@ def _too_large() -> Problem:
     return Problem(413, detail=f"The body is larger than {MAX_BODY_BYTES} bytes.")
 
 
-async def _send(send: Send, rendered: Rendered, extra: Mapping[str, str]) -> None:
+async def _send(
+    send: Send, rendered: Rendered, extra: Mapping[str, str], *, head: bool = False
+) -> None:
+    """Send the response; for HEAD its headers only (Content-Length still the body's)."""
     headers = rendered.raw_headers()
     headers += [(name.encode(), value.encode()) for name, value in extra.items()]
     headers.append((b"content-length", str(len(rendered.body)).encode()))
     start: Message = {"type": "http.response.start", "status": rendered.status, "headers": headers}
     await send(start)
-    await send({"type": "http.response.body", "body": rendered.body})
+    await send({"type": "http.response.body", "body": b"" if head else rendered.body})
