@@ -12,7 +12,7 @@ from uuid import UUID
 from generated.auth import models
 from services.auth import queries
 from services.auth.commands import api_keys, roles, sessions, users
-from services.platform import Call, Page, WriteCall
+from services.platform import Call, WriteCall
 
 # --- authentication -------------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ async def list_users(
     role: str | None = None,
 ) -> models.UserList:
     return await queries.list_users(
-        call.ctx, Page.of(page, per_page), search=search, is_active=is_active, role=role
+        call.ctx, page=page, per_page=per_page, search=search, is_active=is_active, role=role
     )
 
 
@@ -133,7 +133,7 @@ async def set_user_roles(
 
 
 async def list_roles(call: Call, *, page: int = 1, per_page: int = 15) -> models.RoleList:
-    return await queries.list_roles(call.ctx, Page.of(page, per_page))
+    return await queries.list_roles(call.ctx, page=page, per_page=per_page)
 
 
 async def create_role(call: WriteCall, *, body: models.RoleCreate) -> models.Role:
@@ -162,7 +162,7 @@ async def list_permissions(call: Call) -> models.PermissionList:
 
 
 async def list_api_keys(call: Call, *, page: int = 1, per_page: int = 15) -> models.ApiKeyList:
-    return await queries.list_api_keys(call.ctx, Page.of(page, per_page))
+    return await queries.list_api_keys(call.ctx, page=page, per_page=per_page)
 
 
 async def create_api_key(call: WriteCall, *, body: models.ApiKeyCreate) -> models.ApiKeyCreated:

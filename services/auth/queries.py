@@ -85,8 +85,9 @@ async def list_audit_events(
 
 async def list_users(
     ctx: ServiceContext,
-    page: Page,
     *,
+    page: int,
+    per_page: int,
     search: str | None,
     is_active: bool | None,
     role: str | None,
@@ -111,7 +112,7 @@ async def list_users(
         statement = statement.where(col(User.id).in_(holders))
     statement = statement.order_by(col(User.name), col(User.id))
     async with ctx.database.read_session() as session:
-        users, meta = await paginate(session, statement, page)
+        users, meta = await paginate(session, statement, Page.of(page, per_page))
         roles = await roles_of(session, [user.id for user in users])
     return page_of(models.UserList, [as_user(user, roles[user.id]) for user in users], meta)
 
@@ -121,9 +122,10 @@ async def get_user(ctx: ServiceContext, user_id: UUID) -> models.User:
         return await user_model(session, await live_user(session, user_id))
 
 
-async def list_roles(ctx: ServiceContext, page: Page) -> models.RoleList:
+async def list_roles(ctx: ServiceContext, *, page: int, per_page: int) -> models.RoleList:
+    statement = select(Role).order_by(col(Role.slug))
     async with ctx.database.read_session() as session:
-        roles, meta = await paginate(session, select(Role).order_by(col(Role.slug)), page)
+        roles, meta = await paginate(session, statement, Page.of(page, per_page))
         permissions = await permissions_by_role(session, [role.id for role in roles])
     return page_of(models.RoleList, [as_role(r, permissions[r.id]) for r in roles], meta)
 
@@ -140,14 +142,14 @@ async def list_permissions(ctx: ServiceContext) -> models.PermissionList:
         return models.PermissionList.model_validate({"data": rows.all()}, from_attributes=True)
 
 
-async def list_api_keys(ctx: ServiceContext, page: Page) -> models.ApiKeyList:
+async def list_api_keys(ctx: ServiceContext, *, page: int, per_page: int) -> models.ApiKeyList:
     statement = (
         select(ApiKey)
         .where(col(ApiKey.revoked_at).is_(None))
         .order_by(col(ApiKey.created_at).desc(), col(ApiKey.id))
     )
     async with ctx.database.read_session() as session:
-        keys, meta = await paginate(session, statement, page)
+        keys, meta = await paginate(session, statement, Page.of(page, per_page))
     return page_of(models.ApiKeyList, [as_api_key(key) for key in keys], meta)
 
 
