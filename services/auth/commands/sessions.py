@@ -1,10 +1,11 @@
 """Sessions and the account's own credentials: register, log in, refresh, log out, verify the
 e-mail address, reset a forgotten password.
 
-Every one is rate limited in Redis before it touches the database: the count stands whatever
-the request's unit of work does. A failed login and a reused refresh token leave a record (an
-audit row; the token family revoked) that must outlive the error answer, so those commit it
-before raising (`committed`); anything else a command raises rolls its writes back.
+All but logout are rate limited in Redis before they touch the database: the count stands
+whatever becomes of the request's unit of work. A failed login and a reused refresh token
+leave a record (an audit row; the token family revoked) that must outlive the error answer,
+so those commit it before raising (`committed`); anything else a command raises rolls its
+writes back.
 """
 
 from __future__ import annotations
