@@ -44,7 +44,7 @@ class Problem(Exception):  # noqa: N818 - RFC 9457 names it
         self.type = type or "about:blank"
         self.headers: dict[str, str] = dict(headers or {})
         self.errors: list[dict[str, str]] = [
-            {"field": str(error["field"]), "message": str(error["message"])}
+            {"field": _printable(error["field"]), "message": _printable(error["message"])}
             for error in errors or ()
         ]
 
@@ -53,6 +53,12 @@ class Problem(Exception):  # noqa: N818 - RFC 9457 names it
 
     def __repr__(self) -> str:
         return f"Problem({self.status}, {self.title!r}, {self.detail!r}, errors={self.errors!r})"
+
+
+def _printable(value: object) -> str:
+    # Field names echo the request (an unknown query parameter's name): the published schemas
+    # promise no U+0000 in any text, so it is written as the escape a reader would type.
+    return str(value).replace("\x00", "\\u0000")
 
 
 def unauthorized(detail: str) -> Problem:
@@ -68,4 +74,4 @@ def validation_problem(errors: Sequence[Mapping[str, str]]) -> Problem:
         detail = f"{only['field']}: {only['message']}" if only["field"] else only["message"]
     else:
         detail = f"The request has {len(errors)} invalid fields; see errors."
-    return Problem(400, "Bad Request", detail, errors=errors)
+    return Problem(400, "Bad Request", _printable(detail), errors=errors)
