@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from generated.auth import models
 from services.auth import domain
-from services.auth.commands.common import audit, held, unprocessable
+from services.auth.commands.common import audit, unprocessable
 from services.auth.queries import as_created_api_key, live_api_key
 from services.auth.tables import ApiKey
 from services.platform import (
@@ -41,11 +41,11 @@ async def create_api_key(
     permissions = sorted({permission.root for permission in body.permissions})
     expires_at = None if body.expires_at is MISSING else body.expires_at
     now = utc_now()
-    errors = domain.grantable_errors(permissions, held(caller))
+    errors = domain.grantable_errors(permissions, caller.permissions)
     if expires_at is not None and expires_at <= now:
         errors.append(FieldError("expires_at", "must be in the future"))
     if errors:
-        not_held = sorted(set(permissions) & domain.PERMISSION_SLUGS - held(caller))
+        not_held = sorted(set(permissions) & domain.PERMISSION_SLUGS - caller.permissions)
         detail = (
             f"You cannot grant a permission you do not hold: {', '.join(not_held)}"
             if not_held

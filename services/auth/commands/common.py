@@ -28,11 +28,6 @@ from services.platform import (
 # --- who is calling -------------------------------------------------------------------------
 
 
-def held(caller: Caller) -> frozenset[str]:
-    """The permissions the caller holds (none on a public operation)."""
-    return caller.principal.permissions if caller.principal is not None else frozenset()
-
-
 def audit(
     uow: UnitOfWork,
     action: str,

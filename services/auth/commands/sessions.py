@@ -69,13 +69,6 @@ FORGOT_PER_EMAIL_LIMIT: Final = Limit("forgot-password-email", 3, 3600)
 RESET_LIMIT: Final = Limit("reset-password", 10, 60)
 
 
-async def committed(uow: UnitOfWork, problem: Problem) -> Problem:
-    """`problem`, once what the unit of work holds is committed: `raise await committed(...)`
-    keeps the record of a refused attempt, which the kit's rollback on an error would drop."""
-    await uow.commit()
-    return problem
-
-
 # --- registration, login, tokens ------------------------------------------------------------
 
 
@@ -117,11 +110,11 @@ async def login(
     if user is None or not valid:
         subject = user.id if user else None
         audit(uow, "auth.login.failed", caller, subject_id=subject, email=email)
-        raise await committed(uow, unauthorized(INVALID_CREDENTIALS))
+        raise await uow.refuse(unauthorized(INVALID_CREDENTIALS))
     # Only after the password is proven, so that probing cannot find inactive accounts.
     if not user.is_active:
         audit(uow, "auth.login.failed", caller, subject_id=user.id, reason="inactive")
-        raise await committed(uow, Problem(403, detail="The account is inactive."))
+        raise await uow.refuse(Problem(403, detail="The account is inactive."))
     if domain.password_needs_rehash(user.password_hash):
         user.password_hash = await hash_password(password)
     roles = (await roles_of(uow.session, [user.id]))[user.id]
@@ -150,7 +143,7 @@ async def refresh(
         await revoke_refresh_tokens(uow.session, now, family_id=row.family_id)
         family = str(row.family_id)
         audit(uow, "auth.refresh_token.reused", caller, subject_id=row.user_id, family_id=family)
-        raise await committed(uow, unauthorized(INVALID_REFRESH_TOKEN))
+        raise await uow.refuse(unauthorized(INVALID_REFRESH_TOKEN))
     if outcome is not RefreshOutcome.ROTATE:
         raise unauthorized(INVALID_REFRESH_TOKEN)
     user = await uow.session.get(User, row.user_id)

@@ -34,7 +34,6 @@ from services.auth.commands.common import (
     email_taken,
     flush_unique,
     hash_password,
-    held,
     permissions_of,
     touch,
     unprocessable,
@@ -63,7 +62,7 @@ async def create_user(uow: UnitOfWork, caller: Caller, body: models.UserCreate) 
     roles = [] if body.roles is MISSING else [slug.root for slug in body.roles]
     # Assigning roles is role management: without this check auth.users.create would be a
     # way to mint a super-admin.
-    if roles and "auth.roles.manage" not in held(caller):
+    if roles and "auth.roles.manage" not in caller.permissions:
         raise Problem(403, detail="Missing permission: auth.roles.manage (to assign roles)")
     password = body.password.get_secret_value()
     email = check_new_credentials(body.email, password)
@@ -269,7 +268,7 @@ async def _role_ids(session: AsyncSession, slugs: Sequence[str]) -> dict[str, UU
 async def _guard_outranking(session: AsyncSession, caller: Caller, user: User) -> None:
     """Nobody manages an account that holds permissions they lack: otherwise an admin could
     take over a super-admin by resetting its password or e-mail address."""
-    beyond = set(await permissions_of(session, user.id)) - held(caller)
+    beyond = set(await permissions_of(session, user.id)) - caller.permissions
     if beyond:
         raise Problem(403, detail="You cannot manage a user who holds permissions you do not hold.")
 
