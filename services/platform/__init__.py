@@ -45,6 +45,7 @@ from services.platform.persistence.pagination import (
     page_of,
     paginate,
 )
+from services.platform.persistence.redis import JsonCache
 from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import UtcDateTime, utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, rfc3339
@@ -69,6 +70,7 @@ __all__ = [
     "EventSink",
     "EventSpec",
     "FieldError",
+    "JsonCache",
     "KeySource",
     "KeysetPage",
     "OperationInfo",
