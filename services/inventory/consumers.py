@@ -17,7 +17,7 @@ from generated.events.models import (
     SalesOrderConfirmedPayload,
     SalesOrderCreatedPayload,
 )
-from services.inventory import usecases
+from services.inventory.commands import reservations
 from services.inventory.domain import Line
 from services.platform import ServiceContext, UnitOfWork
 
@@ -37,18 +37,18 @@ async def order_created(
     order = _as(SalesOrderCreatedPayload, payload)
     lines = [Line(item.product_id, item.quantity) for item in order.items]
     # Reserved, or the failure recorded, in the unit of work the kit commits with the inbox row.
-    await usecases.reserve_order(uow, order.order_id, lines)
+    await reservations.reserve_order(uow, order.order_id, lines)
 
 
 async def order_confirmed(
     ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
 ) -> None:
     order = _as(SalesOrderConfirmedPayload, payload)
-    await usecases.confirm_order(uow, order.order_id)
+    await reservations.confirm_order(uow, order.order_id)
 
 
 async def order_cancelled(
     ctx: ServiceContext, uow: UnitOfWork, envelope: dict[str, Any], payload: BaseModel
 ) -> None:
     order = _as(SalesOrderCancelledPayload, payload)
-    await usecases.cancel_order(uow, order.order_id)
+    await reservations.cancel_order(uow, order.order_id)

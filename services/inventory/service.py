@@ -8,7 +8,8 @@ import services.inventory.handlers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.inventory.operations import OPERATIONS, SCHEMAS, InventoryHandlers
 from generated.topology import TOPOLOGY
-from services.inventory import consumers, usecases
+from services.inventory import consumers
+from services.inventory.commands import reservations, warehouses
 from services.inventory.tables import metadata
 from services.platform import PeriodicJob, ServiceContext, ServiceDefinition
 
@@ -17,7 +18,7 @@ EXPIRY_INTERVAL_SECONDS = 30.0
 
 
 async def _expire_reservations(ctx: ServiceContext) -> None:
-    await usecases.expire_reservations(ctx)
+    await reservations.expire_reservations(ctx)
 
 
 definition = ServiceDefinition(
@@ -36,7 +37,7 @@ definition = ServiceDefinition(
         "sales.order.confirmed": consumers.order_confirmed,
         "sales.order.cancelled": consumers.order_cancelled,
     },
-    on_startup=[usecases.seed_default_warehouse],
+    on_startup=[warehouses.seed_default_warehouse],
     # run_at_start: reservations that expired while the service was down go at once.
     periodic=[
         PeriodicJob(
