@@ -217,7 +217,7 @@ class Reservation(InventoryTable, table=True):
     items: list[ReservationItem] = Relationship(
         sa_relationship=relationship(
             "ReservationItem",
-            uselist=True,  # SQLModel cannot tell from the postponed annotation
+            collection_class=list,  # the postponed annotation does not say it (uselist)
             viewonly=True,
             lazy="raise",
             order_by="(ReservationItem.product_id, ReservationItem.warehouse_id)",
