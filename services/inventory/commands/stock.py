@@ -48,7 +48,7 @@ FROM products p JOIN warehouses w ON {warehouse}
 WHERE p.id = :product_id AND p.deleted_at IS NULL
 ON CONFLICT (product_id, warehouse_id) DO UPDATE
 SET on_hand = s.on_hand + excluded.on_hand, updated_at = excluded.updated_at
-RETURNING s.warehouse_id, s.on_hand, s.reserved
+RETURNING warehouse_id, on_hand, reserved
 """
 _RECEIVE_INTO: Final = Sql(
     _RECEIVE.format(warehouse="w.id = :warehouse_id"), types={"warehouse_id": Uuid()}
