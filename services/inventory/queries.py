@@ -38,6 +38,7 @@ from services.platform import (
     newest_first,
     page_of,
     paginate,
+    prerendered,
 )
 
 PRODUCTS_TAG: Final = "inventory-products"
@@ -160,8 +161,7 @@ async def list_products(
     """Live products by name, from the Redis cache when present (tagged: a product change is
     visible at once; otherwise an entry lives PRODUCT_LIST_TTL_SECONDS).
 
-    A hit is the JSON of a list validated when it was stored: it is rebuilt, not validated
-    again (`ProductListCache.read`)."""
+    A hit is the JSON of a list validated when it was stored, sent as it is."""
     paging = Page.of(page, per_page)
     low = None if min_price is None else Decimal(min_price)
     high = None if max_price is None else Decimal(max_price)
@@ -197,20 +197,22 @@ async def list_products(
 
 
 class ProductListCache:
-    """Pages of the product list as the JSON of `models.ProductList` (the shape the bench
-    twin reads too)."""
+    """Pages of the product list, each the `model_dump_json()` of a validated
+    `models.ProductList` (the bench twin reads the same entries). A hit is answered with the
+    JSON as stored: not validated into the model again, nor rendered again."""
 
     def __init__(self, cache: JsonCache) -> None:
-        self.cache = cache
+        self.redis = cache.redis  # the entries are JSON text already: no JsonCache encoding
 
     async def read(self, key: str) -> models.ProductList | None:
-        data = await self.cache.get(key)
-        if data is None:
+        stored = await self.redis.get(key)  # text: the kit's clients decode responses
+        if stored is None:
             return None
-        return models.ProductList.model_validate(data)
+        body = stored if isinstance(stored, bytes) else stored.encode()
+        return prerendered(models.ProductList, body)
 
     async def write(self, key: str, listing: models.ProductList) -> None:
-        await self.cache.set(key, listing, PRODUCT_LIST_TTL_SECONDS)
+        await self.redis.set(key, listing.model_dump_json(), px=PRODUCT_LIST_TTL_SECONDS * 1000)
 
 
 async def invalidate_product_list(cache: JsonCache) -> None:
