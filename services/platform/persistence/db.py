@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,7 +15,7 @@ from alembic.config import Config
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Table, event, text
+from sqlalchemy import Table, bindparam, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.ext.asyncio import (
@@ -24,9 +25,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.types import TypeEngine
 
 from services.platform.core.settings import Settings
 from services.platform.persistence.sql import Sql
+from services.platform.persistence.tables import UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +80,9 @@ class Database:
                 min_size=1,
                 max_size=POOL_SIZE,
                 open=False,
-                kwargs={"autocommit": True},  # reads: no BEGIN/COMMIT around them
+                # Reads: no BEGIN/COMMIT around them. Sessions in UTC: timestamps come back
+                # as the ORM's UtcDateTime gives them, whatever the server's TimeZone.
+                kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
             )
         self.engine = create_engine(settings.database_url)
         self.read_engine = (
@@ -169,10 +174,21 @@ async def fetch_on(
         async with driver.cursor(row_factory=dict_row) as cursor:
             await cursor.execute(sql.for_dialect(dialect), params)
             return await cursor.fetchall() if cursor.description else []
-    async with driver.execute(sql.for_dialect(dialect), dict(params)) as cursor:
-        rows = await cursor.fetchall()
-        names = [column[0] for column in cursor.description or ()]
-        return [dict(zip(names, row, strict=True)) for row in rows]
+    # SQLite (embedded mode, not a hot path): through SQLAlchemy, so that parameters are stored
+    # and `sql.types` read back as the ORM does it (persistence/sql.py).
+    statement: Any = text(sql.for_dialect(dialect)).bindparams(
+        *(bindparam(name, value, type_=_bind_type(value)) for name, value in params.items())
+    )
+    if sql.types:
+        statement = statement.columns(**sql.types)
+    result = await connection.execute(statement)
+    return [dict(row) for row in result.mappings()] if result.returns_rows else []
+
+
+def _bind_type(value: object) -> TypeEngine[Any] | None:
+    """A datetime is bound as `UtcDateTime` (UTC text; a naive one is refused); SQLAlchemy
+    infers the rest from the value (a UUID as its hex, a Decimal as a number)."""
+    return UtcDateTime() if isinstance(value, datetime) else None
 
 
 async def ensure_database(url: str) -> None:

@@ -10,13 +10,25 @@ the same work in a fraction of that. The ORM stays for the rest of the code, whe
 worth more than those microseconds; a query becomes `Sql` when `make bench` says it matters.
 
 Statements name their parameters `:name` (never `%`-formatting); each dialect gets its form
-once: psycopg's `%(name)s` on PostgreSQL, sqlite3's native `:name` in embedded mode.
+once: psycopg's `%(name)s` on PostgreSQL, SQLAlchemy's `text()` (also `:name`) in embedded mode.
+
+Rows come back with the types the ORM gives: psycopg types PostgreSQL's columns itself (UUID,
+Decimal, aware datetimes — the read pool's sessions run in UTC). SQLite keeps storage forms
+(hex ids, float NUMERICs, naive DATETIME text), so in embedded mode parameters are bound the way
+the ORM writes them (a UUID as its hex, a datetime as UTC text, a Decimal as a number) and the
+columns named in `types` are read back through those SQLAlchemy types:
+
+    Sql("SELECT updated_at, ... FROM stock ...", types={"updated_at": UtcDateTime()})
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.types import TypeEngine
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -26,6 +38,8 @@ class Sql:
     """One SQL statement with `:name` parameters, as each dialect wants it."""
 
     text: str
+    # SQLite only: result columns read back through these types (PostgreSQL types them itself).
+    types: Mapping[str, TypeEngine[Any]] = field(default_factory=dict)
     _forms: dict[str, str] = field(default_factory=dict, repr=False)
 
     def for_dialect(self, dialect: str) -> str:
