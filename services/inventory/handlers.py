@@ -13,7 +13,7 @@ from uuid import UUID
 from generated.inventory import models
 from services.inventory import queries
 from services.inventory.commands import catalogue, stock, warehouses
-from services.platform import Call, WriteCall
+from services.platform import Call, Reply, WriteCall
 
 # --- categories -----------------------------------------------------------------------------
 
@@ -66,7 +66,7 @@ async def list_products(
     max_price: str | None = None,
     page: int = 1,
     per_page: int = 15,
-) -> models.ProductList:
+) -> models.ProductList | Reply:
     return await queries.list_products(
         call.ctx,
         search=search,

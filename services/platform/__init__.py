@@ -20,7 +20,7 @@ from services.platform.core.rules import FieldError, utc_now
 from services.platform.core.scope import Caller, Principal, current_principal, require_principal
 from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
 from services.platform.http.idempotency import idempotent
-from services.platform.http.responses import Reply, prerendered
+from services.platform.http.responses import Reply
 from services.platform.http.security import (
     ACCESS_TOKEN_TYPE,
     ApiKeyVerifier,
@@ -109,7 +109,6 @@ __all__ = [
     "paginate",
     "parse_uuid",
     "prepare_database",
-    "prerendered",
     "rate_limit",
     "require_if_match",
     "require_principal",

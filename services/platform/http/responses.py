@@ -3,8 +3,8 @@
 A handler returns its operation's generated response model (or None for a 204); the kit sends
 it with the declared status, `ETag` from the model's `version` when the response declares ETag,
 and `Location` for a created resource when the operation has a location template. A handler
-that must answer otherwise (the health checks' 503, the metrics text) returns a `Reply`; one
-that kept a model's JSON (a cache hit) returns `prerendered(Model, body)`.
+that must answer otherwise (the health checks' 503, the metrics text, a model's JSON kept in a
+cache) returns a `Reply`; JSON bytes in a Reply are still checked against the response schema.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
@@ -22,8 +22,6 @@ from services.platform.core.problems import BEARER_CHALLENGE, PROBLEM_JSON, Prob
 from services.platform.http.versioning import etag
 
 JSON = "application/json"
-
-M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,22 +33,6 @@ class Reply:
     status: int | None = None  # None: the operation's success status
     headers: Mapping[str, str] = field(default_factory=dict)
     content_type: str | None = JSON
-
-
-@dataclass(frozen=True, slots=True)
-class Prerendered:
-    """The JSON of a response model, rendered before (see `prerendered`)."""
-
-    body: bytes
-
-
-def prerendered(model: type[M], body: bytes) -> M:
-    """A handler's result from `body`, the JSON of a `model` kept earlier (its
-    `model_dump_json()` in a cache): sent as it is, neither validated into the model again nor
-    rendered; the response check still reads it when `validate_responses` is on. Typed as
-    `model`, the return type the handler's Protocol states. Not for a response whose ETag or
-    Location comes from the model."""
-    return cast(M, Prerendered(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +72,11 @@ def render(operation: OperationInfo, result: object, *, keep_data: bool) -> tupl
     if body is None:
         return Rendered(status, b"", headers), None
     declared = success.headers if success is not None else ()
-    if isinstance(body, Prerendered):
-        if "ETag" in declared or operation.location is not None:
-            raise TypeError(f"{operation.operation_id}: its ETag/Location come from the model")
-        headers["content-type"] = content_type or JSON
-        return Rendered(status, body.body, headers), json.loads(body.body) if keep_data else None
     if isinstance(body, bytes):
+        # JSON kept from earlier (a cached page) is still checked against the schema.
         headers["content-type"] = content_type or "application/octet-stream"
-        return Rendered(status, body, headers), None
+        checked = keep_data and content_type == JSON
+        return Rendered(status, body, headers), json.loads(body) if checked else None
     if isinstance(body, Mapping):
         headers["content-type"] = content_type or JSON
         data = to_jsonable(body)
