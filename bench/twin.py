@@ -14,7 +14,7 @@ same database and Redis keys (tools/dev/bench.sh runs it beside `erp serve inven
   blacklist), then `inventory.stock.view`; the page and its COUNT of live products' stock rows.
 * `POST /api/v1/stock/receive` — the same JWT check, then `inventory.stock.update`; in ONE
   transaction: the product (live) and the warehouse (the default one when omitted), the stock
-  row upserted, the `in` movement inserted. `usecases.receive_stock` emits no event (only an
+  row upserted, the `in` movement inserted. `commands.stock.receive_stock` emits no event (only an
   adjustment that brings stock down to its minimum emits `inventory.stock.low_alert`), so no
   outbox row is written either: the outbox would get one here, in the same transaction, if it
   did. No Idempotency-Key support (the benchmark sends none; the service then runs it plainly).
@@ -345,7 +345,7 @@ def _like(text: str) -> str:
 
 
 def _product_list_digest(query: ProductQuery) -> str:
-    """The service's cache key part for this query (usecases.list_products)."""
+    """The service's cache key part for this query (queries.list_products)."""
     key = {
         "page": query.page,
         "per_page": query.per_page,

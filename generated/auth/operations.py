@@ -17,26 +17,29 @@ dropped); every `schema` above points into it (`#/definitions/<Name>`): validate
 `{"definitions": SCHEMAS["definitions"], **schema}`.
 
 `AuthHandlers` is the shape of the module `services.auth.handlers`: one coroutine per operationId
-with keyword arguments named as above (`body` for the request body). A module satisfies a Protocol,
-so `handlers: AuthHandlers = services.auth.handlers` makes mypy report a missing, misspelled or
-mistyped handler. The operational operations (get_health, get_liveness, get_metrics, get_readiness)
-are served by the platform kit and are not part of it.
+taking the kit's `Call` (reads) or `WriteCall` (writes, with the unit of work the kit commits),
+then keyword arguments named as above with the types the kit converts them to (`format: uuid` →
+UUID, `date-time` → datetime), `body` as the request model, and returning the response model (None
+for no body) or a `Reply` for another status or extra headers. The kit consumes the Idempotency-Key
+itself. A module satisfies a Protocol, so `handlers: AuthHandlers = services.auth.handlers` makes
+mypy report a missing, misspelled or mistyped handler. The operational operations (get_health,
+get_liveness, get_metrics, get_readiness) are served by the platform kit and are not part of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from datetime import date, datetime
+from typing import Any, Protocol
+from uuid import UUID
 
 from generated.auth import models
+from services.platform import Call, Reply, WriteCall
 from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = "auth"
 SPEC_VERSION = "1.0.0"
-
-HandlerResult: TypeAlias = Any
-"""What a handler returns: a response (the kit's `reply()`), a body, or (body, status)."""
 
 KIT_OPERATIONS: frozenset[str] = frozenset(
     {"get_health", "get_liveness", "get_metrics", "get_readiness"}
@@ -1524,70 +1527,84 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
 class AuthHandlers(Protocol):
     """The handler module of the auth service (one coroutine per operationId)."""
 
-    async def get_jwks(self) -> HandlerResult:
+    async def get_jwks(self, call: Call) -> models.Jwks | Reply:
         """GET /.well-known/jwks.json — Public signing keys (JWKS).
 
         Public.
         """
         ...
 
-    async def register(self, *, body: dict[str, Any]) -> HandlerResult:
+    async def register(
+        self, call: WriteCall, *, body: models.RegisterRequest
+    ) -> models.AuthSession | Reply:
         """POST /api/v1/auth/register — Register a new user.
 
         Public.
         """
         ...
 
-    async def login(self, *, body: dict[str, Any]) -> HandlerResult:
+    async def login(
+        self, call: WriteCall, *, body: models.LoginRequest
+    ) -> models.AuthSession | Reply:
         """POST /api/v1/auth/login — Log in with e-mail and password.
 
         Public.
         """
         ...
 
-    async def refresh_token(self, *, body: dict[str, Any]) -> HandlerResult:
+    async def refresh_token(
+        self, call: WriteCall, *, body: models.RefreshRequest
+    ) -> models.TokenPair | Reply:
         """POST /api/v1/auth/refresh — Rotate the refresh token.
 
         Public.
         """
         ...
 
-    async def logout(self, *, body: dict[str, Any] | None = None) -> HandlerResult:
+    async def logout(
+        self, call: WriteCall, *, body: models.LogoutRequest | None = None
+    ) -> Reply | None:
         """POST /api/v1/auth/logout — Log out.
 
         Permissions: any authenticated caller.
         """
         ...
 
-    async def get_me(self) -> HandlerResult:
+    async def get_me(self, call: Call) -> models.User | Reply:
         """GET /api/v1/auth/me — The authenticated user.
 
         Permissions: any authenticated caller.
         """
         ...
 
-    async def verify_email(self, *, body: dict[str, Any]) -> HandlerResult:
+    async def verify_email(
+        self, call: WriteCall, *, body: models.VerifyEmailRequest
+    ) -> models.User | Reply:
         """POST /api/v1/auth/verify-email — Verify the e-mail address.
 
         Public.
         """
         ...
 
-    async def resend_verification_email(self) -> HandlerResult:
+    async def resend_verification_email(self, call: WriteCall) -> models.Accepted | Reply:
         """POST /api/v1/auth/verify-email/resend — Send a new verification e-mail.
 
         Permissions: any authenticated caller.
         """
         ...
 
-    async def forgot_password(self, *, body: dict[str, Any]) -> HandlerResult:
+    async def forgot_password(
+        self, call: WriteCall, *, body: models.ForgotPasswordRequest
+    ) -> models.Accepted | Reply:
         """POST /api/v1/auth/forgot-password — Request a password reset.
 
         Public.
         """
         ...
 
-    async def reset_password(self, *, body: dict[str, Any]) -> HandlerResult:
+    async def reset_password(
+        self, call: WriteCall, *, body: models.ResetPasswordRequest
+    ) -> Reply | None:
         """POST /api/v1/auth/reset-password — Reset the password with a reset token.
 
         Public.
@@ -1596,13 +1613,14 @@ class AuthHandlers(Protocol):
 
     async def list_audit_events(
         self,
+        call: Call,
         *,
         action: str | None = None,
-        actor_id: str | None = None,
-        subject_id: str | None = None,
+        actor_id: UUID | None = None,
+        subject_id: UUID | None = None,
         cursor: str | None = None,
         per_page: int = 15,
-    ) -> HandlerResult:
+    ) -> models.AuditEventList | Reply:
         """GET /api/v1/auth/audit-log — List audit events.
 
         Permissions: auth.audit.view.
@@ -1611,29 +1629,28 @@ class AuthHandlers(Protocol):
 
     async def list_users(
         self,
+        call: Call,
         *,
         page: int = 1,
         per_page: int = 15,
         search: str | None = None,
         is_active: bool | None = None,
         role: str | None = None,
-    ) -> HandlerResult:
+    ) -> models.UserList | Reply:
         """GET /api/v1/users — List users.
 
         Permissions: auth.users.view.
         """
         ...
 
-    async def create_user(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+    async def create_user(self, call: WriteCall, *, body: models.UserCreate) -> models.User | Reply:
         """POST /api/v1/users — Create a user.
 
         Permissions: auth.users.create.
         """
         ...
 
-    async def get_user(self, *, user_id: str) -> HandlerResult:
+    async def get_user(self, call: Call, *, user_id: UUID) -> models.User | Reply:
         """GET /api/v1/users/{user_id} — Get a user.
 
         Permissions: auth.users.view.
@@ -1641,59 +1658,66 @@ class AuthHandlers(Protocol):
         ...
 
     async def update_user(
-        self, *, user_id: str, body: dict[str, Any], if_match: str | None = None
-    ) -> HandlerResult:
+        self,
+        call: WriteCall,
+        *,
+        user_id: UUID,
+        body: models.UserUpdate,
+        if_match: str | None = None,
+    ) -> models.User | Reply:
         """PATCH /api/v1/users/{user_id} — Update a user.
 
         Permissions: auth.users.update.
         """
         ...
 
-    async def delete_user(self, *, user_id: str) -> HandlerResult:
+    async def delete_user(self, call: WriteCall, *, user_id: UUID) -> Reply | None:
         """DELETE /api/v1/users/{user_id} — Delete (deactivate) a user.
 
         Permissions: auth.users.delete.
         """
         ...
 
-    async def activate_user(self, *, user_id: str) -> HandlerResult:
+    async def activate_user(self, call: WriteCall, *, user_id: UUID) -> models.User | Reply:
         """POST /api/v1/users/{user_id}/activate — Activate a user.
 
         Permissions: auth.users.update.
         """
         ...
 
-    async def deactivate_user(self, *, user_id: str) -> HandlerResult:
+    async def deactivate_user(self, call: WriteCall, *, user_id: UUID) -> models.User | Reply:
         """POST /api/v1/users/{user_id}/deactivate — Deactivate a user.
 
         Permissions: auth.users.update.
         """
         ...
 
-    async def set_user_roles(self, *, user_id: str, body: dict[str, Any]) -> HandlerResult:
+    async def set_user_roles(
+        self, call: WriteCall, *, user_id: UUID, body: models.UserRolesUpdate
+    ) -> models.User | Reply:
         """PUT /api/v1/users/{user_id}/roles — Replace a user's roles.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def list_roles(self, *, page: int = 1, per_page: int = 15) -> HandlerResult:
+    async def list_roles(
+        self, call: Call, *, page: int = 1, per_page: int = 15
+    ) -> models.RoleList | Reply:
         """GET /api/v1/roles — List roles.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def create_role(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+    async def create_role(self, call: WriteCall, *, body: models.RoleCreate) -> models.Role | Reply:
         """POST /api/v1/roles — Create a role.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def get_role(self, *, role_id: str) -> HandlerResult:
+    async def get_role(self, call: Call, *, role_id: UUID) -> models.Role | Reply:
         """GET /api/v1/roles/{role_id} — Get a role.
 
         Permissions: auth.roles.manage.
@@ -1701,29 +1725,36 @@ class AuthHandlers(Protocol):
         ...
 
     async def update_role(
-        self, *, role_id: str, body: dict[str, Any], if_match: str | None = None
-    ) -> HandlerResult:
+        self,
+        call: WriteCall,
+        *,
+        role_id: UUID,
+        body: models.RoleUpdate,
+        if_match: str | None = None,
+    ) -> models.Role | Reply:
         """PATCH /api/v1/roles/{role_id} — Update a role.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def delete_role(self, *, role_id: str) -> HandlerResult:
+    async def delete_role(self, call: WriteCall, *, role_id: UUID) -> Reply | None:
         """DELETE /api/v1/roles/{role_id} — Delete a role.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def list_permissions(self) -> HandlerResult:
+    async def list_permissions(self, call: Call) -> models.PermissionList | Reply:
         """GET /api/v1/permissions — List permissions.
 
         Permissions: auth.roles.manage.
         """
         ...
 
-    async def list_api_keys(self, *, page: int = 1, per_page: int = 15) -> HandlerResult:
+    async def list_api_keys(
+        self, call: Call, *, page: int = 1, per_page: int = 15
+    ) -> models.ApiKeyList | Reply:
         """GET /api/v1/api-keys — List API keys.
 
         Permissions: auth.api_keys.manage.
@@ -1731,22 +1762,22 @@ class AuthHandlers(Protocol):
         ...
 
     async def create_api_key(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+        self, call: WriteCall, *, body: models.ApiKeyCreate
+    ) -> models.ApiKeyCreated | Reply:
         """POST /api/v1/api-keys — Create an API key.
 
         Permissions: auth.api_keys.manage.
         """
         ...
 
-    async def get_api_key(self, *, api_key_id: str) -> HandlerResult:
+    async def get_api_key(self, call: Call, *, api_key_id: UUID) -> models.ApiKey | Reply:
         """GET /api/v1/api-keys/{api_key_id} — Get an API key.
 
         Permissions: auth.api_keys.manage.
         """
         ...
 
-    async def revoke_api_key(self, *, api_key_id: str) -> HandlerResult:
+    async def revoke_api_key(self, call: WriteCall, *, api_key_id: UUID) -> Reply | None:
         """DELETE /api/v1/api-keys/{api_key_id} — Revoke an API key.
 
         Permissions: auth.api_keys.manage.

@@ -17,26 +17,30 @@ dropped); every `schema` above points into it (`#/definitions/<Name>`): validate
 `{"definitions": SCHEMAS["definitions"], **schema}`.
 
 `InventoryHandlers` is the shape of the module `services.inventory.handlers`: one coroutine per
-operationId with keyword arguments named as above (`body` for the request body). A module satisfies
-a Protocol, so `handlers: InventoryHandlers = services.inventory.handlers` makes mypy report a
-missing, misspelled or mistyped handler. The operational operations (get_health, get_liveness,
-get_metrics, get_readiness) are served by the platform kit and are not part of it.
+operationId taking the kit's `Call` (reads) or `WriteCall` (writes, with the unit of work the kit
+commits), then keyword arguments named as above with the types the kit converts them to
+(`format: uuid` → UUID, `date-time` → datetime), `body` as the request model, and returning the
+response model (None for no body) or a `Reply` for another status or extra headers. The kit
+consumes the Idempotency-Key itself. A module satisfies a Protocol, so
+`handlers: InventoryHandlers = services.inventory.handlers` makes mypy report a missing, misspelled
+or mistyped handler. The operational operations (get_health, get_liveness, get_metrics,
+get_readiness) are served by the platform kit and are not part of it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from datetime import date, datetime
+from typing import Any, Protocol
+from uuid import UUID
 
 from generated.inventory import models
+from services.platform import Call, Reply, WriteCall
 from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = "inventory"
 SPEC_VERSION = "1.0.0"
-
-HandlerResult: TypeAlias = Any
-"""What a handler returns: a response (the kit's `reply()`), a body, or (body, status)."""
 
 KIT_OPERATIONS: frozenset[str] = frozenset(
     {"get_health", "get_liveness", "get_metrics", "get_readiness"}
@@ -1691,12 +1695,13 @@ class InventoryHandlers(Protocol):
 
     async def list_categories(
         self,
+        call: Call,
         *,
-        parent_id: str | None = None,
+        parent_id: UUID | None = None,
         search: str | None = None,
         page: int = 1,
         per_page: int = 15,
-    ) -> HandlerResult:
+    ) -> models.CategoryList | Reply:
         """GET /api/v1/categories — List categories.
 
         Public.
@@ -1704,15 +1709,15 @@ class InventoryHandlers(Protocol):
         ...
 
     async def create_category(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+        self, call: WriteCall, *, body: models.CategoryCreate
+    ) -> models.Category | Reply:
         """POST /api/v1/categories — Create a category.
 
         Permissions: inventory.products.create.
         """
         ...
 
-    async def get_category(self, *, category_id: str) -> HandlerResult:
+    async def get_category(self, call: Call, *, category_id: UUID) -> models.Category | Reply:
         """GET /api/v1/categories/{category_id} — Get a category.
 
         Public.
@@ -1720,15 +1725,20 @@ class InventoryHandlers(Protocol):
         ...
 
     async def update_category(
-        self, *, category_id: str, body: dict[str, Any], if_match: str | None = None
-    ) -> HandlerResult:
+        self,
+        call: WriteCall,
+        *,
+        category_id: UUID,
+        body: models.CategoryUpdate,
+        if_match: str | None = None,
+    ) -> models.Category | Reply:
         """PATCH /api/v1/categories/{category_id} — Update a category.
 
         Permissions: inventory.products.update.
         """
         ...
 
-    async def delete_category(self, *, category_id: str) -> HandlerResult:
+    async def delete_category(self, call: WriteCall, *, category_id: UUID) -> Reply | None:
         """DELETE /api/v1/categories/{category_id} — Delete a category.
 
         Permissions: inventory.products.delete.
@@ -1737,15 +1747,16 @@ class InventoryHandlers(Protocol):
 
     async def list_products(
         self,
+        call: Call,
         *,
         search: str | None = None,
-        category_id: str | None = None,
+        category_id: UUID | None = None,
         status: str | None = None,
         min_price: str | None = None,
         max_price: str | None = None,
         page: int = 1,
         per_page: int = 15,
-    ) -> HandlerResult:
+    ) -> models.ProductList | Reply:
         """GET /api/v1/products — List products.
 
         Public.
@@ -1753,15 +1764,15 @@ class InventoryHandlers(Protocol):
         ...
 
     async def create_product(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+        self, call: WriteCall, *, body: models.ProductCreate
+    ) -> models.Product | Reply:
         """POST /api/v1/products — Create a product.
 
         Permissions: inventory.products.create.
         """
         ...
 
-    async def get_product(self, *, product_id: str) -> HandlerResult:
+    async def get_product(self, call: Call, *, product_id: UUID) -> models.Product | Reply:
         """GET /api/v1/products/{product_id} — Get a product.
 
         Public.
@@ -1769,29 +1780,38 @@ class InventoryHandlers(Protocol):
         ...
 
     async def update_product(
-        self, *, product_id: str, body: dict[str, Any], if_match: str | None = None
-    ) -> HandlerResult:
+        self,
+        call: WriteCall,
+        *,
+        product_id: UUID,
+        body: models.ProductUpdate,
+        if_match: str | None = None,
+    ) -> models.Product | Reply:
         """PATCH /api/v1/products/{product_id} — Update a product.
 
         Permissions: inventory.products.update.
         """
         ...
 
-    async def delete_product(self, *, product_id: str) -> HandlerResult:
+    async def delete_product(self, call: WriteCall, *, product_id: UUID) -> Reply | None:
         """DELETE /api/v1/products/{product_id} — Delete a product.
 
         Permissions: inventory.products.delete.
         """
         ...
 
-    async def get_product_stock(self, *, product_id: str) -> HandlerResult:
+    async def get_product_stock(
+        self, call: Call, *, product_id: UUID
+    ) -> models.ProductStock | Reply:
         """GET /api/v1/products/{product_id}/stock — Stock of a product.
 
         Permissions: inventory.stock.view.
         """
         ...
 
-    async def list_warehouses(self, *, page: int = 1, per_page: int = 15) -> HandlerResult:
+    async def list_warehouses(
+        self, call: Call, *, page: int = 1, per_page: int = 15
+    ) -> models.WarehouseList | Reply:
         """GET /api/v1/warehouses — List warehouses.
 
         Permissions: inventory.stock.view.
@@ -1799,15 +1819,15 @@ class InventoryHandlers(Protocol):
         ...
 
     async def create_warehouse(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+        self, call: WriteCall, *, body: models.WarehouseCreate
+    ) -> models.Warehouse | Reply:
         """POST /api/v1/warehouses — Create a warehouse.
 
         Permissions: inventory.stock.update.
         """
         ...
 
-    async def get_warehouse(self, *, warehouse_id: str) -> HandlerResult:
+    async def get_warehouse(self, call: Call, *, warehouse_id: UUID) -> models.Warehouse | Reply:
         """GET /api/v1/warehouses/{warehouse_id} — Get a warehouse.
 
         Permissions: inventory.stock.view.
@@ -1815,8 +1835,13 @@ class InventoryHandlers(Protocol):
         ...
 
     async def update_warehouse(
-        self, *, warehouse_id: str, body: dict[str, Any], if_match: str | None = None
-    ) -> HandlerResult:
+        self,
+        call: WriteCall,
+        *,
+        warehouse_id: UUID,
+        body: models.WarehouseUpdate,
+        if_match: str | None = None,
+    ) -> models.Warehouse | Reply:
         """PATCH /api/v1/warehouses/{warehouse_id} — Update a warehouse.
 
         Permissions: inventory.stock.update.
@@ -1824,8 +1849,8 @@ class InventoryHandlers(Protocol):
         ...
 
     async def get_warehouse_stock(
-        self, *, warehouse_id: str, page: int = 1, per_page: int = 15
-    ) -> HandlerResult:
+        self, call: Call, *, warehouse_id: UUID, page: int = 1, per_page: int = 15
+    ) -> models.StockList | Reply:
         """GET /api/v1/warehouses/{warehouse_id}/stock — Stock of a warehouse.
 
         Permissions: inventory.stock.view.
@@ -1834,12 +1859,13 @@ class InventoryHandlers(Protocol):
 
     async def list_stock(
         self,
+        call: Call,
         *,
-        product_id: str | None = None,
-        warehouse_id: str | None = None,
+        product_id: UUID | None = None,
+        warehouse_id: UUID | None = None,
         page: int = 1,
         per_page: int = 15,
-    ) -> HandlerResult:
+    ) -> models.StockList | Reply:
         """GET /api/v1/stock — List stock.
 
         Permissions: inventory.stock.view.
@@ -1847,8 +1873,8 @@ class InventoryHandlers(Protocol):
         ...
 
     async def list_low_stock(
-        self, *, warehouse_id: str | None = None, page: int = 1, per_page: int = 15
-    ) -> HandlerResult:
+        self, call: Call, *, warehouse_id: UUID | None = None, page: int = 1, per_page: int = 15
+    ) -> models.StockList | Reply:
         """GET /api/v1/stock/low — List low stock.
 
         Permissions: inventory.stock.view.
@@ -1857,14 +1883,15 @@ class InventoryHandlers(Protocol):
 
     async def list_movements(
         self,
+        call: Call,
         *,
-        product_id: str | None = None,
-        warehouse_id: str | None = None,
+        product_id: UUID | None = None,
+        warehouse_id: UUID | None = None,
         type_: str | None = None,
         reference: str | None = None,
         cursor: str | None = None,
         per_page: int = 15,
-    ) -> HandlerResult:
+    ) -> models.MovementList | Reply:
         """GET /api/v1/stock/movements — List stock movements.
 
         Permissions: inventory.stock.view.
@@ -1872,8 +1899,8 @@ class InventoryHandlers(Protocol):
         ...
 
     async def receive_stock(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+        self, call: WriteCall, *, body: models.StockReceive
+    ) -> models.Movement | Reply:
         """POST /api/v1/stock/receive — Receive stock.
 
         Permissions: inventory.stock.update.
@@ -1881,15 +1908,17 @@ class InventoryHandlers(Protocol):
         ...
 
     async def adjust_stock(
-        self, *, body: dict[str, Any], idempotency_key: str | None = None
-    ) -> HandlerResult:
+        self, call: WriteCall, *, body: models.StockAdjust
+    ) -> models.Movement | Reply:
         """POST /api/v1/stock/adjust — Adjust stock.
 
         Permissions: inventory.stock.update.
         """
         ...
 
-    async def get_order_reservation(self, *, order_id: str) -> HandlerResult:
+    async def get_order_reservation(
+        self, call: Call, *, order_id: UUID
+    ) -> models.Reservation | Reply:
         """GET /api/v1/stock/reservations/{order_id} — An order's reservation.
 
         Permissions: inventory.stock.view.

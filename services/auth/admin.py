@@ -9,12 +9,10 @@ from __future__ import annotations
 import asyncio
 from uuid import UUID
 
-from sqlmodel import col, select
-
-from services.auth import domain, usecases
+from services.auth import domain
+from services.auth.commands import roles, users
 from services.auth.service import definition
-from services.auth.tables import Role, User, UserRole
-from services.platform import Database, Settings, prepare_database, utc_now
+from services.platform import Database, Settings, UnitOfWork, prepare_database
 
 
 class AdminError(ValueError):
@@ -30,28 +28,12 @@ async def create_admin(settings: Settings, email: str, password: str, name: str)
     password_hash = await asyncio.to_thread(domain.hash_password, password)
     database = Database(settings)
     try:
-        async with database.session() as session:
-            await usecases.seed(session, database.dialect)
-            now = utc_now()
-            user = (await session.scalars(select(User).where(col(User.email) == email))).first()
-            if user is None:
-                user = User(name=name, email=email, password_hash=password_hash, created_at=now)
-                session.add(user)
-            else:
-                user.password_hash = password_hash
-                user.version += 1
-            user.is_active = True
-            user.deleted_at = None
-            user.email_verified_at = user.email_verified_at or now
-            user.updated_at = now
-            await session.flush()
-            role = (
-                await session.scalars(select(Role).where(col(Role.slug) == domain.SUPER_ADMIN))
-            ).one()
-            held = await session.get(UserRole, (user.id, role.id))
-            if held is None:
-                session.add(UserRole(user_id=user.id, role_id=role.id))
-            await session.commit()
-            return user.id
+        async with UnitOfWork(database, service=definition.name) as uow:
+            await roles.seed(uow)
+            user_id = await users.make_super_admin(
+                uow, email=email, name=name, password_hash=password_hash
+            )
+            await uow.commit()
+            return user_id
     finally:
         await database.dispose()

@@ -1,7 +1,7 @@
 """The auth service's rules, free of I/O: passwords, e-mail addresses, the permission catalogue
 and the default roles, refresh-token rotation, and the secrets (tokens, API keys) we hand out.
 
-Nothing here touches the database, Redis or HTTP; `usecases.py` applies these rules.
+Nothing here touches the database, Redis or HTTP; the commands apply these rules.
 """
 
 from __future__ import annotations

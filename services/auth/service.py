@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import services.auth.handlers
-from generated.auth.operations import OPERATIONS, AuthHandlers
+from generated.auth.operations import OPERATIONS, SCHEMAS, AuthHandlers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.topology import TOPOLOGY
-from services.auth import usecases
+from services.auth import tokens
+from services.auth.commands import api_keys, roles
 from services.auth.tables import metadata
 from services.platform import (
     ApiKeyVerifier,
@@ -20,12 +21,12 @@ from services.platform import (
 
 
 def _api_keys(ctx: ServiceContext) -> ApiKeyVerifier:
-    return usecases.DatabaseApiKeyVerifier(ctx)
+    return api_keys.DatabaseApiKeyVerifier(ctx)
 
 
 def _signing_keys(ctx: ServiceContext) -> KeySource:
     # Auth verifies its own tokens with the keys in its database, not over HTTP.
-    return usecases.signing_keys(ctx)
+    return tokens.signing_keys(ctx)
 
 
 definition = ServiceDefinition(
@@ -33,17 +34,18 @@ definition = ServiceDefinition(
     default_port=8001,
     handlers="services.auth.handlers",
     operations=OPERATIONS,
+    schemas=SCHEMAS,
     topology=TOPOLOGY,
     events=EVENTS,
     envelopes=ENVELOPE_MODELS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     on_startup=[
-        usecases.seed_roles_and_permissions,
-        usecases.start_signing_keys,
-        usecases.publish_api_keys,
+        roles.seed_roles_and_permissions,
+        tokens.start_signing_keys,
+        api_keys.publish_api_keys,
     ],
-    periodic=[PeriodicJob("publish-api-keys", every_seconds=30, run=usecases.publish_api_keys)],
+    periodic=[PeriodicJob("publish-api-keys", every_seconds=30, run=api_keys.publish_api_keys)],
     api_keys=_api_keys,
     signing_keys=_signing_keys,
 )

@@ -90,7 +90,7 @@ class UserRole(AuthTable, table=True):
     user_id: UUID = Field(
         sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     )
-    # RESTRICT: a role in use cannot be deleted (the use case answers 409 before this fires).
+    # RESTRICT: a role in use cannot be deleted (delete_role answers 409 before this fires).
     role_id: UUID = Field(
         sa_column=Column(ForeignKey("roles.id", ondelete="RESTRICT"), primary_key=True, index=True)
     )

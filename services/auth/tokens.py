@@ -1,6 +1,7 @@
 """Access tokens: RS256 signing keys kept in the `signing_keys` table, the JWKS, and rotation.
 
-* At start-up `ensure_signing_key` makes sure one active key exists (RSA 2048).
+* At start-up `start_signing_keys` makes sure one active key exists (RSA 2048) and keeps the
+  `SigningKeys` in the service's state, where `signing_keys(ctx)` finds them.
 * The newest active key signs; every key that has not expired is in the JWKS, so after
   `rotate_signing_key` tokens signed by the previous key stay valid until they expire, and
   services that cached the old JWKS refetch it when they meet the new `kid`.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 from uuid import UUID, uuid4
 
 import jwt
@@ -33,10 +34,11 @@ from sqlmodel import col, select
 
 from services.auth.domain import ACCESS_TOKEN_TTL
 from services.auth.tables import SigningKey
-from services.platform import ACCESS_TOKEN_TYPE, Database, utc_now
+from services.platform import ACCESS_TOKEN_TYPE, Database, ServiceContext, utc_now
 
 ALGORITHM = "RS256"
 KEY_SIZE = 2048
+SIGNING_KEYS: Final = "auth.signing_keys"  # ctx.state entry, set by `start_signing_keys`
 # A retired key outlives the last token it signed by the verifiers' clock leeway and more.
 RETIRED_KEY_GRACE = ACCESS_TOKEN_TTL + timedelta(minutes=5)
 
@@ -215,7 +217,7 @@ class SigningKeys:
         if not active:
             active = [k for k in (await self._current(force=True)).values() if k.retired_at is None]
         if not active:
-            raise RuntimeError("no active signing key (ensure_signing_key runs at start-up)")
+            raise RuntimeError("no active signing key (start_signing_keys runs at start-up)")
         newest = max(active, key=lambda key: (key.created_at, key.kid))
         private = self._private.get(newest.kid)
         if private is None:
@@ -276,3 +278,18 @@ async def rotate_signing_key(database: Database, now: datetime | None = None) ->
         session.add(new_key)
         await session.commit()
     return new_key.kid
+
+
+async def start_signing_keys(ctx: ServiceContext) -> None:
+    """Start-up hook: an active key exists and is loaded; `signing_keys(ctx)` returns them."""
+    keys = SigningKeys(
+        ctx.database, issuer=ctx.settings.jwt_issuer, audience=ctx.settings.jwt_audience
+    )
+    await keys.ensure_active()
+    ctx.state[SIGNING_KEYS] = keys
+
+
+def signing_keys(ctx: ServiceContext) -> SigningKeys:
+    """The running service's signing keys (the JWKS, issuing and verifying access tokens)."""
+    keys: SigningKeys = ctx.state[SIGNING_KEYS]
+    return keys

@@ -15,7 +15,7 @@ from generated.events.models import (
     SalesOrderConfirmedEvent,
     SalesOrderCreatedEvent,
 )
-from services.inventory import usecases
+from services.inventory.commands import reservations
 from services.inventory.domain import Line
 from services.platform import UnitOfWork
 
@@ -24,12 +24,12 @@ async def on_sales_order_created(uow: UnitOfWork, event: SalesOrderCreatedEvent)
     order = event.payload
     lines = [Line(item.product_id, item.quantity) for item in order.items]
     # Reserved, or the failure recorded, in the unit of work the kit commits with the inbox row.
-    await usecases.reserve_order(uow, order.order_id, lines)
+    await reservations.reserve_order(uow, order.order_id, lines)
 
 
 async def on_sales_order_confirmed(uow: UnitOfWork, event: SalesOrderConfirmedEvent) -> None:
-    await usecases.confirm_order(uow, event.payload.order_id)
+    await reservations.confirm_order(uow, event.payload.order_id)
 
 
 async def on_sales_order_cancelled(uow: UnitOfWork, event: SalesOrderCancelledEvent) -> None:
-    await usecases.cancel_order(uow, event.payload.order_id)
+    await reservations.cancel_order(uow, event.payload.order_id)

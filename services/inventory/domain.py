@@ -1,6 +1,6 @@
 """The inventory rules, pure: no I/O, no framework (DESIGN §5 inventory).
 
-Use cases (`usecases.py`) load rows, ask these functions what is allowed and what follows, and
+Commands (`commands/`) load rows, ask these functions what is allowed and what follows, and
 write the result. Everything here is unit-tested without a database.
 """
 

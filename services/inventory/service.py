@@ -8,9 +8,9 @@ import services.inventory.consumers
 import services.inventory.handlers
 from generated.events.consumers import InventoryConsumers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
-from generated.inventory.operations import OPERATIONS, InventoryHandlers
+from generated.inventory.operations import OPERATIONS, SCHEMAS, InventoryHandlers
 from generated.topology import TOPOLOGY
-from services.inventory import usecases
+from services.inventory.commands import reservations, warehouses
 from services.inventory.tables import metadata
 from services.platform import PeriodicJob, ServiceContext, ServiceDefinition
 
@@ -19,7 +19,7 @@ EXPIRY_INTERVAL_SECONDS = 30.0
 
 
 async def _expire_reservations(ctx: ServiceContext) -> None:
-    await usecases.expire_reservations(ctx)
+    await reservations.expire_reservations(ctx)
 
 
 definition = ServiceDefinition(
@@ -27,13 +27,14 @@ definition = ServiceDefinition(
     default_port=8002,
     handlers="services.inventory.handlers",
     operations=OPERATIONS,
+    schemas=SCHEMAS,
     topology=TOPOLOGY,
     events=EVENTS,
     envelopes=ENVELOPE_MODELS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     consumers=services.inventory.consumers,
-    on_startup=[usecases.seed_default_warehouse],
+    on_startup=[warehouses.seed_default_warehouse],
     # run_at_start: reservations that expired while the service was down go at once.
     periodic=[
         PeriodicJob(

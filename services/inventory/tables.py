@@ -4,6 +4,10 @@ platform/tables.py).
 The first migration (`migrations/versions/0001_initial.py`) creates exactly these. The stock
 invariants (nothing negative, never more reserved than on hand) and the price range are CHECK
 constraints: the database refuses a bad row whatever code writes it.
+
+Rows validate straight into the generated models (`models.Product.model_validate(row,
+from_attributes=True)`): a price reads as the wire's decimal string, a stock row has its
+`available`, a reservation its `items` (loaded with `selectinload(Reservation.items)`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
+    Dialect,
     ForeignKey,
     Index,
     Integer,
@@ -26,10 +31,30 @@ from sqlalchemy import (
     String,
     Text,
 )
-from sqlalchemy.orm import registry
-from sqlmodel import Field, SQLModel
+from sqlalchemy.orm import registry, relationship
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Relationship, SQLModel
 
+from services.inventory.domain import format_price
 from services.platform import utc_timestamp
+
+
+class Price(TypeDecorator[str]):
+    """`NUMERIC(12, 2)` in the database, the wire's decimal string in Python ("349.90"): what
+    the generated models and events carry. Binds a string or a Decimal."""
+
+    impl = Numeric(12, 2)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[str]:
+        return str
+
+    def process_bind_param(self, value: str | Decimal | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+    def process_result_value(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else format_price(Decimal(value))
 
 
 class InventoryTable(SQLModel, registry=registry()):
@@ -76,7 +101,7 @@ class Product(InventoryTable, table=True):
     sku: str = Field(max_length=100, unique=True)
     name: str = Field(max_length=255, index=True)
     description: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
+    price: str = Field(sa_column=Column(Price(), nullable=False))  # "349.90"
     currency: str = Field(max_length=3)
     # SET NULL: deleting a category is refused while live products use it; deleted products
     # keep no claim on it.
@@ -123,6 +148,10 @@ class Stock(InventoryTable, table=True):
     reserved: int = 0
     min_quantity: int = 10  # domain.DEFAULT_MIN_QUANTITY
     updated_at: datetime = utc_timestamp(nullable=False)
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
 
 
 class Movement(InventoryTable, table=True):
@@ -184,6 +213,16 @@ class Reservation(InventoryTable, table=True):
     expires_at: datetime = utc_timestamp(nullable=False)
     created_at: datetime = utc_timestamp(nullable=False)
     updated_at: datetime = utc_timestamp(nullable=False)
+    # Read-only and never lazy (async): load it with selectinload(Reservation.items).
+    items: list[ReservationItem] = Relationship(
+        sa_relationship=relationship(
+            "ReservationItem",
+            collection_class=list,  # the postponed annotation does not say it (uselist)
+            viewonly=True,
+            lazy="raise",
+            order_by="(ReservationItem.product_id, ReservationItem.warehouse_id)",
+        )
+    )
 
 
 class ReservationItem(InventoryTable, table=True):

@@ -20,7 +20,7 @@ from services.platform.core.rules import FieldError, utc_now
 from services.platform.core.scope import Caller, Principal, current_principal, require_principal
 from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
 from services.platform.http.idempotency import idempotent
-from services.platform.http.responses import reply
+from services.platform.http.responses import Reply
 from services.platform.http.security import (
     ACCESS_TOKEN_TYPE,
     ApiKeyVerifier,
@@ -40,9 +40,13 @@ from services.platform.persistence.pagination import (
     KeysetPage,
     Page,
     PageMeta,
+    keyset_of,
     newest_first,
+    page_of,
     paginate,
 )
+from services.platform.persistence.redis import JsonCache
+from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import UtcDateTime, utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, rfc3339
 from services.platform.runtime.app import create_app
@@ -66,6 +70,7 @@ __all__ = [
     "EventSink",
     "EventSpec",
     "FieldError",
+    "JsonCache",
     "KeySource",
     "KeysetPage",
     "OperationInfo",
@@ -75,10 +80,12 @@ __all__ = [
     "Principal",
     "Problem",
     "PublishedApiKey",
+    "Reply",
     "ServiceContext",
     "ServiceDefinition",
     "Settings",
     "SettingsError",
+    "Sql",
     "Topology",
     "UnitOfWork",
     "UtcDateTime",
@@ -93,15 +100,16 @@ __all__ = [
     "etag",
     "idempotent",
     "insert_ignoring_conflicts",
+    "keyset_of",
     "kit_tables_downgrade",
     "kit_tables_upgrade",
     "load_settings",
     "newest_first",
+    "page_of",
     "paginate",
     "parse_uuid",
     "prepare_database",
     "rate_limit",
-    "reply",
     "require_if_match",
     "require_principal",
     "rfc3339",

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from services.auth.admin import create_admin
 from services.auth.service import definition
 from services.auth.tables import metadata
-from services.auth.usecases import SIGNING_KEYS
+from services.auth.tokens import SIGNING_KEYS
 from services.platform.core.settings import Settings
 from services.platform.persistence.alembic_env import target_metadata
 from services.platform.persistence.db import alembic_config

@@ -28,7 +28,9 @@ from generated.events.models import (
     SalesOrderCreatedPayload,
 )
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
-from services.inventory import consumers, usecases
+from generated.inventory import models
+from services.inventory import consumers
+from services.inventory.commands import catalogue, reservations, stock, warehouses
 from services.inventory.service import definition
 from services.inventory.tables import (
     Movement,
@@ -37,8 +39,8 @@ from services.inventory.tables import (
     ReservationFailure,
     Stock,
 )
-from services.inventory.usecases import Caller
 from services.platform.core.contracts import Topology
+from services.platform.core.scope import Caller
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import InProcessBus, InProcessRouter
 from services.platform.persistence.db import Database, prepare_database
@@ -78,7 +80,7 @@ async def _context(settings: Settings) -> ServiceContext:
         bus=InProcessBus(InProcessRouter(Topology((), ())), service=definition.name),
         http=httpx.AsyncClient(),
     )
-    await usecases.seed_default_warehouse(ctx)
+    await warehouses.seed_default_warehouse(ctx)
     return ctx
 
 
@@ -215,27 +217,30 @@ def names(emitted: list[dict[str, Any]]) -> list[str]:
 
 async def new_product(ctx: ServiceContext, on_hand: int = 0, min_quantity: int = 0) -> UUID:
     async with ctx.unit_of_work() as uow:
-        product = await usecases.create_product(
-            ctx,
+        product = await catalogue.create_product(
             uow,
-            sku=f"SKU-{uuid4().hex[:12].upper()}",
-            name="Widget",
-            description=None,
-            price="10.00",
-            currency="BRL",
-            category_id=None,
-            status="active",
+            ctx.cache,
+            models.ProductCreate(
+                sku=f"SKU-{uuid4().hex[:12].upper()}",
+                name="Widget",
+                description=None,
+                price="10.00",
+                currency="BRL",
+                category_id=None,
+                status=models.ProductStatus.active,
+            ),
         )
         if on_hand:
-            await usecases.adjust_stock(
+            await stock.adjust_stock(
                 uow,
-                Caller(),
-                product_id=str(product.id),
-                warehouse_id=None,
-                quantity=on_hand,
-                reason="initial count",
-                reference=None,
-                min_quantity=min_quantity,
+                Caller(principal=None, client_ip=None, request_id=None, correlation_id=None),
+                models.StockAdjust(
+                    product_id=product.id,
+                    quantity=on_hand,
+                    reason="initial count",
+                    reference=None,
+                    min_quantity=min_quantity,
+                ),
             )
         await uow.commit()
     return product.id
@@ -401,7 +406,7 @@ async def test_expired_reservations_are_released(ctx: ServiceContext) -> None:
             .values(expires_at=func.now() - text("interval '16 minutes'"))
         )
         await session.commit()
-    assert await usecases.expire_reservations(ctx) >= 1
+    assert await reservations.expire_reservations(ctx) >= 1
     expired = await reservation(ctx, order)
     assert expired is not None
     assert (expired.status, expired.reason) == ("released", "expired")

@@ -1,4 +1,5 @@
-"""problem+json rendering and the mapping of every kind of error to a problem."""
+"""problem+json rendering (`http.responses.render_problem`) and the mapping of every kind of
+error to a problem (`http.errors.to_problem` and the router's 404/405)."""
 
 from __future__ import annotations
 
@@ -7,31 +8,39 @@ import logging
 from typing import Any
 
 import pytest
-from connexion.exceptions import (
-    BadRequestProblem,
-    NonConformingResponseBody,
-    OAuthProblem,
-    UnsupportedMediaTypeProblem,
-)
-from starlette.exceptions import HTTPException
 
+from services.platform.core.contracts import OperationInfo
 from services.platform.core.problems import PROBLEM_JSON, Problem, unauthorized, validation_problem
-from services.platform.http.errors import ProblemRenderer, problem_response
-from services.platform.http.routes import RouteTable
+from services.platform.http.errors import (
+    INTERNAL_ERROR,
+    contract_breach,
+    method_not_allowed,
+    not_found,
+    to_problem,
+)
+from services.platform.http.responses import Rendered, render_problem
+from services.platform.http.router import Router
 
-SPEC: dict[str, Any] = {
-    "paths": {
-        "/api/v1/users": {"get": {}, "post": {}},
-        "/api/v1/users/me": {"get": {}},
-        "/api/v1/users/{user_id}": {"get": {}, "patch": {}, "delete": {}, "parameters": []},
-    }
+PATHS: dict[str, tuple[str, ...]] = {
+    "/api/v1/users": ("GET", "POST"),
+    "/api/v1/users/me": ("GET",),
+    "/api/v1/users/{user_id}": ("GET", "PATCH", "DELETE"),
 }
+ROUTER: Router[str] = Router(
+    (OperationInfo(f"{method} {path}", method, path, (), True, ()), f"{method} {path}")
+    for path, methods in PATHS.items()
+    for method in methods
+)
+
+
+def rendered(problem: Problem, instance: str | None = "/x") -> Rendered:
+    response = render_problem(problem, instance)
+    assert response.headers["content-type"] == PROBLEM_JSON
+    return response
 
 
 def body(problem: Problem, instance: str | None = "/x") -> dict[str, Any]:
-    response = problem_response(problem, instance)
-    assert response.content_type == PROBLEM_JSON
-    return dict(json.loads(response.body))
+    return dict(json.loads(rendered(problem, instance).body))
 
 
 def test_defaults_follow_rfc_9457() -> None:
@@ -42,6 +51,7 @@ def test_defaults_follow_rfc_9457() -> None:
         "detail": None,
         "instance": "/api/v1/users/1",
     }
+    assert rendered(Problem(404)).status == 404
 
 
 def test_title_type_errors_and_headers_are_kept() -> None:
@@ -51,13 +61,19 @@ def test_title_type_errors_and_headers_are_kept() -> None:
         "Not enough stock.",
         type="https://erp.example/problems/stock",
         errors=[{"field": "items.0.quantity", "message": "only 2 left"}],
-        headers={"Retry-After": "3"},
+        headers={"Retry-After": "3", "Content-Type": "text/plain"},
     )
-    rendered = body(problem)
-    assert rendered["type"] == "https://erp.example/problems/stock"
-    assert rendered["title"] == "Unprocessable Content"
-    assert rendered["errors"] == [{"field": "items.0.quantity", "message": "only 2 left"}]
-    assert problem_response(problem, None).headers["Retry-After"] == "3"
+    found = body(problem)
+    assert found["type"] == "https://erp.example/problems/stock"
+    assert found["title"] == "Unprocessable Content"
+    assert found["errors"] == [{"field": "items.0.quantity", "message": "only 2 left"}]
+    headers = rendered(problem, None).headers
+    assert headers["Retry-After"] == "3"
+    assert "Content-Type" not in headers  # a problem is always problem+json
+
+
+def test_text_is_sent_as_utf_8_not_escaped() -> None:
+    assert "Não há estoque".encode() in rendered(Problem(409, detail="Não há estoque")).body
 
 
 def test_an_unknown_status_still_has_a_title() -> None:
@@ -65,8 +81,11 @@ def test_an_unknown_status_still_has_a_title() -> None:
 
 
 def test_401_always_carries_a_bearer_challenge() -> None:
-    assert problem_response(Problem(401), "/x").headers["WWW-Authenticate"] == "Bearer"
+    assert rendered(Problem(401)).headers["WWW-Authenticate"] == "Bearer"
     assert unauthorized("expired").headers == {"WWW-Authenticate": "Bearer"}
+    challenge = 'ApiKey realm="erp"'
+    own = rendered(Problem(401, headers={"www-authenticate": challenge})).headers
+    assert own == {"www-authenticate": challenge, "content-type": PROBLEM_JSON}  # kept, not doubled
 
 
 def test_validation_problem_summarises_its_errors() -> None:
@@ -77,75 +96,60 @@ def test_validation_problem_summarises_its_errors() -> None:
     assert len(many.errors) == 50
 
 
-@pytest.fixture
-def renderer() -> ProblemRenderer:
-    return ProblemRenderer(RouteTable(SPEC))
-
-
-def test_a_problem_passes_through(renderer: ProblemRenderer) -> None:
+def test_a_problem_passes_through() -> None:
     problem = Problem(409, detail="duplicate")
-    assert renderer.to_problem(problem, "/x", "POST") is problem
+    assert to_problem(problem, "POST", "/x") is problem
 
 
-@pytest.mark.parametrize(
-    ("error", "status", "detail"),
-    [
-        (BadRequestProblem("bad"), 400, "bad"),
-        (UnsupportedMediaTypeProblem("text/csv"), 415, "text/csv"),
-        (OAuthProblem("No authorization token provided"), 401, "No authorization token provided"),
-    ],
-)
-def test_connexion_problems_keep_status_and_detail(
-    renderer: ProblemRenderer, error: Exception, status: int, detail: str
-) -> None:
-    problem = renderer.to_problem(error, "/x", "GET")
-    assert (problem.status, problem.detail) == (status, detail)
-    assert problem.type == "about:blank"
-
-
-def test_405_allows_every_method_of_the_path(renderer: ProblemRenderer) -> None:
-    starlette_405 = HTTPException(405, headers={"Allow": "GET"})  # one route's methods only
-    problem = renderer.to_problem(starlette_405, "/api/v1/users/123", "PUT")
-    assert problem.headers["Allow"] == "DELETE, GET, HEAD, PATCH"
+def test_a_405_allows_every_method_of_the_path() -> None:
+    found = ROUTER.match("PUT", "/api/v1/users/123")
+    assert found is not None
+    assert found.target is None
+    problem = method_not_allowed("PUT", found.route.allow)
     assert problem.status == 405
+    assert problem.headers["Allow"] == "DELETE, GET, HEAD, PATCH"
+    assert problem.detail == "PUT is not allowed here; allowed: DELETE, GET, HEAD, PATCH."
 
 
-def test_405_prefers_the_literal_path_over_a_template(renderer: ProblemRenderer) -> None:
-    problem = renderer.to_problem(HTTPException(405), "/api/v1/users/me", "POST")
-    assert problem.headers["Allow"] == "GET, HEAD"
+def test_a_405_prefers_the_literal_path_over_a_template() -> None:
+    found = ROUTER.match("POST", "/api/v1/users/me")
+    assert found is not None
+    assert method_not_allowed("POST", found.route.allow).headers["Allow"] == "GET, HEAD"
 
 
-def test_404_of_an_unknown_route(renderer: ProblemRenderer) -> None:
-    problem = renderer.to_problem(HTTPException(404), "/nowhere", "GET")
+def test_404_of_an_unknown_route() -> None:
+    assert ROUTER.match("GET", "/nowhere") is None
+    problem = not_found()
     assert (problem.status, problem.title) == (404, "Not Found")
 
 
-def test_an_unexpected_error_is_a_500_that_leaks_nothing(
-    renderer: ProblemRenderer, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_an_unexpected_error_is_a_500_that_leaks_nothing(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
-        problem = renderer.to_problem(ValueError("password=hunter2"), "/x", "GET")
-    assert problem.status == 500
+        problem = to_problem(ValueError("password=hunter2"), "GET", "/x")
+    assert (problem.status, problem.detail) == (500, INTERNAL_ERROR)
     assert "hunter2" not in json.dumps(body(problem))
     assert "hunter2" in caplog.text  # but the log has it, with the traceback
+    assert caplog.records[0].exc_info is not None
+
+
+def test_a_server_problem_is_logged_a_client_problem_is_not(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        to_problem(Problem(404, detail="no such user"), "GET", "/x")
+        to_problem(Problem(503, detail="database down"), "GET", "/y")
+    assert [record.getMessage() for record in caplog.records] == ["GET /y -> 503 database down"]
 
 
 def test_a_response_outside_the_contract_is_a_500_without_schema_details(
-    renderer: ProblemRenderer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    error = NonConformingResponseBody("'id' is a required property; schema {...}")
-    problem = renderer.to_problem(error, "/x", "GET")
+    errors = [{"field": "id", "message": "'id' is a required property; schema {...}"}]
+    with caplog.at_level(logging.ERROR):
+        problem = contract_breach("GET", "/x", errors)
     assert problem.status == 500
-    assert "required property" not in (problem.detail or "")
-
-
-def test_route_table_finds_templates() -> None:
-    routes = RouteTable(SPEC)
-    assert routes.template("GET", "/api/v1/users/me") == "/api/v1/users/me"
-    assert routes.template("PATCH", "/api/v1/users/me") == "/api/v1/users/{user_id}"
-    assert routes.template("HEAD", "/api/v1/users/42") == "/api/v1/users/{user_id}"
-    assert routes.template("GET", "/api/v1/users/42/roles") is None
-    assert routes.allowed_methods("/nowhere") == []
+    assert "required property" not in json.dumps(body(problem))
+    assert "required property" in caplog.text
 
 
 def test_field_errors_never_carry_nul_characters() -> None:

@@ -1,4 +1,5 @@
-"""Access-token verification rules, the JWKS cache and the permission check."""
+"""Access-token verification rules, the JWKS cache, and `authenticate`: credentials (a bad
+second one refused) then permissions."""
 
 from __future__ import annotations
 
@@ -10,9 +11,15 @@ import fakeredis
 import jwt
 import pytest
 
-from services.platform.core.problems import Problem
+from services.platform.core.contracts import OperationInfo
+from services.platform.core.problems import Problem, unauthorized
 from services.platform.core.scope import Principal
-from services.platform.http.security import JwksKeySource, TokenVerifier, parse_jwks
+from services.platform.http.security import (
+    JwksKeySource,
+    TokenVerifier,
+    authenticate,
+    parse_jwks,
+)
 from tests.unit.fixtures.support import AUDIENCE, ISSUER, JWKS_URL, JwksEndpoint, SigningKey
 
 
@@ -48,12 +55,13 @@ def jwks(*keys: SigningKey, **options: float) -> tuple[JwksEndpoint, JwksKeySour
     return endpoint, JwksKeySource(JWKS_URL, endpoint.client(), clock=clock, **options), clock
 
 
-async def rejected(tokens: TokenVerifier, token: str) -> Problem:
+async def rejected(tokens: TokenVerifier, token: str) -> str:
+    """The detail of the 401 that refuses `token`."""
     with pytest.raises(Problem) as raised:
         await tokens.verify(token)
     assert raised.value.status == 401
     assert raised.value.headers["WWW-Authenticate"] == "Bearer"
-    return raised.value
+    return str(raised.value.detail)
 
 
 async def test_a_valid_token_gives_the_principal(key: SigningKey) -> None:
@@ -73,13 +81,13 @@ async def test_a_valid_token_gives_the_principal(key: SigningKey) -> None:
 async def test_an_expired_token_is_refused(key: SigningKey) -> None:
     _, source, _ = jwks(key)
     token = key.token(issued_at=time.time() - 3600, lifetime=900)
-    assert "expired" in (await rejected(verifier(source), token)).detail
+    assert "expired" in await rejected(verifier(source), token)
 
 
 async def test_a_token_issued_in_the_future_is_refused(key: SigningKey) -> None:
     _, source, _ = jwks(key)
     token = key.token(issued_at=time.time() + 600)
-    assert "not valid yet" in (await rejected(verifier(source), token)).detail
+    assert "not valid yet" in await rejected(verifier(source), token)
 
 
 async def test_a_tampered_token_is_refused(key: SigningKey) -> None:
@@ -87,7 +95,7 @@ async def test_a_tampered_token_is_refused(key: SigningKey) -> None:
     header, _, signature = key.token(permissions=["x.y.view"]).split(".")
     forged_payload = SigningKey.generate("forger").token(permissions=["*"]).split(".")[1]
     tampered = ".".join([header, forged_payload, signature])
-    assert "signature" in (await rejected(verifier(source), tampered)).detail
+    assert "signature" in await rejected(verifier(source), tampered)
 
 
 async def test_a_token_signed_by_a_key_outside_the_jwks_is_refused(
@@ -96,9 +104,9 @@ async def test_a_token_signed_by_a_key_outside_the_jwks_is_refused(
     _, source, _ = jwks(key)
     # Signed with another key but claiming the published kid: the signature check fails.
     impostor = other_key.token(kid=key.kid)
-    assert "signature" in (await rejected(verifier(source), impostor)).detail
+    assert "signature" in await rejected(verifier(source), impostor)
     # Signed with a key whose kid the JWKS does not publish.
-    assert "unknown key" in (await rejected(verifier(source), other_key.token())).detail
+    assert "unknown key" in await rejected(verifier(source), other_key.token())
 
 
 @pytest.mark.parametrize(
@@ -116,7 +124,7 @@ async def test_wrong_or_missing_claims_are_refused(
     key: SigningKey, claims: dict[str, Any], reason: str
 ) -> None:
     _, source, _ = jwks(key)
-    assert reason in (await rejected(verifier(source), key.token(**claims))).detail
+    assert reason in await rejected(verifier(source), key.token(**claims))
 
 
 async def test_a_blacklisted_token_is_refused(key: SigningKey) -> None:
@@ -125,16 +133,16 @@ async def test_a_blacklisted_token_is_refused(key: SigningKey) -> None:
     await redis.set("erp:auth:blacklist:logged-out", "1")
     tokens = verifier(source, redis)
 
-    assert "revoked" in (await rejected(tokens, key.token(jti="logged-out"))).detail
+    assert "revoked" in await rejected(tokens, key.token(jti="logged-out"))
     assert (await tokens.verify(key.token(jti="still-valid"))).token_id == "still-valid"
 
 
 async def test_garbage_and_foreign_algorithms_are_refused(key: SigningKey) -> None:
     _, source, _ = jwks(key)
     tokens = verifier(source)
-    assert "malformed" in (await rejected(tokens, "not-a-jwt")).detail
+    assert "malformed" in await rejected(tokens, "not-a-jwt")
     hs256 = jwt.encode({"sub": "x"}, "s" * 32, algorithm="HS256", headers={"kid": key.kid})
-    assert "RS256" in (await rejected(tokens, hs256)).detail
+    assert "RS256" in await rejected(tokens, hs256)
 
 
 async def test_the_jwks_is_cached(key: SigningKey) -> None:
@@ -350,3 +358,65 @@ def test_principal_reports_missing_permissions_in_order() -> None:
     caller = Principal("u", "user", frozenset({"a.view", "c.view"}))
     assert caller.missing(["a.view", "b.edit", "c.view", "d.edit"]) == ("b.edit", "d.edit")
     assert caller.missing([]) == ()
+
+
+# --- authenticate: credentials, then permissions ------------------------------------------
+
+USER = Principal("u-1", "user", frozenset({"a.view", "a.edit"}))
+PARTNER = Principal("key-1", "api_key", frozenset({"a.view"}))
+
+
+class Credentials:
+    """Valid bearer token "good", valid API key "key"; anything else is a 401."""
+
+    async def bearer(self, token: str) -> Principal:
+        if token != "good":
+            raise unauthorized("bad token")
+        return USER
+
+    async def api_key(self, raw_key: str) -> Principal:
+        if raw_key != "key":
+            raise unauthorized("bad key")
+        return PARTNER
+
+
+def secured(*permissions: str, public: bool = False) -> OperationInfo:
+    return OperationInfo("op", "GET", "/x", permissions, public, ())
+
+
+async def refused(operation: OperationInfo, headers: dict[str, str], status: int = 401) -> str:
+    with pytest.raises(Problem) as raised:
+        await authenticate(operation, headers, Credentials())
+    assert raised.value.status == status
+    return str(raised.value.detail)
+
+
+async def test_a_public_operation_needs_no_credentials() -> None:
+    assert (
+        await authenticate(secured(public=True), {"authorization": "junk"}, Credentials()) is None
+    )
+
+
+async def test_either_credential_authenticates() -> None:
+    assert await authenticate(secured(), {"authorization": "Bearer good"}, Credentials()) is USER
+    assert await authenticate(secured(), {"x-api-key": "key"}, Credentials()) is PARTNER
+    assert "required" in await refused(secured(), {})
+
+
+@pytest.mark.parametrize("authorization", ["Basic Zm9vOmJhcg==", "Bearer ", "bearer"])
+async def test_an_authorization_that_is_not_a_bearer_token_is_refused(authorization: str) -> None:
+    assert "not a bearer token" in await refused(secured(), {"authorization": authorization})
+
+
+async def test_a_bad_second_credential_is_refused_not_ignored() -> None:
+    both = {"authorization": "Bearer good", "x-api-key": "key"}
+    assert await authenticate(secured(), both, Credentials()) is USER  # the token's caller
+    assert await refused(secured(), {**both, "x-api-key": "stolen"}) == "bad key"
+    assert await refused(secured(), {**both, "authorization": "Bearer forged"}) == "bad token"
+
+
+async def test_every_missing_permission_is_named() -> None:
+    headers = {"x-api-key": "key"}
+    detail = await refused(secured("a.view", "a.edit", "b.view"), headers, 403)
+    assert detail == "Missing permission: a.edit, b.view"
+    assert await authenticate(secured("a.view"), headers, Credentials()) is PARTNER

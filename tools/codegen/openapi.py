@@ -601,13 +601,59 @@ def _operation_info(operation: Operation, index: ModelIndex, source: str) -> str
     )
 
 
-def _method(operation: Operation) -> str:
-    arguments = "".join(
-        f", {p.name}: {p.annotation}" + (f" = {p.default}" if p.default is not None else "")
-        # Required first, so that the signature can be copied into a plain function.
-        for p in sorted(operation.parameters, key=lambda p: p.default is not None)
-    )
-    signature = f"self, *{arguments}" if arguments else "self"
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+# What the kit hands a handler for each schema (services.platform.http.requests converts so).
+IDEMPOTENCY_KEY = "Idempotency-Key"
+_FORMAT_TYPES = {"uuid": "UUID", "date-time": "datetime", "date": "date"}
+
+
+def _value_type(document: JsonObject, schema: Any, where: str) -> str:
+    """The Python type of a parameter's value as the kit passes it to the handler."""
+    schema = deref(document, schema, where)
+    if not isinstance(schema, dict):
+        return "Any"
+    kind = schema.get("type")
+    if kind == "string":
+        return _FORMAT_TYPES.get(str(schema.get("format")), "str")
+    return _SCALAR_TYPES.get(str(kind), "Any")
+
+
+def _kit_argument(operation: Operation) -> str:
+    """`call: Call` for a read, `call: WriteCall` (with its unit of work) for a write."""
+    return "call: Call" if operation.method in _READS else "call: WriteCall"
+
+
+def _method(operation: Operation, document: JsonObject, index: ModelIndex, source: str) -> str:
+    where = f"{source}: {operation.method} {operation.path}"
+    arguments: list[tuple[bool, str]] = []  # (has a default, "name: type = default")
+    raw = _raw_parameters(document, operation, where)
+    for parameter in operation.request_parameters:
+        if parameter.wire_name == IDEMPOTENCY_KEY:
+            continue  # the kit's: handlers never see the key
+        annotation = _value_type(document, raw.get(parameter.wire_name, {}), where)
+        if parameter.required:
+            arguments.append((False, f"{parameter.name}: {annotation}"))
+        elif "default" in parameter.schema:
+            default = py_literal(parameter.schema["default"])
+            arguments.append((True, f"{parameter.name}: {annotation} = {default}"))
+        else:
+            arguments.append((True, f"{parameter.name}: {annotation} | None = None"))
+    if operation.body is not None:
+        model = _model(index, operation.body.schema_name, "request", where)
+        if operation.body.required:
+            arguments.append((False, f"body: {model}"))
+        else:
+            arguments.append((True, f"body: {model} | None = None"))
+    result = "None"
+    success = operation.success
+    if success is not None and success.content_type is not None and _is_json(success.content_type):
+        result = _model(index, success.schema_name, "response", where)
+    # A Reply answers with another status or extra headers (services.platform.Reply).
+    result = "Reply | None" if result == "None" else f"{result} | Reply"
+    # Required first, so that the signature can be copied into a plain function.
+    ordered = [text for _, text in sorted(arguments, key=lambda item: item[0])]
+    keywords = "".join(f", {text}" for text in ordered)
+    signature = f"self, {_kit_argument(operation)}" + (f", *{keywords}" if keywords else "")
     if operation.public:
         access = "Public."
     else:
@@ -616,27 +662,49 @@ def _method(operation: Operation) -> str:
     summary = (operation.summary or operation.operation_id).rstrip(".") + "."
     doc = docstring(f"{operation.method} {operation.path} — {summary}\n\n{access}", 8)
     return (
-        f"    async def {operation.operation_id}({signature}) -> HandlerResult:\n"
+        f"    async def {operation.operation_id}({signature}) -> {result}:\n"
         f"        {doc}\n"
         f"        ...\n"
     )
+
+
+def _raw_parameters(document: JsonObject, operation: Operation, where: str) -> dict[str, Any]:
+    """The OpenAPI schemas of the operation's parameters by wire name (for their Python type)."""
+    item = deref(document, (document.get("paths") or {}).get(operation.path, {}), where)
+    found: dict[str, Any] = {}
+    shared = item.get("parameters") or []
+    for raw in [*shared, *(item[operation.method.lower()].get("parameters") or [])]:
+        spec = deref(document, raw, where)
+        found[spec["name"]] = spec.get("schema", {})
+    return found
 
 
 def _set_literal(names: list[str]) -> str:
     return "{" + ", ".join(repr(name) for name in names) + "}" if names else "()"
 
 
-def render_operations(service: str, document: JsonObject, source: str, index: ModelIndex) -> str:
+def render_operations(
+    service: str,
+    document: JsonObject,
+    source: str,
+    index: ModelIndex,
+    *,
+    models_module: str | None = None,
+) -> str:
     """The source of `generated/<service>/operations.py` (formatted afterwards by ruff).
 
-    `index` names the generated model classes of the component schemas (models.ModelIndex).
+    `index` names the generated model classes of the component schemas (models.ModelIndex);
+    `models_module` is the module they are imported from (`generated.<service>.models`; the
+    kit's own tests generate a fixture service elsewhere).
     """
+    package, _, module = (models_module or f"generated.{service}.models").rpartition(".")
+    models_import = f"from {package} import {module}" + (" as models" if module != "models" else "")
     ops = operations(document, source)
     protocol = f"{pascal(service)}Handlers"
     version = str((document.get("info") or {}).get("version", ""))
     served = [op for op in ops if op.operation_id not in KIT_OPERATIONS]
     kit = sorted(op.operation_id for op in ops if op.operation_id in KIT_OPERATIONS)
-    methods = "\n".join(_method(op) for op in served) or "    pass\n"
+    methods = "\n".join(_method(op, document, index, source) for op in served) or "    pass\n"
     table = "\n".join(
         f"    {op.operation_id!r}: {_operation_info(op, index, source)}" for op in ops
     )
@@ -662,9 +730,14 @@ def render_operations(service: str, document: JsonObject, source: str, index: Mo
         **schema}}`.
 
         `{protocol}` is the shape of the module `services.{service}.handlers`: one coroutine per
-        operationId with keyword arguments named as above (`body` for the request body). A
-        module satisfies a Protocol, so `handlers: {protocol} = services.{service}.handlers`
-        makes mypy report a missing, misspelled or mistyped handler. The operational
+        operationId taking the kit's `Call` (reads) or `WriteCall` (writes, with the unit of
+        work the kit commits), then keyword arguments named as above with the types the kit
+        converts them to (`format: uuid` → UUID, `date-time` → datetime), `body` as the
+        request model, and returning the response model (None for no body) or a `Reply` for
+        another status or extra headers. The kit consumes
+        the Idempotency-Key itself. A module satisfies a Protocol, so
+        `handlers: {protocol} = services.{service}.handlers` makes mypy report a missing,
+        misspelled or mistyped handler. The operational
         operations ({", ".join(kit) or "none"}) are served by the platform kit and are not part
         of it."""
     )
@@ -676,16 +749,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Protocol, TypeAlias
+from datetime import date, datetime
+from typing import Any, Protocol
+from uuid import UUID
 
-from generated.{service} import models
+{models_import}
+from services.platform import Call, Reply, WriteCall
 from services.platform.core.contracts import BodyInfo, OperationInfo, ParameterInfo, ResponseInfo
 
 SERVICE = {service!r}
 SPEC_VERSION = {version!r}
-
-HandlerResult: TypeAlias = Any
-"""What a handler returns: a response (the kit's `reply()`), a body, or (body, status)."""
 
 KIT_OPERATIONS: frozenset[str] = frozenset({_set_literal(kit)})
 """OperationIds served by the platform kit rather than by `services.{service}.handlers`."""

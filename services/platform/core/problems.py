@@ -8,8 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
-from connexion.exceptions import ProblemException
-
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = "Bearer"
 MAX_FIELD_ERRORS = 50
@@ -22,7 +20,7 @@ def status_title(status: int) -> str:
         return "Error"
 
 
-class Problem(ProblemException):  # type: ignore[misc]  # connexion ships no type hints
+class Problem(Exception):  # noqa: N818 - RFC 9457 names it
     """An error answered as problem+json; raise it anywhere below a handler.
 
     `errors` are field-level messages, e.g. `[{"field": "email", "message": "already used"}]`;
@@ -39,13 +37,12 @@ class Problem(ProblemException):  # type: ignore[misc]  # connexion ships no typ
         errors: Sequence[Mapping[str, str]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(
-            status=status,
-            title=title or status_title(status),
-            detail=detail,
-            type=type or "about:blank",
-            headers=dict(headers or {}),
-        )
+        super().__init__(status, detail)
+        self.status = status
+        self.title = title or status_title(status)
+        self.detail = detail
+        self.type = type or "about:blank"
+        self.headers: dict[str, str] = dict(headers or {})
         self.errors: list[dict[str, str]] = [
             {"field": _printable(error["field"]), "message": _printable(error["message"])}
             for error in errors or ()

@@ -121,6 +121,11 @@ class Caller:
         return None if self.principal is None else self.principal.user_id
 
     @property
+    def permissions(self) -> frozenset[str]:
+        """The permissions the caller holds (none on a public operation)."""
+        return frozenset() if self.principal is None else self.principal.permissions
+
+    @property
     def subject(self) -> str:
         """`kind:subject` of the principal, "anonymous" without one (scopes idempotency keys)."""
         found = self.principal

@@ -1,11 +1,12 @@
 """Idempotency-Key for creating operations (DESIGN §3, IETF httpapi idempotency-key draft).
 
-    async def create_order(body: dict, idempotency_key: str | None = None) -> ConnexionResponse:
-        ctx = current_context()
-        return await idempotent(
-            ctx, operation_id="create_order", key=idempotency_key, body=body,
-            run=lambda uow: usecases.create_order(uow, body),
-        )
+    rendered = await idempotent(
+        ctx, operation_id="create_order", key=key, body=data, principal=caller.subject,
+        run=effect,  # runs the handler on the unit of work and renders its response
+    )
+
+The kit does this for every operation that declares the Idempotency-Key header; handlers never
+see the key.
 
 * the same key with the same body replays the first response (`Idempotent-Replayed: true`);
 * the same key with another body is a 422; a retry while the first request runs is a 409;
@@ -28,8 +29,6 @@ from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-from connexion.lifecycle import ConnexionResponse
-from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from sqlalchemy import and_, delete, or_, update
 from sqlmodel import col
@@ -37,6 +36,7 @@ from sqlmodel import col
 from services.platform.core.problems import Problem
 from services.platform.core.rules import utc_now
 from services.platform.core.scope import current_principal
+from services.platform.http.responses import Rendered
 from services.platform.persistence.db import Database, affected_rows, insert_ignoring_conflicts
 from services.platform.persistence.tables import IdempotentRequest, kit_metadata
 from services.platform.persistence.uow import Transactional, UnitOfWork
@@ -47,7 +47,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX_LENGTH = 255
 RETENTION = timedelta(hours=24)
 
-Effect = Callable[[UnitOfWork], Awaitable[ConnexionResponse]]
+Effect = Callable[[UnitOfWork], Awaitable[Rendered]]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ async def idempotent(
     run: Effect,
     principal: str | None = None,
     lock_timeout: float = 60.0,
-) -> ConnexionResponse:
+) -> Rendered:
     """Run `run(uow)` at most once per (principal, operation, key) and commit its unit of work.
 
     `run` does the effect inside the given unit of work and returns the response; it must not
@@ -87,7 +87,7 @@ async def idempotent(
     _check_key(key)
     scope = _Scope(principal or _current_subject(), operation_id, key)
     claim = await _claim(ctx.database, scope, fingerprint(body), lock_timeout)
-    if isinstance(claim, ConnexionResponse):
+    if isinstance(claim, Rendered):
         return claim
     try:
         async with ctx.unit_of_work() as uow:
@@ -161,7 +161,7 @@ def _in_flight() -> Problem:
 
 async def _claim(
     database: Database, scope: _Scope, request_hash: str, lock_timeout: float
-) -> UUID | ConnexionResponse:
+) -> UUID | Rendered:
     """Claim the key (returns the claim's token) or answer from what is stored."""
     for _ in range(3):  # the row may vanish between our INSERT and SELECT (a released claim)
         token = uuid4()
@@ -240,33 +240,11 @@ async def _release(database: Database, scope: _Scope, token: UUID) -> None:
         log.exception("could not release an idempotency claim on %s", scope.operation_id)
 
 
-def _stored_form(response: ConnexionResponse) -> tuple[int, str | None, dict[str, str]]:
-    headers = {str(name): str(value) for name, value in (response.headers or {}).items()}
-    content_type = response.content_type or response.mimetype
-    body = response.body
-    if isinstance(body, BaseModel):
-        body = body.model_dump(mode="json", by_alias=True)
-    if body is None or isinstance(body, str):
-        text = body
-    elif isinstance(body, bytes):
-        text = body.decode()
-    else:
-        # As Starlette's JSONResponse renders it, so a replay is byte-identical.
-        text = json.dumps(to_jsonable_python(body), separators=(",", ":"), ensure_ascii=False)
-        content_type = content_type or "application/json"
-    if content_type and not any(name.lower() == "content-type" for name in headers):
-        headers["Content-Type"] = content_type
-    return int(response.status_code), text, headers
+def _stored_form(response: Rendered) -> tuple[int, str | None, dict[str, str]]:
+    return response.status, response.body.decode() if response.body else None, response.headers
 
 
-def _replay(row: IdempotentRequest) -> ConnexionResponse:
+def _replay(row: IdempotentRequest) -> Rendered:
     headers = {**row.response_headers, REPLAYED_HEADER: "true"}
-    content_type = next(
-        (value for name, value in headers.items() if name.lower() == "content-type"), None
-    )
-    return ConnexionResponse(
-        status_code=row.response_status or 200,
-        body=row.response_body,
-        headers=headers,
-        content_type=content_type,
-    )
+    body = (row.response_body or "").encode()
+    return Rendered(row.response_status or 200, body, headers)

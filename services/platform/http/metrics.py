@@ -1,10 +1,10 @@
 """Prometheus HTTP metrics by route template, and the `/metrics` handler (`get_metrics`).
 
-prometheus-fastapi-instrumentator looks for Starlette routes, which connexion hides (every
-request would be `handler="none"`); `RouteMetricsMiddleware` matches the request against the
-spec's path templates instead, so labels stay bounded ("/api/v1/users/{user_id}", never an id).
-It records into collectors defined once here: several apps in one process (`erp up`, tests)
-share them, told apart by the `service` label.
+Requests are labelled by the operation's path template ("/api/v1/users/{user_id}", never an
+id; "none" for a path no operation has), so label sets stay bounded. The collectors are defined
+once here: several apps in one process (`erp up`, tests) share them, told apart by the
+`service` label. Labelled children are looked up once per (route, status) and kept, so a
+request costs two dictionary lookups and two increments.
 """
 
 from __future__ import annotations
@@ -21,13 +21,8 @@ from prometheus_client import (
     multiprocess,
 )
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_fastapi_instrumentator.metrics import Info
-from prometheus_fastapi_instrumentator.middleware import PrometheusInstrumentatorMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import ASGIApp
 
-from services.platform.http.routes import RouteTable
+from services.platform.http.responses import Reply
 
 REQUESTS = Counter(
     "http_requests_total",
@@ -40,29 +35,29 @@ DURATION = Histogram(
     ["service", "method", "handler"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+UNMATCHED = "none"
 
 
-class RouteMetricsMiddleware(PrometheusInstrumentatorMiddleware):
-    """The instrumentator's middleware with the handler label taken from the spec's routes."""
+class RequestMetrics:
+    """The HTTP metrics of one service."""
 
-    def __init__(self, app: ASGIApp, *, routes: RouteTable, service: str) -> None:
-        def record(info: Info) -> None:
-            REQUESTS.labels(service, info.method, info.modified_handler, info.modified_status).inc()
-            DURATION.labels(service, info.method, info.modified_handler).observe(
-                info.modified_duration
-            )
+    def __init__(self, service: str) -> None:
+        self.service = service
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._durations: dict[tuple[str, str], Any] = {}
 
-        super().__init__(
-            app,
-            should_group_status_codes=False,  # statuses are the documented few: keep them exact
-            should_group_untemplated=True,  # unknown paths count as handler="none"
-            instrumentations=[record],
-        )
-        self.routes = routes
-
-    def _get_handler(self, request: Request) -> tuple[str, bool]:
-        template = self.routes.template(request.method, request.url.path)
-        return (template, True) if template is not None else (request.url.path, False)
+    def record(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        handler = route or UNMATCHED
+        counter = self._counters.get((method, handler, status))
+        if counter is None:
+            counter = REQUESTS.labels(self.service, method, handler, str(status))
+            self._counters[(method, handler, status)] = counter
+        counter.inc()
+        duration = self._durations.get((method, handler))
+        if duration is None:
+            duration = DURATION.labels(self.service, method, handler)
+            self._durations[(method, handler)] = duration
+        duration.observe(seconds)
 
 
 def _registry() -> Any:
@@ -75,6 +70,6 @@ def _registry() -> Any:
     return registry
 
 
-async def get_metrics() -> Response:
+async def get_metrics(_call: object) -> Reply:
     """GET /metrics in the Prometheus text format 0.0.4."""
-    return Response(generate_latest(_registry()), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+    return Reply(generate_latest(_registry()), content_type=CONTENT_TYPE_PLAIN_0_0_4)

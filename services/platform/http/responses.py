@@ -1,24 +1,50 @@
-"""What a handler returns: `reply()` — JSON from pydantic models (mode="json", aliases, no
-MISSING fields) with its Content-Type set, which connexion needs when an operation declares
-both `application/json` and `application/problem+json` (connexion issue #1956) — and the same
-encoding for anything else connexion serializes.
+"""From what a handler returns to the bytes on the wire, as the operation's spec declares.
+
+A handler returns its operation's generated response model (or None for a 204); the kit sends
+it with the declared status, `ETag` from the model's `version` when the response declares ETag,
+and `Location` for a created resource when the operation has a location template. A handler
+that must answer otherwise (the health checks' 503, the metrics text, a model's JSON kept in a
+cache) returns a `Reply`; JSON bytes in a Reply are still checked against the response schema.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from connexion.decorators.response import BaseResponseDecorator
-from connexion.exceptions import NonConformingResponseHeaders
-from connexion.jsonifier import Jsonifier
-from connexion.lifecycle import ConnexionResponse
-from connexion.utils import extract_content_type
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
+from services.platform.core.contracts import OperationInfo
+from services.platform.core.problems import BEARER_CHALLENGE, PROBLEM_JSON, Problem
+from services.platform.http.versioning import etag
+
 JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer other than the operation's declared success: another status, extra headers,
+    or a body that is not a model (bytes are sent as they are)."""
+
+    body: BaseModel | Mapping[str, Any] | bytes | None
+    status: int | None = None  # None: the operation's success status
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content_type: str | None = JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A response ready to send (and to store for an idempotent replay)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(name.lower().encode(), value.encode()) for name, value in self.headers.items()]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -30,55 +56,63 @@ def dumps(value: Any) -> str:
     return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"))
 
 
-def reply(
-    body: BaseModel | Mapping[str, Any] | Sequence[Any] | None = None,
-    status: int = 200,
-    headers: Mapping[str, str] | None = None,
-    *,
-    content_type: str = JSON,
-) -> ConnexionResponse:
-    """A handler's response: `return reply(model, 201, {"Location": url})`; no body → none."""
-    response_headers = dict(headers or {})
+def render(operation: OperationInfo, result: object, *, keep_data: bool) -> tuple[Rendered, Any]:
+    """The response for a handler's result, and (with `keep_data`, for response validation)
+    its JSON value; None when there is no model body."""
+    success = operation.success
+    status = success.status if success is not None else 200
+    headers: dict[str, str] = {}
+    content_type = success.content_type if success is not None else JSON
+    body: object = result
+    if isinstance(result, Reply):
+        status = result.status or status
+        headers.update(result.headers)
+        content_type = result.content_type
+        body = result.body
     if body is None:
-        return ConnexionResponse(status_code=int(status), headers=response_headers)
-    return ConnexionResponse(
-        status_code=int(status),
-        mimetype=content_type,
-        content_type=content_type,
-        body=dumps(body),
-        headers=response_headers,
-    )
+        return Rendered(status, b"", headers), None
+    declared = success.headers if success is not None else ()
+    if isinstance(body, bytes):
+        # JSON kept from earlier (a cached page) is still checked against the schema.
+        headers["content-type"] = content_type or "application/octet-stream"
+        checked = keep_data and content_type == JSON
+        return Rendered(status, body, headers), json.loads(body) if checked else None
+    if isinstance(body, Mapping):
+        headers["content-type"] = content_type or JSON
+        data = to_jsonable(body)
+        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return Rendered(status, encoded, headers), data if keep_data else None
+    if not isinstance(body, BaseModel):
+        raise TypeError(f"{operation.operation_id} returned a {type(body).__name__}, not a model")
+    if "ETag" in declared:
+        version = getattr(body, "version", None)
+        if isinstance(version, int):
+            headers["etag"] = etag(version)
+    if operation.location is not None and status == 201:
+        headers["location"] = operation.location.replace("{id}", str(getattr(body, "id", "")))
+    headers["content-type"] = content_type or JSON
+    if not keep_data:
+        return Rendered(status, body.model_dump_json(by_alias=True).encode(), headers), None
+    data = body.model_dump(mode="json", by_alias=True)
+    encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return Rendered(status, encoded, headers), data
 
 
-class _Encoder(json.JSONEncoder):
-    def default(self, o: Any) -> Any:
-        return to_jsonable(o)
-
-
-def jsonifier() -> Jsonifier:
-    """Connexion's serializer for bodies a handler returns without `reply()`."""
-    return Jsonifier(json, cls=_Encoder)
-
-
-_connexion_infer_content_type = BaseResponseDecorator._infer_content_type
-
-
-def _infer_content_type(data: Any, headers: dict[str, str]) -> str | None:
-    try:
-        return _connexion_infer_content_type(data, headers)  # type: ignore[no-any-return]
-    except NonConformingResponseHeaders:
-        from connexion.context import operation
-
-        # Issue #1956: several declared media types and none set → no body needs none; a
-        # body is JSON when the operation declares JSON.
-        if extract_content_type(headers) is None:
-            if data is None:
-                return None
-            if JSON in operation.produces:
-                return JSON
-        raise
-
-
-def fix_content_type_inference() -> None:
-    """Patch connexion so a handler returning a bare dict/model/None is not a 500 (idempotent)."""
-    BaseResponseDecorator._infer_content_type = staticmethod(_infer_content_type)
+def render_problem(problem: Problem, instance: str | None) -> Rendered:
+    body: dict[str, Any] = {
+        "type": problem.type,
+        "title": problem.title,
+        "status": problem.status,
+        "detail": problem.detail,
+        "instance": instance,
+    }
+    if problem.errors:
+        body["errors"] = problem.errors
+    headers = {
+        key: value for key, value in problem.headers.items() if key.lower() != "content-type"
+    }
+    if problem.status == 401 and not any(k.lower() == "www-authenticate" for k in headers):
+        headers["WWW-Authenticate"] = BEARER_CHALLENGE
+    headers["content-type"] = PROBLEM_JSON
+    encoded = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return Rendered(problem.status, encoded, headers)

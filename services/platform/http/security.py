@@ -5,13 +5,8 @@
   `exp`, `iat`, `iss`, `aud`, `jti` (required, and not on the Redis blacklist that logout
   writes) and `typ` == "access".
 * `X-API-Key`: verified by the service's `ApiKeyVerifier` (`definition.api_keys`).
-* Permissions: after authentication, `PermissionMiddleware` requires every slug of the
-  operation's `x-permissions` (403 names the missing ones) and publishes the principal in
-  `requestctx` for handlers, use cases and event metadata.
-
-Connexion hooks used (private API, pinned to connexion 3.3): `security_map` with
-`BearerSecurityHandler` / `ApiKeySecurityHandler` subclasses whose `_resolve_func` returns our
-verifiers; the routing extension of the ASGI scope for the operation id.
+* Permissions: `authenticate` then requires every slug of the operation's `x-permissions`
+  (403 names the missing ones).
 """
 
 from __future__ import annotations
@@ -27,17 +22,12 @@ from typing import Any, Protocol
 
 import httpx
 import jwt
-from connexion.middleware.abstract import ROUTING_CONTEXT
-from connexion.security import ApiKeySecurityHandler, BearerSecurityHandler
 from redis.asyncio import Redis
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.platform.core import scope as requestctx
+from services.platform.core.contracts import OperationInfo
 from services.platform.core.ids import api_key_digest
 from services.platform.core.problems import Problem, unauthorized
 from services.platform.core.scope import Principal
-from services.platform.http.routes import RouteTable
 from services.platform.persistence.redis import Keys
 
 ALGORITHMS = ("RS256",)
@@ -49,11 +39,11 @@ log = logging.getLogger("services.platform.http.security")
 
 
 class Credentials(Protocol):
-    """What the security hooks call: a verified token or key as connexion's token info."""
+    """The caller behind a bearer token or an API key; a 401 problem when it is not valid."""
 
-    async def bearer(self, token: str) -> dict[str, Any]: ...
+    async def bearer(self, token: str) -> Principal: ...
 
-    async def api_key(self, raw_key: str) -> dict[str, Any]: ...
+    async def api_key(self, raw_key: str) -> Principal: ...
 
 
 class KeySource(Protocol):
@@ -342,68 +332,31 @@ class PublishedApiKeys:
         )
 
 
-def token_info(principal: Principal) -> dict[str, Any]:
-    # Connexion keeps this as the request's token_info and reads "sub" from it.
-    return {"sub": principal.subject, "principal": principal}
+async def authenticate(
+    operation: OperationInfo, headers: Mapping[str, str], credentials: Credentials
+) -> Principal | None:
+    """The caller of a secured operation, with every permission its `x-permissions` names;
+    None for a public one. 401 without a valid credential, 403 without a permission.
 
-
-def security_map(authenticator: Credentials) -> dict[str, type]:
-    """Connexion `security_map` whose handlers call `authenticator` (not x-*InfoFunc names)."""
-
-    class Bearer(BearerSecurityHandler):  # type: ignore[misc]
-        def _resolve_func(self, security_scheme: Mapping[str, Any]) -> Callable[..., Any]:
-            return authenticator.bearer
-
-    class ApiKey(ApiKeySecurityHandler):  # type: ignore[misc]
-        def _resolve_func(self, security_scheme: Mapping[str, Any]) -> Callable[..., Any]:
-            return authenticator.api_key
-
-    return {"bearer": Bearer, "apiKey": ApiKey}
-
-
-class PermissionMiddleware:
-    """After connexion's security: require the operation's x-permissions, publish the caller.
-
-    A middleware rather than a handler wrapper: the handler keeps its own signature (connexion
-    reads it to pass parameters), and a caller without permission gets 403 before the request
-    body is even validated.
+    A request that carries both a bearer token and an API key is served only if both are
+    valid (as the token's caller): a bad second credential is refused rather than ignored.
     """
-
-    def __init__(self, app: ASGIApp, *, routes: RouteTable, authenticator: Credentials) -> None:
-        self.app = app
-        self.routes = routes
-        self.authenticator = authenticator
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        extensions = scope.get("extensions") or {}
-        operation = self.routes.operation(extensions.get(ROUTING_CONTEXT, {}).get("operation_id"))
-        token_info = extensions.get("connexion_context", {}).get("token_info")
-        caller = token_info.get("principal") if isinstance(token_info, Mapping) else None
-        if operation is not None and not operation.anonymous:
-            if caller is None:  # connexion fails closed already; this guards a changed stack
-                raise unauthorized("Authentication is required.")
-            await self._refuse_bad_second_credential(Headers(scope=scope), caller)
-            missing = caller.missing(operation.permissions)
-            if missing:
-                raise Problem(403, detail=f"Missing permission: {', '.join(missing)}")
-        token = requestctx.principal.set(caller)
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            requestctx.principal.reset(token)
-
-    async def _refuse_bad_second_credential(self, headers: Headers, caller: Principal) -> None:
-        """Connexion accepts the first scheme that passes; a request that also carries a bad
-        credential of the other scheme is refused (401) rather than served on the good one."""
-        authorization = headers.get("authorization")
-        if caller.kind == "api_key" and authorization is not None:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() != "bearer" or not token:
-                raise unauthorized("The Authorization header is not a bearer token.")
-            await self.authenticator.bearer(token.strip())
-        raw_key = headers.get("x-api-key")
-        if caller.kind == "user" and raw_key is not None:
-            await self.authenticator.api_key(raw_key)
+    if operation.public:
+        return None
+    principal: Principal | None = None
+    authorization = headers.get("authorization")
+    if authorization is not None:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("The Authorization header is not a bearer token.")
+        principal = await credentials.bearer(token.strip())
+    raw_key = headers.get("x-api-key")
+    if raw_key is not None:
+        partner = await credentials.api_key(raw_key)
+        principal = principal or partner
+    if principal is None:
+        raise unauthorized("Authentication is required: a bearer token or an X-API-Key.")
+    missing = principal.missing(operation.permissions)
+    if missing:
+        raise Problem(403, detail=f"Missing permission: {', '.join(missing)}")
+    return principal

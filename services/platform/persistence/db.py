@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -11,17 +13,23 @@ import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
-from sqlalchemy import Table, event, text
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy import Table, bindparam, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.types import TypeEngine
 
 from services.platform.core.settings import Settings
+from services.platform.persistence.sql import Sql
+from services.platform.persistence.tables import UtcDateTime
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +38,20 @@ def is_sqlite(url: str | URL) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
+POOL_SIZE = 16  # connections per pool: what one worker keeps busy under load
+
+
 def create_engine(url: str) -> AsyncEngine:
-    """An async engine: pre-pinged pool for PostgreSQL, WAL and a busy timeout for SQLite."""
+    """An async engine: a pool of steady connections for PostgreSQL, WAL and a busy timeout for
+    SQLite.
+
+    No pre-ping (a round trip per checkout): a connection the server dropped fails its
+    statement once, SQLAlchemy then discards the whole pool, and the next checkout reconnects.
+    No overflow: connections beyond the pool would be opened and closed per request.
+    """
     if not is_sqlite(url):
-        return create_async_engine(url, pool_pre_ping=True)
-    engine = create_async_engine(url, pool_pre_ping=True, connect_args={"timeout": 30})
+        return create_async_engine(url, pool_size=POOL_SIZE, max_overflow=0, pool_recycle=1800)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
 
     # Embedded mode has several writers per file (requests, relay, consumers): WAL lets readers
     # run beside a writer, and the busy timeout makes writers wait instead of failing.
@@ -50,10 +67,23 @@ def create_engine(url: str) -> AsyncEngine:
 
 
 class Database:
-    """The service's engines. `session()` writes; `read_session()` may go to a replica."""
+    """The service's engines. `session()` writes; `read_session()` may go to a replica;
+    `fetch_all(sql)` runs a hand-written read on the driver's own pool (the replica too)."""
 
     def __init__(self, settings: Settings) -> None:
         self.url = settings.database_url
+        read_url = settings.read_database_url or settings.database_url
+        self._reads: AsyncConnectionPool[Any] | None = None
+        if not is_sqlite(read_url):
+            self._reads = AsyncConnectionPool(
+                _libpq_conninfo(make_url(read_url)),
+                min_size=1,
+                max_size=POOL_SIZE,
+                open=False,
+                # Reads: no BEGIN/COMMIT around them. Sessions in UTC: timestamps come back
+                # as the ORM's UtcDateTime gives them, whatever the server's TimeZone.
+                kwargs={"autocommit": True, "options": "-c TimeZone=UTC"},
+            )
         self.engine = create_engine(settings.database_url)
         self.read_engine = (
             create_engine(settings.read_database_url) if settings.read_database_url else self.engine
@@ -78,6 +108,21 @@ class Database:
         """A session for read-only queries (the replica when one is configured)."""
         return self.read_sessionmaker()
 
+    async def open(self) -> None:
+        """Open the read pool (PostgreSQL); the engines connect on first use."""
+        if self._reads is not None:
+            await self._reads.open(wait=False)
+
+    async def fetch_all(self, sql: Sql, **params: Any) -> list[dict[str, Any]]:
+        """The rows of a read-only statement, as dicts by column name."""
+        if self._reads is None:
+            async with self.read_engine.connect() as connection:
+                return await fetch_on(connection, sql, params)
+        async with self._reads.connection() as pooled, pooled.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql.for_dialect("postgresql"), params)
+            rows: list[dict[str, Any]] = await cur.fetchall()
+            return rows
+
     async def ping(self) -> None:
         """Run `SELECT 1` on every engine; raises when the database does not answer."""
         for engine in {self.engine, self.read_engine}:
@@ -85,6 +130,8 @@ class Database:
                 await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._reads is not None:
+            await self._reads.close()
         await self.engine.dispose()
         if self.read_engine is not self.engine:
             await self.read_engine.dispose()
@@ -107,11 +154,41 @@ def affected_rows(result: object) -> int:
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
+def _libpq_conninfo(url: URL) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 def _maintenance_conninfo(url: URL) -> str:
     """A libpq URL of the server's `postgres` database (where CREATE/DROP DATABASE run)."""
-    return url.set(drivername="postgresql", database="postgres").render_as_string(
-        hide_password=False
+    return _libpq_conninfo(url.set(database="postgres"))
+
+
+async def fetch_on(
+    connection: AsyncConnection, sql: Sql, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Run `sql` on the driver connection under a SQLAlchemy connection (same transaction)."""
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        async with driver.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(sql.for_dialect(dialect), params)
+            return await cursor.fetchall() if cursor.description else []
+    # SQLite (embedded mode, not a hot path): through SQLAlchemy, so that parameters are stored
+    # and `sql.types` read back as the ORM does it (persistence/sql.py).
+    statement: Any = text(sql.for_dialect(dialect)).bindparams(
+        *(bindparam(name, value, type_=_bind_type(value)) for name, value in params.items())
     )
+    if sql.types:
+        statement = statement.columns(**sql.types)
+    result = await connection.execute(statement)
+    return [dict(row) for row in result.mappings()] if result.returns_rows else []
+
+
+def _bind_type(value: object) -> TypeEngine[Any] | None:
+    """A datetime is bound as `UtcDateTime` (UTC text; a naive one is refused); SQLAlchemy
+    infers the rest from the value (a UUID as its hex, a Decimal as a number)."""
+    return UtcDateTime() if isinstance(value, datetime) else None
 
 
 async def ensure_database(url: str) -> None:

@@ -11,10 +11,11 @@ import base64
 import binascii
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypedDict, TypeVar
 
+from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -143,3 +144,18 @@ async def newest_first(
     rows = rows[:per_page]
     next_cursor = encode_cursor({name: getattr(rows[-1], name)}) if more and rows else None
     return KeysetPage(rows, next_cursor, per_page)
+
+
+ListModel = TypeVar("ListModel", bound=BaseModel)
+
+
+def page_of(model: type[ListModel], rows: Iterable[object], meta: PageMeta) -> ListModel:
+    """A `{data, meta}` list reply of the generated list `model`, from table rows (or models)
+    and the page's meta: `return page_of(models.ProductList, rows, meta)`."""
+    return model.model_validate({"data": list(rows), "meta": meta}, from_attributes=True)
+
+
+def keyset_of(model: type[ListModel], page: KeysetPage[Any]) -> ListModel:
+    """A `{data, meta: {per_page, next_cursor}}` list reply of `model` from a keyset page."""
+    meta = {"per_page": page.per_page, "next_cursor": page.next_cursor}
+    return model.model_validate({"data": list(page.rows), "meta": meta}, from_attributes=True)

@@ -39,8 +39,15 @@ from sqlalchemy.ext.asyncio import AsyncSessionTransaction
 
 from services.platform.core import scope as requestctx
 from services.platform.core.contracts import EventSpec
+from services.platform.core.problems import Problem
 from services.platform.core.rules import utc_now
-from services.platform.persistence.db import Database, affected_rows, insert_ignoring_conflicts
+from services.platform.persistence.db import (
+    Database,
+    affected_rows,
+    fetch_on,
+    insert_ignoring_conflicts,
+)
+from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import OutboxMessage, kit_metadata
 
 log = logging.getLogger(__name__)
@@ -165,6 +172,18 @@ class UnitOfWork:
                     self.service,
                     getattr(callback, "__qualname__", repr(callback)),
                 )
+
+    async def fetch_all(self, sql: Sql, **params: Any) -> list[dict[str, Any]]:
+        """Run a hand-written statement in this transaction; its rows (if any) as dicts."""
+        return await fetch_on(await self.session.connection(), sql, params)
+
+    async def refuse(self, problem: Problem) -> Problem:
+        """Commit what this unit of work holds and give `problem` back to raise:
+        `raise await uow.refuse(problem)` keeps the record of a refused attempt (a failed
+        login's audit row), which the rollback on the error would otherwise drop. Not for an
+        operation that takes an Idempotency-Key (its stored response commits with the effect)."""
+        await self.commit()
+        return problem
 
     async def rollback(self) -> None:
         """Roll back everything since the last commit: rows, events, after-commit callbacks."""

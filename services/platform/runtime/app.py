@@ -1,96 +1,87 @@
-"""The app factory: one connexion AsyncApp per service, from its bundled OpenAPI document.
+"""The app factory: one ASGI app per service, driven by its generated `OPERATIONS` table.
 
     app = create_app(definition, settings)      # uvicorn.run(app, log_config=None, ...)
 
-What every service gets from here:
+One pass per request, no middleware stack (docs/adr/0004-kit-v2.md says why):
 
-* the spec `generated/specs/<service>.openapi.json` (bundled by codegen), served byte for byte
-  at `/openapi.json`, with Swagger UI at `/ui/`;
-* operationId → handler: the operational ids (get_health, get_liveness, get_readiness,
-  get_metrics) → the kit, every other one → a function of `definition.handlers`; a missing
-  handler fails here, naming all of them;
-* request validation (strict: unknown query parameters are 400; formats checked; bad bytes or
-  JSON are 400) and response validation; problem+json for every error;
-* bearer JWT and X-API-Key security, then the operation's x-permissions;
-* request/correlation ids, JSON access log, Prometheus metrics by route template;
-* a lifespan running the service (`runtime.run_service`), whose context handlers reach with
-  `current_context()`, and warming up in the background the keys that verify access tokens
-  (readiness is 503 until they are loaded: `authentication.warm_token_keys`).
+1. request and correlation ids read (or made) and bound, with the service's context;
+2. route: the operation for (method, path), or 404 / 405 with every allowed method;
+3. security: bearer JWT or X-API-Key, then the operation's x-permissions (401 / 403);
+4. parameters and the JSON body parsed and checked with validators compiled at start-up, the
+   body turned into the operation's generated request model (400 listing every problem);
+5. the handler called with a `Call` (reads) or a `WriteCall` whose unit of work the kit
+   commits — under the idempotency store when the operation takes an Idempotency-Key;
+6. the result rendered as the spec declares (status, ETag from `version`, Location of a created
+   resource), checked against the response schema when `settings.validate_responses`;
+7. any error as problem+json; one access-log line and the route's metrics.
 
-Middleware order (outermost first): request context → access log → server errors → metrics →
-connexion's exceptions → Swagger UI → concrete-path 405s → connexion's routing → security →
-permissions → request validation → response validation → lifespan → connexion context.
+Connexion still loads the bundled document for Swagger UI (`/ui/`); `/openapi.json` serves the
+bundle byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import importlib
 import json
-import re
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from functools import partial
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from connexion import AsyncApp, request
-from connexion.exceptions import ProblemException
-from connexion.middleware.context import ContextMiddleware
-from connexion.middleware.exceptions import ExceptionMiddleware
-from connexion.middleware.lifespan import LifespanMiddleware
-from connexion.middleware.request_validation import RequestValidationMiddleware
-from connexion.middleware.response_validation import ResponseValidationMiddleware
-from connexion.middleware.routing import RoutingMiddleware
-from connexion.middleware.security import SecurityMiddleware
-from connexion.middleware.server_error import ServerErrorMiddleware
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
-from connexion.resolver import Resolver
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import Response
+from connexion.spec import Specification
+from starlette.types import Message, Receive, Scope, Send
 
+from services.platform.core import scope as scope_vars
+from services.platform.core.contracts import KIT_OPERATIONS, OperationInfo
+from services.platform.core.problems import Problem
+from services.platform.core.scope import Caller
 from services.platform.core.settings import Settings
-from services.platform.http import metrics
-from services.platform.http.access_log import AccessLogMiddleware
-from services.platform.http.errors import ProblemRenderer
-from services.platform.http.metrics import RouteMetricsMiddleware
-from services.platform.http.responses import fix_content_type_inference, jsonifier
-from services.platform.http.routes import HTTP_METHODS, ConcretePathMiddleware, RouteTable
-from services.platform.http.security import PermissionMiddleware, security_map
-from services.platform.http.validation import register_formats, validator_map
+from services.platform.http.access_log import log_request
+from services.platform.http.errors import (
+    contract_breach,
+    method_not_allowed,
+    not_found,
+    to_problem,
+)
+from services.platform.http.idempotency import idempotent
+from services.platform.http.metrics import RequestMetrics, get_metrics
+from services.platform.http.requests import RequestParser
+from services.platform.http.responses import Rendered, render, render_problem
+from services.platform.http.router import Router
+from services.platform.http.security import authenticate
+from services.platform.http.validation import CompiledSchema
+from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime import health
 from services.platform.runtime.authentication import Authenticator, warm_token_keys
-from services.platform.runtime.requests import AppState, RequestContextMiddleware
+from services.platform.runtime.calls import Call, WriteCall
+from services.platform.runtime.requests import AppState, bind_request
 from services.platform.runtime.runner import run_service
 from services.platform.runtime.service import ServiceContext, ServiceDefinition, use_context
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 OPENAPI_PATH = "/openapi.json"
-
-OPERATIONAL_HANDLERS: Mapping[str, Callable[..., Any]] = {
-    "get_health": health.get_health,
-    "get_liveness": health.get_liveness,
-    "get_readiness": health.get_readiness,
-    "get_metrics": metrics.get_metrics,
-}
+SWAGGER_UI_PATH = "/ui"
+MAX_BODY_BYTES = 1 << 20  # issue 7 makes this a setting; bodies larger than this are refused
 
 ContextFactory = Callable[[], AbstractAsyncContextManager[ServiceContext]]
 """What the app's lifespan runs: `lambda: run_service(definition, settings)` by default."""
 
+Handler = Callable[..., Any]
+
 
 class MissingHandlersError(RuntimeError):
-    """Operations of the spec that have no handler (or no operationId)."""
+    """Operations of the spec that have no handler."""
 
-    def __init__(self, module: str, spec: Path, missing: list[str]) -> None:
+    def __init__(self, module: str, missing: list[str]) -> None:
         self.missing = tuple(missing)
         lines = "\n".join(f"  - {item}" for item in missing)
-        super().__init__(
-            f"{module} lacks a handler for {len(missing)} operation(s) of {spec}:\n{lines}"
-        )
+        super().__init__(f"{module} lacks a handler for {len(missing)} operation(s):\n{lines}")
 
 
 def spec_path(service: str) -> Path:
@@ -103,155 +94,285 @@ def create_app(
     *,
     lifespan: ContextFactory | None = None,
     spec: Path | None = None,
-) -> AsyncApp:
+) -> ServiceApp:
     """The service's ASGI app. `lifespan`/`spec` replace the defaults (tests use them)."""
-    source = spec or spec_path(definition.name)
-    raw = source.read_bytes()
-    document = json.loads(raw)
-    handlers = importlib.import_module(definition.handlers)
-    resolver = Resolver(function_resolver=_handler_lookup(document, handlers, source))
-
-    register_formats()
-    fix_content_type_inference()
-    routes = RouteTable(document)
-    state = AppState(service=definition.name, version=str(document["info"]["version"]))
-    renderer = ProblemRenderer(routes)
-    authenticator = Authenticator(definition, settings)
-    run: ContextFactory = lifespan or (lambda: run_service(definition, settings))
-
-    app = AsyncApp(
-        definition.handlers,
-        lifespan=_lifespan(run, state, authenticator),
-        middlewares=[
-            partial(RequestContextMiddleware, state=state),
-            partial(AccessLogMiddleware, routes=routes),
-            partial(ServerErrorMiddleware, handler=renderer.handle),
-            # Before connexion's exception middleware, so problems count with their status.
-            partial(RouteMetricsMiddleware, routes=routes, service=definition.name),
-            ExceptionMiddleware,
-            SwaggerUIMiddleware,
-            partial(ConcretePathMiddleware, routes=routes),
-            RoutingMiddleware,
-            SecurityMiddleware,
-            partial(PermissionMiddleware, routes=routes, authenticator=authenticator),
-            RequestValidationMiddleware,
-            ResponseValidationMiddleware,
-            LifespanMiddleware,
-            ContextMiddleware,
-        ],
-        jsonifier=jsonifier(),
-        pythonic_params=True,
-        resolver=resolver,
-        strict_validation=True,
-        validate_responses=True,
-        validator_map=validator_map(),
-        security_map=security_map(authenticator),
-        # Connexion would serve its dereferenced copy; the published document is the bundle.
-        swagger_ui_options=SwaggerUIOptions(serve_spec=False, spec_path=OPENAPI_PATH),
+    return ServiceApp(
+        definition,
+        settings,
+        lifespan or (lambda: run_service(definition, settings)),
+        (spec or spec_path(definition.name)).read_bytes(),
     )
-    app.add_api(routes.concrete_first(document))
-    for exception in (Exception, HTTPException, ProblemException):
-        app.add_error_handler(exception, renderer.handle)
-    app.add_url_rule(OPENAPI_PATH, "openapi", _serve_spec(raw), methods=["GET"])
-    return app
 
 
-def _handler_lookup(
-    document: Mapping[str, Any], handlers: ModuleType, source: Path
-) -> Callable[[str], Callable[..., Any]]:
-    missing: list[str] = []
-    for template, item in (document.get("paths") or {}).items():
-        for method, operation in item.items():
-            if method not in HTTP_METHODS:
-                continue
-            operation_id = operation.get("operationId")
-            where = f"{method.upper()} {template}"
-            if not operation_id:
-                missing.append(f"{where} has no operationId")
-            elif operation_id not in OPERATIONAL_HANDLERS and not callable(
-                getattr(handlers, operation_id, None)
-            ):
-                missing.append(f"{operation_id} ({where})")
-    if missing:
-        raise MissingHandlersError(handlers.__name__, source, missing)
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One operation, ready to serve: its handler and its compiled request/response checks."""
 
-    headers = _header_parameters(document)
-
-    def lookup(operation_id: str) -> Callable[..., Any]:
-        handler = OPERATIONAL_HANDLERS.get(operation_id) or getattr(handlers, operation_id)
-        wanted = headers.get(operation_id)
-        return _with_headers(handler, wanted) if wanted else handler
-
-    return lookup
+    operation: OperationInfo
+    handler: Handler
+    parser: RequestParser
+    response_schema: CompiledSchema | None
+    writes: bool  # the handler gets a WriteCall (the service has a database)
+    kit: bool = False  # served by the kit (health, metrics): also before start-up, without a Call
 
 
-def _header_parameters(document: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """operationId → {python argument: header name} for the header parameters it declares."""
-    components = (document.get("components") or {}).get("parameters") or {}
+class ServiceApp:
+    """The ASGI app of one service (see the module docstring)."""
 
-    def resolved(parameter: Mapping[str, Any]) -> Mapping[str, Any]:
-        ref = parameter.get("$ref")
-        return components[ref.rsplit("/", 1)[-1]] if isinstance(ref, str) else parameter
+    def __init__(
+        self,
+        definition: ServiceDefinition,
+        settings: Settings,
+        lifespan: ContextFactory,
+        spec: bytes,
+    ) -> None:
+        self.definition = definition
+        self.settings = settings
+        self._lifespan = lifespan
+        self._spec = spec
+        document = json.loads(spec)
+        self.state = AppState(service=definition.name, version=str(document["info"]["version"]))
+        self._authenticator = Authenticator(definition, settings)
+        self._metrics = RequestMetrics(definition.name)
+        endpoints = _endpoints(definition, settings, _kit_handlers(self.state))
+        self.router: Router[Endpoint] = Router((e.operation, e) for e in endpoints)
+        self._swagger = SwaggerUIMiddleware(self._not_found)
+        self._swagger.add_api(
+            Specification.load(document),
+            swagger_ui_options=SwaggerUIOptions(serve_spec=False, spec_path=OPENAPI_PATH),
+        )
 
-    found: dict[str, dict[str, str]] = {}
-    for item in (document.get("paths") or {}).values():
-        shared = [resolved(p) for p in item.get("parameters", [])]
-        for method, operation in item.items():
-            if method not in HTTP_METHODS or "operationId" not in operation:
-                continue
-            parameters = [*shared, *(resolved(p) for p in operation.get("parameters", []))]
-            names = {
-                re.sub(r"[^0-9a-z]+", "_", p["name"].lower()): p["name"]
-                for p in parameters
-                if p.get("in") == "header"
-            }
-            if names:
-                found[operation["operationId"]] = names
-    return found
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._run_lifespan(receive, send)
 
+    # --- one request ----------------------------------------------------------------------
 
-def _with_headers(handler: Callable[..., Any], headers: Mapping[str, str]) -> Callable[..., Any]:
-    """Connexion 3 validates header parameters but never passes them: pass them by name."""
-
-    @functools.wraps(handler)  # connexion inspects the unwrapped signature
-    async def with_headers(*args: Any, **kwargs: Any) -> Any:
-        for argument, header in headers.items():
-            kwargs.setdefault(argument, request.headers.get(header))
-        return await handler(*args, **kwargs)
-
-    return with_headers
-
-
-def _lifespan(
-    run: ContextFactory, state: AppState, authenticator: Authenticator
-) -> Callable[[Any], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        try:
-            async with run() as ctx:
-                state.context = ctx
-                # Readiness also waits for these keys; start-up does not (auth may be down).
-                state.token_keys = keys = authenticator.token_keys(ctx)
-                with use_context(ctx):
-                    warm_up = asyncio.create_task(
-                        warm_token_keys(keys, ctx.name), name=f"{ctx.name}:warm-token-keys"
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        method: str = scope["method"]
+        path: str = scope["path"]
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        route: str | None = None
+        client = scope.get("client")
+        with bind_request(self.state, headers, client[0] if client else None) as ids:
+            try:
+                found = self.router.match(method, path)
+                if found is None:
+                    if path == OPENAPI_PATH and method == "GET":
+                        rendered = Rendered(200, self._spec, {"content-type": "application/json"})
+                    elif path == SWAGGER_UI_PATH or path.startswith(SWAGGER_UI_PATH + "/"):
+                        await self._swagger(scope, receive, ids.wrap(send))
+                        return
+                    else:
+                        raise not_found()
+                else:
+                    route = found.route.template
+                    endpoint = found.target
+                    if endpoint is None:
+                        raise method_not_allowed(method, found.route.allow)
+                    rendered = await self._serve(
+                        endpoint, scope, receive, headers, found.path_parameters, ids.caller
                     )
-                state.ready = True
-                try:
-                    yield
-                finally:
-                    state.ready = False  # readiness turns 503 while shutting down
-                    warm_up.cancel()
-                    await asyncio.gather(warm_up, return_exceptions=True)
+            except Exception as error:
+                rendered = render_problem(to_problem(error, method, path), path)
+            await _send(send, rendered, ids.response_headers, head=method == "HEAD")
+            seconds = time.perf_counter() - started
+            self._metrics.record(method, route, rendered.status, seconds)
+            log_request(method, path, route, rendered.status, seconds)  # with the request's ids
+
+    async def _serve(
+        self,
+        endpoint: Endpoint,
+        scope: Scope,
+        receive: Receive,
+        headers: Mapping[str, str],
+        path_parameters: Mapping[str, str],
+        caller: Callable[[], Caller],
+    ) -> Rendered:
+        operation = endpoint.operation
+        ctx = self.state.context
+        principal = await authenticate(operation, headers, self._authenticator)
+        token = scope_vars.principal.set(principal)
+        try:
+            arguments, idempotency_key = endpoint.parser.parameters(
+                scope.get("query_string", b""), path_parameters, headers
+            )
+            data: Any = None
+            if endpoint.parser.has_body:
+                body, data = endpoint.parser.body(
+                    await _read_body(receive, headers), headers.get("content-type")
+                )
+                arguments["body"] = body
+            if ctx is None:
+                if endpoint.kit:  # liveness, readiness, health, metrics: they report the state
+                    return self._render(endpoint, await endpoint.handler(None, **arguments))
+                raise Problem(503, detail="The service is starting or stopping; retry shortly.")
+            who = caller()
+            if not endpoint.writes:
+                result = await endpoint.handler(Call(who, ctx), **arguments)
+                return self._render(endpoint, result)
+
+            async def effect(uow: UnitOfWork) -> Rendered:
+                result = await endpoint.handler(WriteCall(who, ctx, uow), **arguments)
+                return self._render(endpoint, result)
+
+            if idempotency_key is None:
+                async with ctx.unit_of_work() as uow:
+                    rendered = await effect(uow)
+                    await uow.commit()
+                return rendered
+            return await idempotent(
+                ctx,
+                operation_id=operation.operation_id,
+                key=idempotency_key,
+                body=data,
+                principal=who.subject,
+                run=effect,
+            )
         finally:
-            state.context = None
-            state.token_keys = None
+            scope_vars.principal.reset(token)
 
-    return lifespan
+    def _render(self, endpoint: Endpoint, result: object) -> Rendered:
+        check = endpoint.response_schema
+        rendered, data = render(endpoint.operation, result, keep_data=check is not None)
+        if check is not None and data is not None and rendered.status == _success(endpoint):
+            errors = check.errors(data, "")
+            if errors:
+                operation = endpoint.operation
+                raise contract_breach(operation.method, operation.path, errors)
+        return rendered
+
+    async def _not_found(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _send(send, render_problem(not_found(), scope.get("path")), {})
+
+    # --- lifespan -------------------------------------------------------------------------
+
+    async def _run_lifespan(self, receive: Receive, send: Send) -> None:
+        async with AsyncExitStack() as stack:
+            message = await receive()
+            assert message["type"] == "lifespan.startup"
+            try:
+                ctx = await stack.enter_async_context(self._lifespan())
+            except BaseException as error:
+                await send({"type": "lifespan.startup.failed", "message": str(error)})
+                raise
+            self.state.context = ctx
+            # Readiness also waits for these keys; start-up does not (auth may be down).
+            self.state.token_keys = keys = self._authenticator.token_keys(ctx)
+            with use_context(ctx):
+                warm_up = asyncio.create_task(
+                    warm_token_keys(keys, ctx.name), name=f"{ctx.name}:warm-token-keys"
+                )
+            stack.push_async_callback(_cancel, warm_up)
+            self.state.ready = True
+            await send({"type": "lifespan.startup.complete"})
+            await receive()  # lifespan.shutdown
+            self.state.ready = False  # readiness turns 503 while shutting down
+            try:
+                await stack.aclose()
+            except BaseException as error:
+                self.state.context = None
+                await send({"type": "lifespan.shutdown.failed", "message": str(error)})
+                raise
+            self.state.context = None
+            self.state.token_keys = None
+            await send({"type": "lifespan.shutdown.complete"})
 
 
-def _serve_spec(raw: bytes) -> Callable[[Request], Any]:
-    async def openapi(_request: Request) -> Response:
-        return Response(raw, media_type="application/json")
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
-    return openapi
+
+def _success(endpoint: Endpoint) -> int | None:
+    success = endpoint.operation.success
+    return None if success is None else success.status
+
+
+def _endpoints(
+    definition: ServiceDefinition, settings: Settings, kit: Mapping[str, Handler]
+) -> list[Endpoint]:
+    handlers = importlib.import_module(definition.handlers)
+    missing = [
+        f"{op.operation_id} ({op.method} {op.path})"
+        for op in definition.operations.values()
+        if op.operation_id not in kit and not callable(getattr(handlers, op.operation_id, None))
+    ]
+    if missing:
+        raise MissingHandlersError(handlers.__name__, missing)
+    schemas = definition.schemas.get("definitions", {})
+    endpoints = []
+    for operation in definition.operations.values():
+        success = operation.success
+        check = (
+            CompiledSchema(success.schema, schemas)
+            if settings.validate_responses and success is not None and success.schema
+            else None
+        )
+        endpoints.append(
+            Endpoint(
+                operation=operation,
+                handler=kit.get(operation.operation_id) or _handler(handlers, operation),
+                parser=RequestParser(operation, schemas),
+                response_schema=check,
+                writes=operation.writes and definition.has_database,
+                kit=operation.operation_id in kit,
+            )
+        )
+    return endpoints
+
+
+def _handler(handlers: ModuleType, operation: OperationInfo) -> Handler:
+    handler: Handler = getattr(handlers, operation.operation_id)
+    return handler
+
+
+def _kit_handlers(state: AppState) -> dict[str, Handler]:
+    served = {
+        "get_health": health.HealthHandlers(state).get_health,
+        "get_readiness": health.HealthHandlers(state).get_readiness,
+        "get_liveness": health.get_liveness,
+        "get_metrics": get_metrics,
+    }
+    assert set(served) == KIT_OPERATIONS
+    return served
+
+
+async def _read_body(receive: Receive, headers: Mapping[str, str]) -> bytes:
+    declared = headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Problem(400, detail="The client went away before sending the whole body.")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _too_large()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _too_large() -> Problem:
+    return Problem(413, detail=f"The body is larger than {MAX_BODY_BYTES} bytes.")
+
+
+async def _send(
+    send: Send, rendered: Rendered, extra: Mapping[str, str], *, head: bool = False
+) -> None:
+    """Send the response; for HEAD its headers only (Content-Length still the body's)."""
+    headers = rendered.raw_headers()
+    headers += [(name.encode(), value.encode()) for name, value in extra.items()]
+    headers.append((b"content-length", str(len(rendered.body)).encode()))
+    start: Message = {"type": "http.response.start", "status": rendered.status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": b"" if head else rendered.body})

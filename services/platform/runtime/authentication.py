@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from services.platform.core.problems import unauthorized
+from services.platform.core.scope import Principal
 from services.platform.core.settings import Settings
 from services.platform.http.security import (
     JWKS_PATH,
@@ -23,7 +23,6 @@ from services.platform.http.security import (
     KeySource,
     PublishedApiKeys,
     TokenVerifier,
-    token_info,
 )
 from services.platform.runtime.service import ServiceContext, ServiceDefinition, current_context
 
@@ -73,16 +72,16 @@ class Authenticator:
             self._built_for = ctx
         return self._tokens, self._api_keys
 
-    async def bearer(self, token: str) -> dict[str, Any]:
+    async def bearer(self, token: str) -> Principal:
         tokens, _ = self._build()
-        return token_info(await tokens.verify(token))
+        return await tokens.verify(token)
 
-    async def api_key(self, raw_key: str) -> dict[str, Any]:
+    async def api_key(self, raw_key: str) -> Principal:
         _, api_keys = self._build()
         principal = await api_keys.verify(raw_key)
         if principal is None:
             raise unauthorized("The API key is invalid or revoked.")
-        return token_info(principal)
+        return principal
 
 
 async def warm_token_keys(keys: KeySource, service: str) -> None:

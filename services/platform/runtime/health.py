@@ -3,11 +3,8 @@
 * `get_health` — each dependency the service uses (database, Redis, RabbitMQ), with latency
   and a short timeout each; 200 when all are up, 503 otherwise.
 * `get_liveness` — 200 as long as the process serves HTTP (no dependency checked).
-* `get_readiness` — 200 once start-up finished, the service can verify access tokens (its
-  signing keys or the JWKS loaded once) and while the dependencies are up; 503 before, during
-  shutdown and when a dependency is down, so the orchestrator routes elsewhere. While only the
-  keys are missing (auth not reachable yet) the body says `degraded` with every check `ok`:
-  the Health schema has no entry for them, the service's log says so.
+* `get_readiness` — 200 once start-up finished and while the dependencies are up; 503 before,
+  during shutdown and when a dependency is down, so the orchestrator routes elsewhere.
 """
 
 from __future__ import annotations
@@ -17,10 +14,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from connexion.lifecycle import ConnexionResponse
-
-from services.platform.http.responses import reply
-from services.platform.runtime.requests import AppState, current_app
+from services.platform.http.responses import Reply
+from services.platform.runtime.requests import AppState
 from services.platform.runtime.service import ServiceContext
 
 CHECK_TIMEOUT_SECONDS = 2.0
@@ -66,34 +61,31 @@ def _body(app: AppState, checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"status": status, "service": app.service, "version": app.version, "checks": checks}
 
 
-def _app() -> AppState:
-    app = current_app()
-    if app is None:
-        raise RuntimeError("health handlers run inside an app built by create_app()")
-    return app
+class HealthHandlers:
+    """`get_health` and `get_readiness` of one app (they report its state)."""
+
+    def __init__(self, state: AppState) -> None:
+        self.state = state
+
+    async def get_health(self, _call: object) -> Reply:
+        return await self._report(require_ready=False)
+
+    async def get_readiness(self, _call: object) -> Reply:
+        return await self._report(require_ready=True)
+
+    async def _report(self, *, require_ready: bool) -> Reply:
+        app = self.state
+        ctx = app.context
+        if ctx is None or (require_ready and not app.ready):
+            return Reply(_body(app, {}), 503)
+        body = _body(app, await dependency_checks(ctx))
+        if require_ready and not app.verifies_tokens:
+            # The schema has no entry for the keys (the log says why); all dependencies may be up.
+            if body["status"] == "ok":
+                body["status"] = "degraded"
+            return Reply(body, 503)
+        return Reply(body, 200 if body["status"] == "ok" else 503)
 
 
-async def _report(*, require_ready: bool) -> ConnexionResponse:
-    app = _app()
-    ctx = app.context
-    if ctx is None or (require_ready and not app.ready):
-        return reply(_body(app, {}), 503)
-    body = _body(app, await dependency_checks(ctx))
-    if require_ready and not app.verifies_tokens:
-        # The schema has no entry for the keys (the log says why); all dependencies may be up.
-        if body["status"] == "ok":
-            body["status"] = "degraded"
-        return reply(body, 503)
-    return reply(body, 200 if body["status"] == "ok" else 503)
-
-
-async def get_health() -> ConnexionResponse:
-    return await _report(require_ready=False)
-
-
-async def get_readiness() -> ConnexionResponse:
-    return await _report(require_ready=True)
-
-
-async def get_liveness() -> ConnexionResponse:
-    return reply({"status": "ok"})
+async def get_liveness(_call: object) -> Reply:
+    return Reply({"status": "ok"})

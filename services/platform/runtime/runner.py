@@ -1,7 +1,7 @@
 """Start and stop one service: database, Redis, broker, relay, consumers and periodic jobs.
 
-`run_service` is an async context manager, so the same code runs a service under connexion's
-lifespan (`AsyncApp(lifespan=...)`), under `erp` commands and in tests without HTTP:
+`run_service` is an async context manager, so the same code runs a service under the app's
+lifespan (`create_app`), under `erp` commands and in tests without HTTP:
 
     async with run_service(definition, settings) as ctx:
         ...
@@ -66,6 +66,7 @@ async def run_service(
         if definition.has_database:
             with _step(name, "creating and migrating the database"):
                 await prepare_database(definition.migrations, settings.database_url)
+            await database.open()
 
         redis = connect_redis(settings)
         stack.push_async_callback(redis.aclose)

@@ -50,6 +50,8 @@ class ServiceDefinition:
     default_port: int
     handlers: str  # module path of the handler functions, e.g. "services.auth.handlers"
     operations: Mapping[str, OperationInfo]
+    # The JSON Schema document whose `definitions` the operations' schemas refer to (SCHEMAS).
+    schemas: Mapping[str, Any] = field(default_factory=dict)
     metadata: MetaData | None = None
     migrations: Path | None = None
     # The object (normally the service's consumers module) with one coroutine per consumed

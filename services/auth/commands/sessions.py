@@ -1,0 +1,265 @@
+"""Sessions and the account's own credentials: register, log in, refresh, log out, verify the
+e-mail address, reset a forgotten password.
+
+All but logout are rate limited in Redis before they touch the database: the count stands
+whatever becomes of the request's unit of work. A failed login and a reused refresh token
+leave a record (an audit row; the token family revoked) that must outlive the error answer,
+so those commit it before raising (`committed`); anything else a command raises rolls its
+writes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import partial
+from typing import Final
+
+from pydantic import MISSING
+from sqlmodel import col, select
+
+from generated.auth import models
+from generated.events import publishers as events
+from generated.events.models import AuthUserPasswordResetRequestedPayload
+from services.auth import domain
+from services.auth.commands import user_events
+from services.auth.commands.common import (
+    Limit,
+    audit,
+    check_new_credentials,
+    check_password,
+    email_taken,
+    flush_unique,
+    hash_password,
+    touch,
+    user_by_email,
+)
+from services.auth.commands.credentials import (
+    blacklist,
+    consume_one_time_token,
+    end_sessions,
+    issue_one_time_token,
+    new_session_tokens,
+    refresh_record,
+    revoke_refresh_tokens,
+)
+from services.auth.domain import RefreshOutcome, TokenPurpose
+from services.auth.queries import as_user, roles_of, user_model
+from services.auth.tables import RefreshToken, User
+from services.platform import (
+    Caller,
+    Problem,
+    ServiceContext,
+    UnitOfWork,
+    unauthorized,
+    utc_now,
+)
+
+INVALID_CREDENTIALS: Final = "Invalid credentials"
+INVALID_REFRESH_TOKEN: Final = "Invalid refresh token"
+ACCEPTED: Final = models.Accepted(status="accepted")
+
+# DESIGN §5 sets register and login; the others protect the token and e-mail endpoints.
+REGISTER_LIMIT: Final = Limit("register", 3, 600)
+LOGIN_LIMIT: Final = Limit("login", 5, 60)
+REFRESH_LIMIT: Final = Limit("refresh", 30, 60)
+VERIFY_LIMIT: Final = Limit("verify-email", 10, 60)
+RESEND_LIMIT: Final = Limit("verify-email-resend", 3, 600)
+FORGOT_LIMIT: Final = Limit("forgot-password", 5, 900)
+FORGOT_PER_EMAIL_LIMIT: Final = Limit("forgot-password-email", 3, 3600)
+RESET_LIMIT: Final = Limit("reset-password", 10, 60)
+
+
+# --- registration, login, tokens ------------------------------------------------------------
+
+
+async def register(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.RegisterRequest
+) -> models.AuthSession:
+    await REGISTER_LIMIT.hit(ctx, caller.client_ip)
+    password = body.password.get_secret_value()
+    email = check_new_credentials(body.email, password)
+    password_hash = await hash_password(password)
+    now = utc_now()
+    if await user_by_email(uow.session, email) is not None:
+        raise email_taken()
+    user = User(
+        name=body.name, email=email, password_hash=password_hash, created_at=now, updated_at=now
+    )
+    uow.session.add(user)
+    await flush_unique(uow.session, email_taken)
+    token, expires_at = await issue_one_time_token(
+        uow.session, user, TokenPurpose.EMAIL_VERIFICATION, domain.EMAIL_VERIFICATION_TTL, now
+    )
+    user_events.registered(uow, user, token, expires_at)
+    audit(uow, "auth.user.registered", caller, subject_id=user.id, actor_id=user.id)
+    tokens = await new_session_tokens(ctx, uow, user, now, roles=())
+    return models.AuthSession(user=as_user(user, ()), tokens=tokens)
+
+
+async def login(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.LoginRequest
+) -> models.AuthSession:
+    email = domain.normalise_email(body.email)
+    await LOGIN_LIMIT.hit(ctx, caller.client_ip, domain.token_hash(email)[:32])
+    password = body.password.get_secret_value()
+    user = await user_by_email(uow.session, email)
+    if user is not None and user.deleted_at is not None:
+        user = None
+    password_hash = user.password_hash if user else None
+    valid = await asyncio.to_thread(domain.verify_password, password_hash, password)
+    if user is None or not valid:
+        subject = user.id if user else None
+        audit(uow, "auth.login.failed", caller, subject_id=subject, email=email)
+        raise await uow.refuse(unauthorized(INVALID_CREDENTIALS))
+    # Only after the password is proven, so that probing cannot find inactive accounts.
+    if not user.is_active:
+        audit(uow, "auth.login.failed", caller, subject_id=user.id, reason="inactive")
+        raise await uow.refuse(Problem(403, detail="The account is inactive."))
+    if domain.password_needs_rehash(user.password_hash):
+        user.password_hash = await hash_password(password)
+    roles = (await roles_of(uow.session, [user.id]))[user.id]
+    tokens = await new_session_tokens(ctx, uow, user, utc_now(), roles=roles)
+    audit(uow, "auth.login.succeeded", caller, subject_id=user.id, actor_id=user.id)
+    return models.AuthSession(user=as_user(user, roles), tokens=tokens)
+
+
+async def refresh(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.RefreshRequest
+) -> models.TokenPair:
+    await REFRESH_LIMIT.hit(ctx, caller.client_ip)
+    now = utc_now()
+    # The row lock serialises two concurrent uses of one token: the second sees it rotated.
+    row = (
+        await uow.session.scalars(
+            select(RefreshToken)
+            .where(col(RefreshToken.token_hash) == domain.token_hash(body.refresh_token))
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise unauthorized(INVALID_REFRESH_TOKEN)
+    outcome = domain.refresh_outcome(refresh_record(row), now)
+    if outcome is RefreshOutcome.REUSED:  # a stolen copy is in use: the whole family dies
+        await revoke_refresh_tokens(uow.session, now, family_id=row.family_id)
+        family = str(row.family_id)
+        audit(uow, "auth.refresh_token.reused", caller, subject_id=row.user_id, family_id=family)
+        raise await uow.refuse(unauthorized(INVALID_REFRESH_TOKEN))
+    if outcome is not RefreshOutcome.ROTATE:
+        raise unauthorized(INVALID_REFRESH_TOKEN)
+    user = await uow.session.get(User, row.user_id)
+    if user is None or user.deleted_at is not None or not user.is_active:
+        raise unauthorized(INVALID_REFRESH_TOKEN)
+    roles = (await roles_of(uow.session, [user.id]))[user.id]
+    return await new_session_tokens(ctx, uow, user, now, roles=roles, parent=row)
+
+
+async def logout(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.LogoutRequest | None
+) -> None:
+    """Blacklists the access token presented; with a refresh token of the caller's, ends its
+    family too (someone else's token, or garbage, is ignored: logout reveals nothing)."""
+    principal = caller.principal
+    if principal is None:
+        raise unauthorized("Authentication is required.")
+    refresh_token = None if body is None or body.refresh_token is MISSING else body.refresh_token
+    if refresh_token is not None and caller.user_id is not None:
+        row = (
+            await uow.session.scalars(
+                select(RefreshToken).where(
+                    col(RefreshToken.token_hash) == domain.token_hash(refresh_token),
+                    col(RefreshToken.user_id) == caller.user_id,
+                )
+            )
+        ).first()
+        if row is not None:
+            await revoke_refresh_tokens(uow.session, utc_now(), family_id=row.family_id)
+    audit(uow, "auth.logout", caller, subject_id=caller.user_id)
+    if principal.token_id is not None and principal.expires_at is not None:
+        uow.after_commit(partial(blacklist, ctx, principal.token_id, principal.expires_at))
+
+
+# --- e-mail verification and password reset -------------------------------------------------
+
+
+async def verify_email(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.VerifyEmailRequest
+) -> models.User:
+    await VERIFY_LIMIT.hit(ctx, caller.client_ip)
+    now = utc_now()
+    user = await consume_one_time_token(
+        uow.session, body.token, TokenPurpose.EMAIL_VERIFICATION, now
+    )
+    if user is None:
+        raise Problem(422, detail="The verification token is invalid or has expired.")
+    if user.email_verified_at is None:
+        user.email_verified_at = now
+        touch(user, now)
+    return await user_model(uow.session, user)
+
+
+async def resend_verification_email(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller
+) -> models.Accepted:
+    user_id = caller.user_id
+    if user_id is None:
+        raise Problem(403, detail="An API key has no e-mail address to verify.")
+    await RESEND_LIMIT.hit(ctx, user_id)
+    user = await uow.session.get(User, user_id)
+    if user is None or user.deleted_at is not None:
+        raise unauthorized("The user of this token no longer exists.")
+    if user.email_verified_at is not None:
+        raise Problem(409, detail="The e-mail address is already verified.")
+    token, expires_at = await issue_one_time_token(
+        uow.session, user, TokenPurpose.EMAIL_VERIFICATION, domain.EMAIL_VERIFICATION_TTL, utc_now()
+    )
+    user_events.verification_requested(uow, user, token, expires_at)
+    return ACCEPTED
+
+
+async def forgot_password(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.ForgotPasswordRequest
+) -> models.Accepted:
+    """Always accepted (no user enumeration); only a live account gets the e-mail."""
+    await FORGOT_LIMIT.hit(ctx, caller.client_ip)
+    email = domain.normalise_email(body.email)
+    try:
+        # Per address too, silently: nobody can flood someone's inbox from many addresses.
+        await FORGOT_PER_EMAIL_LIMIT.hit(ctx, domain.token_hash(email)[:32])
+    except Problem:
+        return ACCEPTED
+    user = await user_by_email(uow.session, email)
+    if user is None or user.deleted_at is not None or not user.is_active:
+        return ACCEPTED
+    token, expires_at = await issue_one_time_token(
+        uow.session, user, TokenPurpose.PASSWORD_RESET, domain.PASSWORD_RESET_TTL, utc_now()
+    )
+    events.publish_auth_user_password_reset_requested(
+        uow,
+        AuthUserPasswordResetRequestedPayload(
+            user_id=user.id,
+            name=user.name,
+            email=user.email,
+            reset_token=token,
+            expires_at=expires_at,
+        ),
+    )
+    audit(uow, "auth.password.reset_requested", caller, subject_id=user.id)
+    return ACCEPTED
+
+
+async def reset_password(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.ResetPasswordRequest
+) -> None:
+    await RESET_LIMIT.hit(ctx, caller.client_ip)
+    now = utc_now()
+    user = await consume_one_time_token(uow.session, body.token, TokenPurpose.PASSWORD_RESET, now)
+    if user is None or not user.is_active:
+        raise Problem(422, detail="The reset token is invalid or has expired.")
+    password = body.password.get_secret_value()
+    check_password(password, user.email)
+    user.password_hash = await hash_password(password)
+    touch(user, now)
+    await end_sessions(ctx, uow, user.id, now)
+    audit(uow, "auth.password.reset", caller, subject_id=user.id, actor_id=user.id)
+    roles = (await roles_of(uow.session, [user.id]))[user.id]
+    user_events.updated(uow, user, roles, ["password"])
