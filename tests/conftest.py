@@ -22,7 +22,7 @@ import redis
 from psycopg import sql
 
 from services.platform.core.settings import Settings, load_settings, service_variable
-from tests.processes import rabbitmqctl
+from tests.support.processes import rabbitmqctl
 
 SERVICE_PORTS = {
     "auth": 8001,

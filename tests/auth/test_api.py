@@ -37,9 +37,9 @@ from services.platform.persistence.alembic_env import target_metadata
 from services.platform.persistence.db import alembic_config
 from services.platform.runtime.app import create_app
 from services.platform.runtime.service import ServiceContext, current_context
-from tests.events import assert_conforms
-from tests.problems import problem
-from tests.processes import ServerThread
+from tests.support.events import assert_conforms
+from tests.support.problems import problem
+from tests.support.processes import ServerThread
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import aio_pika
 import httpx
 import pytest
 
-from tests.events import assert_conforms
-from tests.processes import ServiceProcess, broker_stopped
+from tests.support.events import assert_conforms
+from tests.support.processes import ServiceProcess, broker_stopped
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ERP, ROOT, ServiceProcess, erp
+from tests.support.processes import ERP, ROOT, ServiceProcess, erp
 
 ADMIN_EMAIL = "contract-admin@example.com"
 ADMIN_PASSWORD = "Sup3r-secret-pass"

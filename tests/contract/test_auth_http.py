@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.contract.conftest import run_schemathesis
-from tests.processes import ServiceProcess
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 

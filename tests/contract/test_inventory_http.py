@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 import pytest
 
 from tests.contract.conftest import REPORTS, run_schemathesis
-from tests.processes import ServiceProcess
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 

@@ -28,8 +28,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.events import assert_conforms
-from tests.processes import ServiceProcess, erp
+from tests.support.events import assert_conforms
+from tests.support.processes import ServiceProcess, erp
 
 pytestmark = pytest.mark.integration
 

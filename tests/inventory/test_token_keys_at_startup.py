@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ServiceProcess, erp
+from tests.support.processes import ServiceProcess, erp
 
 pytestmark = pytest.mark.integration
 

@@ -27,9 +27,9 @@ from services.platform.http.security import PublishedApiKey
 from services.platform.persistence.redis import Keys
 from services.platform.runtime import authentication, health
 from services.platform.runtime.app import MissingHandlersError, create_app
-from tests.problems import problem as assert_problem
-from tests.unit.fixtures import support
-from tests.unit.fixtures.kit_handlers import KNOWN
+from tests.platform.fixtures import support
+from tests.platform.fixtures.kit_handlers import KNOWN
+from tests.support.problems import problem as assert_problem
 
 THING = f"/api/v1/things/{KNOWN}"
 VALID_THING = {
@@ -103,7 +103,7 @@ def test_swagger_ui_points_at_the_spec(client: TestClient) -> None:
 
 
 def test_a_missing_handler_fails_at_build_time_naming_all_of_them() -> None:
-    definition = support.definition(handlers="tests.unit.fixtures.support")
+    definition = support.definition(handlers="tests.platform.fixtures.support")
     with pytest.raises(MissingHandlersError) as raised:
         create_app(definition, support.settings(), spec=support.SPEC)
     missing = {item.split()[0] for item in raised.value.missing}

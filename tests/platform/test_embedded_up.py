@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from services.registry import SERVICES
-from tests.processes import ERP, ROOT, free_port
+from tests.support.processes import ERP, ROOT, free_port
 
 
 def test_erp_up_runs_embedded_and_serves_auth(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The embedded broker and the messaging kit on it: topic matching, routing, settlement,
 dead-lettering, the consumer wrapper, the outbox relay and the dlq functions (SQLite, no
-servers). The same behaviour against RabbitMQ and PostgreSQL is in tests/integration."""
+servers). The same behaviour against RabbitMQ and PostgreSQL is in test_messaging.py and
+test_outbox_relay.py."""
 
 from __future__ import annotations
 
@@ -395,7 +396,7 @@ async def ctx(tmp_path: Path, bus: InProcessBus) -> AsyncIterator[ServiceContext
     definition = ServiceDefinition(
         name=SERVICE,
         default_port=8099,
-        handlers="tests.unit.test_inprocess_bus",
+        handlers="tests.platform.test_inprocess_bus",
         operations={},
         metadata=kit_metadata,
         migrations=tmp_path,  # tables are created below instead

@@ -46,7 +46,7 @@ from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.ratelimit import rate_limit
 from services.platform.runtime.runner import StartupError, run_service
 from services.platform.runtime.service import PeriodicJob, ServiceContext, current_context
-from tests.integration.kit_service import (
+from tests.platform.kit_service import (
     DEFINITION,
     WIDGET_CREATED,
     KitDemoTable,

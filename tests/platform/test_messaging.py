@@ -42,9 +42,9 @@ from services.platform.persistence.tables import InboxMessage, OutboxMessage
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
 from services.platform.runtime.service import ServiceContext
-from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
-from tests.integration.kit_service import KitEnvelope
-from tests.processes import RABBITMQCTL
+from tests.platform.kit_service import DEFINITION as KIT_DEFINITION
+from tests.platform.kit_service import KitEnvelope
+from tests.support.processes import RABBITMQCTL
 
 pytestmark = pytest.mark.integration
 

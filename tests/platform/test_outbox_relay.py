@@ -28,9 +28,9 @@ from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.consumers import start_consumers
 from services.platform.runtime.relay import OUTBOX_LAG, OUTBOX_PENDING, OutboxRelay
 from services.platform.runtime.service import ServiceContext
-from tests.integration.kit_service import DEFINITION as KIT_DEFINITION
-from tests.integration.kit_service import KitEnvelope
-from tests.processes import broker_stopped
+from tests.platform.kit_service import DEFINITION as KIT_DEFINITION
+from tests.platform.kit_service import KitEnvelope
+from tests.support.processes import broker_stopped
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from services.platform.core.problems import Problem
 from services.platform.core.scope import Principal
 from services.platform.http.security import JwksKeySource, TokenVerifier, parse_jwks
-from tests.unit.fixtures.support import AUDIENCE, ISSUER, JWKS_URL, JwksEndpoint, SigningKey
+from tests.platform.fixtures.support import AUDIENCE, ISSUER, JWKS_URL, JwksEndpoint, SigningKey
 
 
 @pytest.fixture(scope="module")

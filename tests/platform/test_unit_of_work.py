@@ -1,5 +1,5 @@
 """The unit of work's after-commit callbacks and savepoints, on SQLite (the same against
-PostgreSQL is in tests/integration/test_kit_data.py): callbacks run after a commit, in order,
+PostgreSQL is in tests/platform/test_kit_data.py): callbacks run after a commit, in order,
 never after a rollback, and one that fails neither undoes the commit nor skips the others; a
 rolled-back savepoint takes its rows, events and callbacks with it and leaves the outer
 transaction going."""

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft7Validator
 
-ASYNCAPI = Path(__file__).resolve().parents[1] / "specs" / "asyncapi" / "erp.yaml"
+ASYNCAPI = Path(__file__).resolve().parents[2] / "specs" / "asyncapi" / "erp.yaml"
 
 
 @cache

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ERP = str(Path(sys.executable).with_name("erp"))
 T = TypeVar("T")
 

@@ -1,4 +1,4 @@
 from services.platform.persistence.alembic_env import run_migrations
-from tests.integration.kit_service import KitDemoTable
+from tests.platform.kit_service import KitDemoTable
 
 run_migrations(KitDemoTable.metadata)
