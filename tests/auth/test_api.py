@@ -8,17 +8,14 @@ are taken from the outbox rows the use cases wrote.
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import itertools
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import jwt
 import pytest
 from alembic import command
@@ -28,16 +25,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from services.auth.admin import create_admin
 from services.auth.service import definition
 from services.auth.tables import metadata
 from services.auth.usecases import SIGNING_KEYS
 from services.platform.core.settings import Settings
 from services.platform.persistence.alembic_env import target_metadata
 from services.platform.persistence.db import alembic_config
-from services.platform.runtime.app import create_app
 from services.platform.runtime.service import ServiceContext, current_context
+from tests.support.accounts import PASSWORD, Account
 from tests.support.events import assert_conforms
+from tests.support.http import Api, new_ip, unique_email
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
 
@@ -45,99 +42,26 @@ pytestmark = pytest.mark.integration
 
 T = TypeVar("T")
 
-ADMIN_EMAIL = "root-admin@example.com"
-ADMIN_PASSWORD = "Sup3r-secret-pass"
-PASSWORD = "S3cure-passw0rd"
 MIGRATIONS = Path(definition.migrations or "")
-_ips = itertools.count(1)
-
-
-def new_ip() -> str:
-    """A client address no other request of this run used (a fresh rate-limit bucket)."""
-    n = next(_ips)
-    return f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
-
-
-def unique_email(tag: str = "user") -> str:
-    return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
 
 
 @pytest.fixture(scope="module")
-def settings(service_settings: Callable[[str], Settings]) -> Settings:
-    return service_settings("auth")
-
-
-@pytest.fixture(scope="module")
-def server(settings: Settings) -> Iterator[ServerThread]:
-    # The first admin, the way an operator creates it on a fresh installation.
-    asyncio.run(create_admin(settings, ADMIN_EMAIL, ADMIN_PASSWORD, "Root"))
-    running = ServerThread(create_app(definition, settings)).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def engine(settings: Settings, server: ServerThread) -> Iterator[Engine]:
-    database = create_engine(settings.database_url)
+def engine(auth_settings: Settings, auth_server: ServerThread) -> Iterator[Engine]:
+    database = create_engine(auth_settings.database_url)
     yield database
     database.dispose()
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
+def api(auth_server: ServerThread) -> Iterator[Api]:
+    """Requests from a client address of their own (rate limits are per address)."""
+    with Api(auth_server.url, ip=new_ip()) as client:
+        yield client
 
 
-class Api:
-    """Requests from one client address, optionally with a bearer token or API key."""
-
-    def __init__(self, client: httpx.Client) -> None:
-        self.client = client
-        self.ip = new_ip()
-
-    def __call__(
-        self,
-        method: str,
-        path: str,
-        *,
-        token: str | None = None,
-        api_key: str | None = None,
-        headers: dict[str, str] | None = None,
-        **kwargs: Any,
-    ) -> httpx.Response:
-        sent = {"X-Forwarded-For": self.ip, **(headers or {})}
-        if token is not None:
-            sent["Authorization"] = f"Bearer {token}"
-        if api_key is not None:
-            sent["X-API-Key"] = api_key
-        return self.client.request(method, path, headers=sent, **kwargs)
-
-    def login(self, email: str, password: str) -> dict[str, Any]:
-        response = self("POST", "/api/v1/auth/login", json={"email": email, "password": password})
-        assert response.status_code == 200, response.text
-        session: dict[str, Any] = response.json()
-        return session
-
-    def register(self, email: str | None = None, name: str = "Test User") -> dict[str, Any]:
-        body = {"name": name, "email": email or unique_email(), "password": PASSWORD}
-        response = self("POST", "/api/v1/auth/register", json=body)
-        assert response.status_code == 201, response.text
-        session: dict[str, Any] = response.json()
-        return session
-
-
-@pytest.fixture
-def api(client: httpx.Client) -> Api:
-    return Api(client)
-
-
-@pytest.fixture
-def admin_token(api: Api) -> str:
-    token: str = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["tokens"]["access_token"]
-    return token
+def register(api: Api, email: str | None = None, name: str = "Test User") -> dict[str, Any]:
+    body = {"name": name, "email": email or unique_email(), "password": PASSWORD}
+    return api.created("/api/v1/auth/register", body)
 
 
 def user_with_roles(api: Api, admin_token: str, roles: list[str]) -> tuple[str, str]:
@@ -190,7 +114,7 @@ def test_migrations_match_the_tables_on_postgresql_and_sqlite(
 
 def test_register_login_me_refresh_reuse_and_logout(api: Api, engine: Engine) -> None:
     email = unique_email("Flow").upper()
-    registered = api.register(email, name="Maria Silva")
+    registered = register(api, email, name="Maria Silva")
     user = registered["user"]
     assert user["email"] == email.lower()
     assert user["roles"] == []
@@ -240,7 +164,7 @@ def test_register_login_me_refresh_reuse_and_logout(api: Api, engine: Engine) ->
 
 
 def test_logout_without_body_and_unknown_refresh_tokens(api: Api) -> None:
-    access = api.register()["tokens"]["access_token"]
+    access = register(api)["tokens"]["access_token"]
     # The body is optional; without a refresh token only the access token is revoked.
     response = api("POST", "/api/v1/auth/logout", token=access, json={})
     assert response.status_code == 204, response.text
@@ -257,13 +181,13 @@ def test_registration_rules(api: Api) -> None:
     assert problem(weak, 422)["errors"] == [
         {"field": "password", "message": "must contain a letter and a digit"}
     ]
-    api.register(email)
-    other = Api(api.client)
+    register(api, email)
+    other = api.from_another_address()
     body = {"name": "Dup", "email": email.upper(), "password": PASSWORD}
     problem(other("POST", "/api/v1/auth/register", json=body), 409)
     # The spec's `format: email` is the rule pydantic applies to models and events too.
     no_domain = {"name": "X", "email": "x@localhost", "password": PASSWORD}
-    refused = problem(Api(api.client)("POST", "/api/v1/auth/register", json=no_domain), 400)
+    refused = problem(api.from_another_address().post("/api/v1/auth/register", json=no_domain), 400)
     assert refused["errors"][0]["field"] == "email"
 
 
@@ -271,7 +195,7 @@ def test_login_is_generic_and_refuses_inactive_users(
     api: Api, admin_token: str, engine: Engine
 ) -> None:
     email = unique_email("login")
-    user_id = api.register(email)["user"]["id"]
+    user_id = register(api, email)["user"]["id"]
     wrong = api("POST", "/api/v1/auth/login", json={"email": email, "password": "Wrong-pass-1"})
     unknown = api(
         "POST", "/api/v1/auth/login", json={"email": unique_email(), "password": PASSWORD}
@@ -306,7 +230,7 @@ def test_login_is_generic_and_refuses_inactive_users(
 
 def test_verify_email_and_resend(api: Api, engine: Engine) -> None:
     email = unique_email("verify")
-    access = api.register(email)["tokens"]["access_token"]
+    access = register(api, email)["tokens"]["access_token"]
     first = outbox_payload(engine, "auth.user.registered", email)["email_verification_token"]
 
     resent = api("POST", "/api/v1/auth/verify-email/resend", token=access)
@@ -330,7 +254,7 @@ def test_verify_email_and_resend(api: Api, engine: Engine) -> None:
 
 def test_forgot_and_reset_password(api: Api, engine: Engine) -> None:
     email = unique_email("reset")
-    old_refresh = api.register(email)["tokens"]["refresh_token"]
+    old_refresh = register(api, email)["tokens"]["refresh_token"]
 
     unknown = unique_email("nobody")
     answer = api("POST", "/api/v1/auth/forgot-password", json={"email": unknown})
@@ -372,7 +296,7 @@ def test_users_need_credentials_and_permissions(api: Api, admin_token: str) -> N
     assert forbidden["detail"] == "Missing permission: auth.users.view"
 
 
-def test_user_crud(api: Api, admin_token: str, engine: Engine) -> None:
+def test_user_crud(api: Api, admin_token: str, super_admin: Account, engine: Engine) -> None:
     email = unique_email("crud")
     body = {"name": "Zé Crud", "email": email, "password": PASSWORD, "roles": ["sales"]}
     key = {"Idempotency-Key": str(uuid.uuid4())}
@@ -410,7 +334,7 @@ def test_user_crud(api: Api, admin_token: str, engine: Engine) -> None:
         "PATCH", path, token=admin_token, json={"name": "Lost"}, headers={"If-Match": '"1"'}
     )
     problem(stale, 412)
-    taken = api("PATCH", path, token=admin_token, json={"email": ADMIN_EMAIL})
+    taken = api("PATCH", path, token=admin_token, json={"email": super_admin.email})
     problem(taken, 409)
     weak = api("PATCH", path, token=admin_token, json={"password": "crudcrud"})
     problem(weak, 422)
@@ -447,7 +371,9 @@ def test_user_crud(api: Api, admin_token: str, engine: Engine) -> None:
     problem(api("POST", "/api/v1/auth/login", json={"email": email, "password": PASSWORD}), 401)
 
 
-def test_self_and_last_super_admin_are_protected(api: Api, admin_token: str) -> None:
+def test_self_and_last_super_admin_are_protected(
+    api: Api, admin_token: str, super_admin: Account
+) -> None:
     admin_id = api("GET", "/api/v1/auth/me", token=admin_token).json()["id"]
     own = f"/api/v1/users/{admin_id}"
     problem(api("DELETE", own, token=admin_token), 409)
@@ -463,7 +389,7 @@ def test_self_and_last_super_admin_are_protected(api: Api, admin_token: str) -> 
     problem(api("GET", "/api/v1/users", token=admin_token), 401)
     restored = api("PUT", own + "/roles", token=other_token, json={"roles": ["super-admin"]})
     assert restored.json()["roles"] == ["super-admin"]
-    admin_again = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["tokens"]["access_token"]
+    admin_again = api.login(super_admin.email, super_admin.password)["tokens"]["access_token"]
     assert api("DELETE", f"/api/v1/users/{other_id}", token=admin_again).status_code == 204
 
 
@@ -595,7 +521,7 @@ def test_api_keys(api: Api, admin_token: str) -> None:
 
 def test_rate_limits_answer_429_with_retry_after(api: Api) -> None:
     for _ in range(3):
-        api.register()
+        register(api)
     limited = api(
         "POST",
         "/api/v1/auth/register",
@@ -612,7 +538,8 @@ def test_rate_limits_answer_429_with_retry_after(api: Api) -> None:
     assert [r.status_code for r in attempts] == [401] * 5 + [429]
     assert int(attempts[-1].headers["Retry-After"]) <= 60
     # Another address is another bucket.
-    other = Api(api.client)("POST", "/api/v1/auth/login", json={"email": email, "password": "x"})
+    login = {"email": email, "password": "x"}
+    other = api.from_another_address().post("/api/v1/auth/login", json=login)
     problem(other, 401)
 
 
@@ -658,7 +585,9 @@ def test_tampered_expired_and_foreign_tokens_are_refused(
     problem(api("GET", "/api/v1/users", token=wrong_audience), 401)
 
 
-def test_jwks_and_key_rotation(api: Api, admin_token: str, server: ServerThread) -> None:
+def test_jwks_and_key_rotation(
+    api: Api, admin_token: str, super_admin: Account, auth_server: ServerThread
+) -> None:
     before = api("GET", "/.well-known/jwks.json")
     assert before.status_code == 200
     old_kid = jwt.get_unverified_header(admin_token)["kid"]
@@ -668,14 +597,14 @@ def test_jwks_and_key_rotation(api: Api, admin_token: str, server: ServerThread)
         ctx: ServiceContext = current_context()
         return ctx.state[SIGNING_KEYS]
 
-    new_kid = server.call(lambda: keys().rotate())
+    new_kid = auth_server.call(lambda: keys().rotate())
     assert new_kid != old_kid
     after = [key["kid"] for key in api("GET", "/.well-known/jwks.json").json()["keys"]]
     assert after[0] == new_kid
     assert old_kid in after
     # Tokens signed before the rotation keep working; new ones carry the new kid.
     assert api("GET", "/api/v1/users", token=admin_token).status_code == 200
-    fresh = api.login(ADMIN_EMAIL, ADMIN_PASSWORD)["tokens"]["access_token"]
+    fresh = api.login(super_admin.email, super_admin.password)["tokens"]["access_token"]
     assert jwt.get_unverified_header(fresh)["kid"] == new_kid
     assert api("GET", "/api/v1/users", token=fresh).status_code == 200
 

@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aio_pika
 import httpx
 import pytest
 
 from tests.support.events import assert_conforms
+from tests.support.http import Api, new_ip
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess, broker_stopped
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def auth_service(
-    service_env: Mapping[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
-    service = ServiceProcess("auth", service_env, tmp_path_factory.mktemp("logs")).start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
 @pytest.fixture
 async def captured(
-    auth_service: ServiceProcess, service_env: Mapping[str, str]
+    auth_service: ServiceProcess, module_env: Mapping[str, str]
 ) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
     """A durable queue of our own bound to every auth user event (survives a broker restart)."""
-    connection = await aio_pika.connect_robust(service_env["ERP_AMQP_URL"])
+    connection = await aio_pika.connect_robust(module_env["ERP_AMQP_URL"])
     channel = await connection.channel()
     exchange = await channel.get_exchange("auth.events")
     queue = await channel.declare_queue(f"test.capture.{uuid.uuid4().hex}", durable=True)
@@ -47,8 +38,7 @@ async def captured(
 async def _next_message(
     queue: aio_pika.abc.AbstractQueue, event_name: str, within: float = 30
 ) -> aio_pika.abc.AbstractIncomingMessage:
-    deadline = asyncio.get_running_loop().time() + within
-    while asyncio.get_running_loop().time() < deadline:
+    async def taken() -> aio_pika.abc.AbstractIncomingMessage | None:
         try:
             message = await queue.get(no_ack=True, fail=False, timeout=5)
         except (
@@ -57,20 +47,16 @@ async def _next_message(
             aio_pika.exceptions.AMQPError,
             aio_pika.exceptions.ChannelInvalidStateError,
         ):
-            message = None  # the broker is coming back; the robust connection reconnects
-        if message is not None and message.routing_key == event_name:
-            return message
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"no {event_name} within {within} s")
+            return None  # the broker is coming back; the robust connection reconnects
+        return message if message is not None and message.routing_key == event_name else None
+
+    return await eventually(taken, within=within, every=0.2, what=f"{event_name} in {queue.name}")
 
 
 def _register(service: ServiceProcess, email: str) -> httpx.Response:
-    return httpx.post(
-        f"{service.url}/api/v1/auth/register",
-        json={"name": "Event Tester", "email": email, "password": "Event-tester-1"},
-        headers={"X-Forwarded-For": f"198.51.100.{uuid.uuid4().int % 250}"},
-        timeout=10,
-    )
+    body = {"name": "Event Tester", "email": email, "password": "Event-tester-1"}
+    with Api(service.url, ip=new_ip()) as auth:
+        return auth.post("/api/v1/auth/register", json=body)
 
 
 async def test_registered_event_on_the_wire_conforms_to_asyncapi(

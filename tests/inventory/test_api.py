@@ -7,14 +7,12 @@ Databases and Redis keys are this module's own (`scoped_env`).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -22,54 +20,37 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from services.auth.admin import create_admin
-from services.auth.service import definition as auth_definition
 from services.inventory.service import definition
 from services.inventory.tables import metadata
 from services.platform.core.settings import Settings, load_settings
 from services.platform.persistence.alembic_env import target_metadata
 from services.platform.persistence.db import alembic_config
 from services.platform.runtime.app import create_app
+from tests.support.accounts import PASSWORD
 from tests.support.events import assert_conforms
+from tests.support.http import Api, unique_email
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
 
 pytestmark = pytest.mark.integration
 
-ADMIN_EMAIL = "inventory-admin@example.com"
-ADMIN_PASSWORD = "Sup3r-secret-pass"
-PASSWORD = "S3cure-passw0rd"
 MIGRATIONS = Path(definition.migrations or "")
 
 
 @pytest.fixture(scope="module")
-def env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
+def module_env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
     return scoped_env("inventoryapi")
 
 
 @pytest.fixture(scope="module")
-def auth_server(env: Mapping[str, str]) -> Iterator[ServerThread]:
-    settings = load_settings("auth", 8001, env)
-    asyncio.run(create_admin(settings, ADMIN_EMAIL, ADMIN_PASSWORD, "Root"))
-    running = ServerThread(create_app(auth_definition, settings)).start()
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-@pytest.fixture(scope="module")
-def settings(env: Mapping[str, str], auth_server: ServerThread) -> Settings:
-    return load_settings("inventory", 8002, {**env, "ERP_AUTH_URL": auth_server.url})
+def settings(module_env: Mapping[str, str], auth_server: ServerThread) -> Settings:
+    return load_settings("inventory", 8002, {**module_env, "ERP_AUTH_URL": auth_server.url})
 
 
 @pytest.fixture(scope="module")
 def server(settings: Settings) -> Iterator[ServerThread]:
-    running = ServerThread(create_app(definition, settings)).start()
-    try:
+    with ServerThread(create_app(definition, settings)).start() as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -79,70 +60,24 @@ def engine(settings: Settings, server: ServerThread) -> Iterator[Engine]:
     database.dispose()
 
 
-class Api:
-    """Requests to inventory, optionally with a bearer token."""
-
-    def __init__(self, client: httpx.Client, token: str | None = None) -> None:
-        self.client = client
-        self.token = token
-
-    def __call__(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> httpx.Response:
-        sent = dict(headers or {})
-        if self.token is not None:
-            sent["Authorization"] = f"Bearer {self.token}"
-        return self.client.request(method, path, headers=sent, **kwargs)
-
-    def created(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        response = self("POST", path, json=body)
-        assert response.status_code == 201, response.text
-        data: dict[str, Any] = response.json()
-        return data
-
-
-def _login(auth_url: str, email: str, password: str) -> str:
-    response = httpx.post(
-        f"{auth_url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["tokens"]["access_token"]
-    return token
-
-
-@pytest.fixture(scope="module")
-def admin_token(auth_server: ServerThread) -> str:
-    return _login(auth_server.url, ADMIN_EMAIL, ADMIN_PASSWORD)
-
-
 @pytest.fixture(scope="module")
 def plain_token(auth_server: ServerThread) -> str:
     """A registered user without roles (no inventory permission)."""
-    email = f"plain-{uuid.uuid4().hex[:10]}@example.com"
-    response = httpx.post(
-        f"{auth_server.url}/api/v1/auth/register",
-        json={"name": "Plain", "email": email, "password": PASSWORD},
-        timeout=30,
-    )
-    assert response.status_code == 201, response.text
-    token: str = response.json()["tokens"]["access_token"]
-    return token
+    body = {"name": "Plain", "email": unique_email("plain"), "password": PASSWORD}
+    with Api(auth_server.url) as auth:
+        token: str = auth.created("/api/v1/auth/register", body)["tokens"]["access_token"]
+        return token
 
 
 @pytest.fixture
-def client(server: ServerThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as http:
-        yield http
+def public(server: ServerThread) -> Iterator[Api]:
+    with Api(server.url) as client:
+        yield client
 
 
 @pytest.fixture
-def api(client: httpx.Client, admin_token: str) -> Api:
-    return Api(client, admin_token)
-
-
-@pytest.fixture
-def public(client: httpx.Client) -> Api:
-    return Api(client)
+def api(public: Api, admin_token: str) -> Api:
+    return public.as_caller(admin_token)
 
 
 def sku() -> str:
@@ -190,7 +125,7 @@ def test_migrations_match_the_tables_on_postgresql_and_sqlite(
 
 
 def test_catalogue_reads_are_public_and_writes_need_permissions(
-    public: Api, client: httpx.Client, plain_token: str
+    public: Api, plain_token: str
 ) -> None:
     assert public("GET", "/api/v1/products").status_code == 200
     assert public("GET", "/api/v1/categories").status_code == 200
@@ -198,7 +133,7 @@ def test_catalogue_reads_are_public_and_writes_need_permissions(
         public("POST", "/api/v1/products", json={"sku": sku(), "name": "x", "price": "1.00"}), 401
     )
     problem(public("GET", "/api/v1/stock"), 401)
-    plain = Api(client, plain_token)
+    plain = public.as_caller(plain_token)
     problem(
         plain("POST", "/api/v1/products", json={"sku": sku(), "name": "x", "price": "1.00"}), 403
     )
@@ -415,26 +350,22 @@ def test_warehouses_and_reservations(api: Api) -> None:
 
 
 def test_partner_keys_made_in_auth_work_here_until_revoked(
-    auth_server: ServerThread, admin_token: str, client: httpx.Client
+    auth_server: ServerThread, admin_token: str, public: Api
 ) -> None:
-    admin = {"Authorization": f"Bearer {admin_token}"}
-    created = httpx.post(
-        f"{auth_server.url}/api/v1/api-keys",
-        headers=admin,
-        json={"name": "ACME catalogue sync", "permissions": ["inventory.products.create"]},
-        timeout=30,
-    )
-    assert created.status_code == 201, created.text
-    partner = {"X-API-Key": created.json()["key"]}
-    body = {"sku": sku(), "name": "Partner widget", "price": "12.50"}
+    with Api(auth_server.url, admin_token) as auth:
+        body = {"name": "ACME catalogue sync", "permissions": ["inventory.products.create"]}
+        created = auth.created("/api/v1/api-keys", body)
+        key = created["key"]
+        product = {"sku": sku(), "name": "Partner widget", "price": "12.50"}
 
-    assert client.post("/api/v1/products", headers=partner, json=body).status_code == 201
-    problem(client.get("/api/v1/stock", headers=partner), 403)  # not a permission it holds
+        assert public.post("/api/v1/products", api_key=key, json=product).status_code == 201
+        problem(public.get("/api/v1/stock", api_key=key), 403)  # not a permission it holds
 
-    # Auth folds the use marks in whenever it republishes the keys (here: a new key).
-    another = {"name": "another", "permissions": ["inventory.products.view"]}
-    httpx.post(f"{auth_server.url}/api/v1/api-keys", headers=admin, json=another, timeout=30)
-    key_url = f"{auth_server.url}/api/v1/api-keys/{created.json()['id']}"
-    assert httpx.get(key_url, headers=admin, timeout=30).json()["last_used_at"] is not None
-    assert httpx.delete(key_url, headers=admin, timeout=30).status_code == 204
-    problem(client.post("/api/v1/products", headers=partner, json={**body, "sku": sku()}), 401)
+        # Auth folds the use marks in whenever it republishes the keys (here: a new key).
+        another = {"name": "another", "permissions": ["inventory.products.view"]}
+        auth.created("/api/v1/api-keys", another)
+        key_path = f"/api/v1/api-keys/{created['id']}"
+        assert auth.get(key_path).json()["last_used_at"] is not None
+        assert auth.delete(key_path).status_code == 204
+        again = {**product, "sku": sku()}
+        problem(public.post("/api/v1/products", api_key=key, json=again), 401)

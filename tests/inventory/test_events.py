@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import signal
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -29,12 +26,12 @@ import pytest
 from psycopg import sql
 
 from tests.support.events import assert_conforms
+from tests.support.orders import order_confirmed, order_created
+from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess, erp
 
 pytestmark = pytest.mark.integration
 
-ADMIN_EMAIL = "inventory-events-admin@example.com"
-ADMIN_PASSWORD = "Inventory-events-1"
 # Long enough to tell "dead-lettered at once" from "dead-lettered after the retries".
 RETRY_DELAYS = (1.0, 1.5, 2.0)
 SALES_EXCHANGE = "sales.events"
@@ -47,73 +44,26 @@ POLL = 0.1
 
 
 @pytest.fixture(scope="module")
-def events_env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
-    env = {
+def module_env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
+    return {
         **scoped_env("inventory_events"),
         "ERP_RETRY_DELAYS": ",".join(str(delay) for delay in RETRY_DELAYS),
     }
-    erp("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env)
-    return env
 
 
 @pytest.fixture(scope="module")
-def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("inventory-events-logs")
+def auth_url(auth_service: ServiceProcess) -> str:
+    return auth_service.url
 
 
-@pytest.fixture(scope="module")
-def auth_service(events_env: Mapping[str, str], logs: Path) -> Iterator[ServiceProcess]:
-    service = ServiceProcess("auth", events_env, logs).start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-@pytest.fixture(scope="module")
-def inventory_env(events_env: Mapping[str, str], auth_service: ServiceProcess) -> Mapping[str, str]:
-    return {**events_env, "ERP_AUTH_URL": auth_service.url}
-
-
-@pytest.fixture(scope="module")
-def inventory_service(inventory_env: Mapping[str, str], logs: Path) -> Iterator[ServiceProcess]:
-    service = ServiceProcess("inventory", inventory_env, logs).start()
-    try:
-        yield service
-    finally:
-        service.stop()
-
-
-class AdminAuth(httpx.Auth):
-    """A super-admin's bearer token, logged in again before the 15-minute token expires."""
-
-    def __init__(self, auth_url: str) -> None:
-        self._auth_url = auth_url
-        self._token: str | None = None
-        self._obtained = 0.0
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        if self._token is None or time.monotonic() - self._obtained > 600:
-            async with httpx.AsyncClient(base_url=self._auth_url, timeout=10) as client:
-                login = await client.post(
-                    "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-                )
-            assert login.status_code == 200, login.text
-            self._token = str(login.json()["tokens"]["access_token"])
-            self._obtained = time.monotonic()
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        yield request
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def api(
-    inventory_service: ServiceProcess, auth_service: ServiceProcess
+    inventory_service: ServiceProcess, admin_token: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The inventory API as a super-admin."""
+    headers = {"Authorization": f"Bearer {admin_token}"}
     async with httpx.AsyncClient(
-        base_url=inventory_service.url, auth=AdminAuth(auth_service.url), timeout=15
+        base_url=inventory_service.url, headers=headers, timeout=15
     ) as client:
         yield client
 
@@ -162,103 +112,7 @@ async def _reservation(api: httpx.AsyncClient, order_id: str) -> dict[str, Any] 
     return reservation
 
 
-async def _eventually(
-    condition: Callable[[], Any], what: str, within: float = 30, every: float = POLL
-) -> Any:
-    """Poll an async `condition` until it returns something truthy; fail after `within` s."""
-    deadline = time.monotonic() + within
-    while True:
-        result = await condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what}")
-        await asyncio.sleep(every)
-
-
 # ---------------------------------------------------------------- sales' side of the wire
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _envelope(
-    event_name: str, payload: dict[str, Any], correlation_id: str | None = None
-) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_name": event_name,
-        "event_version": "1.0",
-        "occurred_at": _now(),
-        "correlation_id": correlation_id or str(uuid.uuid4()),
-        "causation_id": None,
-        "payload": payload,
-        "metadata": {"service": "sales", "user_id": None, "trace_id": None},
-    }
-
-
-def _order_number() -> str:
-    return f"ORD-{datetime.now(UTC).year}-{random.randint(0, 999_999):06d}"
-
-
-def order_created(lines: list[tuple[Product, int]], order_id: str | None = None) -> dict[str, Any]:
-    """A whole `sales.order.created` envelope, as sales will publish it."""
-    items = [
-        {
-            "product_id": product.id,
-            "sku": product.sku,
-            "name": product.name,
-            "quantity": quantity,
-            "unit_price": product.price,
-        }
-        for product, quantity in lines
-    ]
-    subtotal = sum(float(product.price) * quantity for product, quantity in lines)
-    shipping = 15.0
-    return _envelope(
-        "sales.order.created",
-        {
-            "order_id": order_id or str(uuid.uuid4()),
-            "order_number": _order_number(),
-            "customer_id": str(uuid.uuid4()),
-            "customer_email": f"buyer-{uuid.uuid4().hex[:8]}@example.com",
-            "items": items,
-            "subtotal": f"{subtotal:.2f}",
-            "discount": "0.00",
-            "shipping": f"{shipping:.2f}",
-            "total": f"{subtotal + shipping:.2f}",
-            "currency": "BRL",
-            "payment_method": "pix",
-            "shipping_address": {
-                "street": "Rua das Flores",
-                "number": "100",
-                "complement": None,
-                "neighborhood": "Centro",
-                "city": "São Paulo",
-                "state": "SP",
-                "zip_code": "01001-000",
-                "country": "BR",
-            },
-        },
-    )
-
-
-def order_confirmed(created: dict[str, Any]) -> dict[str, Any]:
-    """The `sales.order.confirmed` that follows `created` (same order, same conversation)."""
-    payload = created["payload"]
-    return _envelope(
-        "sales.order.confirmed",
-        {
-            "order_id": payload["order_id"],
-            "order_number": payload["order_number"],
-            "items": [
-                {"product_id": item["product_id"], "quantity": item["quantity"]}
-                for item in payload["items"]
-            ],
-        },
-        correlation_id=created["correlation_id"],
-    )
 
 
 def _body(envelope: dict[str, Any]) -> bytes:
@@ -267,9 +121,9 @@ def _body(envelope: dict[str, Any]) -> bytes:
 
 @pytest.fixture
 async def channel(
-    inventory_service: ServiceProcess, events_env: Mapping[str, str]
+    inventory_service: ServiceProcess, module_env: Mapping[str, str]
 ) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
-    connection = await aio_pika.connect_robust(events_env["ERP_AMQP_URL"])
+    connection = await aio_pika.connect_robust(module_env["ERP_AMQP_URL"])
     try:
         yield await connection.channel(publisher_confirms=True)
     finally:
@@ -340,8 +194,8 @@ class Capture:
             found = self.events(event_name, order_id)
             return found if len(found) >= count else None
 
-        found: list[Seen] = await _eventually(
-            arrived, f"{count} x {event_name} for order {order_id}", within
+        found: list[Seen] = await eventually(
+            arrived, what=f"{count} x {event_name} for order {order_id}", within=within, every=POLL
         )
         return found
 
@@ -402,8 +256,8 @@ async def take_dead_letter(
             for message in held:
                 await message.nack(requeue=True)
 
-    letter: DeadLetterSeen = await _eventually(
-        look, f"{message_id} in {INVENTORY_DLQ}", within, every=0.05
+    letter: DeadLetterSeen = await eventually(
+        look, what=f"{message_id} in {INVENTORY_DLQ}", within=within, every=0.05
     )
     return letter
 
@@ -558,7 +412,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     api: httpx.AsyncClient,
     channel: aio_pika.abc.AbstractChannel,
     captured: Capture,
-    inventory_env: Mapping[str, str],
+    module_env: Mapping[str, str],
 ) -> None:
     """A real failure, and only for this one order: a trigger in inventory's database refuses
     the order's reservation row, so every attempt of the handler fails in PostgreSQL (after the
@@ -569,7 +423,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     order_id = created["payload"]["order_id"]
     name = f"test_refuse_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(
-        _database_url(inventory_env), autocommit=True
+        _database_url(module_env), autocommit=True
     ) as database:
         await database.execute(
             sql.SQL(
@@ -641,7 +495,7 @@ async def test_orders_are_reserved_exactly_once_across_a_sigkill(
 
     publishing = asyncio.create_task(publish_paced())
     try:
-        await _eventually(a_few_reserved, "the first reservations", within=30, every=0.02)
+        await eventually(a_few_reserved, what="the first reservations", within=30)
         await asyncio.to_thread(inventory_service.stop, signal.SIGKILL)
         reserved_before_kill = await reserved_orders()
         await publishing
@@ -655,7 +509,9 @@ async def test_orders_are_reserved_exactly_once_across_a_sigkill(
         await captured.drain()
         return all(captured.events("inventory.stock.reserved", order) for order in order_ids)
 
-    await _eventually(all_reserved, f"{orders} reservations after the restart", within=90)
+    await eventually(
+        all_reserved, what=f"{orders} reservations after the restart", within=90, every=POLL
+    )
     await captured.settle()
 
     reservation_ids: dict[str, set[str]] = defaultdict(set)
@@ -690,7 +546,7 @@ async def test_erp_dlq_lists_shows_and_replays_a_dead_letter_once_its_cause_is_f
     api: httpx.AsyncClient,
     channel: aio_pika.abc.AbstractChannel,
     captured: Capture,
-    inventory_env: Mapping[str, str],
+    module_env: Mapping[str, str],
 ) -> None:
     product = await _product_with_stock(api, 10)
     created = order_created([(product, 2)])
@@ -702,14 +558,16 @@ async def test_erp_dlq_lists_shows_and_replays_a_dead_letter_once_its_cause_is_f
     await publish(channel, confirmed)
 
     def dlq(*args: str) -> str:
-        return erp("dlq", *args, env=inventory_env)
+        return erp("dlq", *args, env=module_env)
 
     async def listed() -> dict[str, Any] | None:
         lines = (await asyncio.to_thread(dlq, "list", "inventory")).splitlines()
         entries = [json.loads(line) for line in lines if line.strip()]
         return next((entry for entry in entries if entry["message_id"] == letter_id), None)
 
-    entry = await _eventually(listed, f"{letter_id} in `erp dlq list inventory`", every=0.5)
+    entry = await eventually(
+        listed, what=f"{letter_id} in `erp dlq list inventory`", within=30, every=0.5
+    )
     assert entry["event_name"] == "sales.order.confirmed"
     assert entry["error"] == "DeadLetter"
     assert order_id in entry["reason"]
@@ -739,7 +597,9 @@ async def test_erp_dlq_lists_shows_and_replays_a_dead_letter_once_its_cause_is_f
         stock = await _stock(api, product)
         return stock if stock["on_hand"] == 8 else None
 
-    stock = await _eventually(stock_left, "confirmed stock leaving the warehouse")
+    stock = await eventually(
+        stock_left, what="confirmed stock leaving the warehouse", within=30, every=POLL
+    )
     assert (stock["on_hand"], stock["reserved"], stock["available"]) == (8, 0, 8)
     reservation = await _reservation(api, order_id)
     assert reservation is not None

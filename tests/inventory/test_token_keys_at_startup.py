@@ -16,12 +16,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support.processes import ServiceProcess, erp
+from tests.support.accounts import create_super_admin
+from tests.support.polling import eventually
+from tests.support.processes import ServiceProcess
 
 pytestmark = pytest.mark.integration
 
-ADMIN_EMAIL = "startup-admin@example.com"
-ADMIN_PASSWORD = "Sup3r-secret-pass"
 BURST = 64
 
 
@@ -39,30 +39,13 @@ def processes() -> Iterator[list[ServiceProcess]]:
         process.stop()
 
 
-def _env(scoped_env: Callable[[str], Mapping[str, str]], scope: str) -> Mapping[str, str]:
-    env = scoped_env(scope)
-    erp("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env)
-    return env
+def _ready_within(service: ServiceProcess, seconds: float) -> None:
+    def ready() -> bool:
+        return httpx.get(f"{service.url}/health/ready", timeout=5).status_code == 200
 
-
-def _login(auth: ServiceProcess) -> str:
-    response = httpx.post(
-        f"{auth.url}/api/v1/auth/login",
-        json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
-        timeout=30,
-    )
-    assert response.status_code == 200, response.text
-    token: str = response.json()["tokens"]["access_token"]
-    return token
-
-
-def _ready_within(service: ServiceProcess, seconds: float) -> httpx.Response:
-    deadline = time.monotonic() + seconds
-    while True:
-        response = httpx.get(f"{service.url}/health/ready", timeout=5)
-        if response.status_code == 200 or time.monotonic() > deadline:
-            return response
-        time.sleep(0.02)  # an orchestrator's probe, only faster
+    # An orchestrator's readiness probe, only faster.
+    what = f"{service.service} answering /health/ready with 200"
+    asyncio.run(eventually(ready, within=seconds, every=0.02, what=what))
 
 
 async def _burst(service: ServiceProcess, token: str) -> list[httpx.Response]:
@@ -79,15 +62,15 @@ def test_a_burst_of_valid_tokens_the_moment_inventory_is_ready_is_served(
     logs: Path,
     processes: list[ServiceProcess],
 ) -> None:
-    env = _env(scoped_env, "startup_burst")
+    env = scoped_env("startup_burst")
+    admin = create_super_admin(env)
     auth = ServiceProcess("auth", env, logs).start()
     processes.append(auth)
-    token = _login(auth)
+    token = admin.login(auth.url)
 
     inventory = ServiceProcess("inventory", {**env, "ERP_AUTH_URL": auth.url}, logs)
     processes.append(inventory.start(ready=False))
-    ready = _ready_within(inventory, 30)
-    assert ready.status_code == 200, ready.text
+    _ready_within(inventory, 30)
 
     responses = asyncio.run(_burst(inventory, token))
 
@@ -100,7 +83,8 @@ def test_inventory_started_while_auth_is_down_is_ready_once_auth_is_up(
     logs: Path,
     processes: list[ServiceProcess],
 ) -> None:
-    env = _env(scoped_env, "startup_late_auth")
+    env = scoped_env("startup_late_auth")
+    admin = create_super_admin(env)
     auth = ServiceProcess("auth", env, logs)  # its port is chosen; nothing listens there yet
     inventory = ServiceProcess("inventory", {**env, "ERP_AUTH_URL": auth.url}, logs)
     processes.append(inventory.start(ready=False))
@@ -120,6 +104,5 @@ def test_inventory_started_while_auth_is_down_is_ready_once_auth_is_up(
     assert "cannot verify access tokens yet" in inventory.log()
 
     processes.insert(0, auth.start())
-    ready = _ready_within(inventory, 20)  # the warm-up retries at least every 5 s
-    assert ready.status_code == 200, ready.text
-    assert all(r.status_code == 200 for r in asyncio.run(_burst(inventory, _login(auth))))
+    _ready_within(inventory, 20)  # the warm-up retries at least every 5 s
+    assert all(r.status_code == 200 for r in asyncio.run(_burst(inventory, admin.login(auth.url))))

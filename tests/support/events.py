@@ -1,11 +1,15 @@
-"""Check a message off the wire against the AsyncAPI document (the contract, not our models)."""
+"""Messages as the AsyncAPI document has them: check one off the wire against it (the contract,
+not our models), or make one as a producer would."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import yaml
 from jsonschema import Draft7Validator
@@ -34,3 +38,30 @@ def assert_conforms(body: bytes) -> dict[str, Any]:
     errors = sorted(validator.iter_errors(envelope), key=lambda error: list(error.path))
     assert not errors, "\n".join(f"{list(e.path)}: {e.message}" for e in errors)
     return envelope
+
+
+def envelope(
+    event_name: str,
+    payload: Mapping[str, Any],
+    *,
+    service: str | None = None,
+    correlation_id: str | None = None,
+    **changes: Any,
+) -> dict[str, Any]:
+    """A whole envelope of `event_name` as its producer (`service`, by default the event's
+    prefix) publishes it: a new event_id, now, a conversation of its own unless given."""
+    return {
+        "event_id": str(uuid4()),
+        "event_name": event_name,
+        "event_version": "1.0",
+        "occurred_at": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "correlation_id": correlation_id or str(uuid4()),
+        "causation_id": None,
+        "payload": dict(payload),
+        "metadata": {
+            "service": service or event_name.split(".")[0],
+            "user_id": None,
+            "trace_id": None,
+        },
+        **changes,
+    }

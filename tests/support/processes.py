@@ -72,7 +72,8 @@ def erp(*args: str, env: Mapping[str, str], timeout: float = 120) -> str:
 
 class ServiceProcess:
     """`erp serve SERVICE` on a free port, waited for until it answers /health/ready (or only
-    /health/live with `start(ready=False)`)."""
+    /health/live with `start(ready=False)`); `with ServiceProcess(...).start() as service:`
+    stops it at the end of the block."""
 
     def __init__(self, service: str, env: Mapping[str, str], log_dir: Path) -> None:
         self.service = service
@@ -115,9 +116,16 @@ class ServiceProcess:
     def log(self) -> str:
         return self._log_path.read_text(errors="replace") if self._log_path.exists() else ""
 
+    def __enter__(self) -> ServiceProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
 
 class ServerThread:
-    """uvicorn serving the app on a free port in a thread with its own event loop."""
+    """uvicorn serving the app on a free port in a thread with its own event loop, as `erp serve`
+    serves it; `with ServerThread(app).start() as server:` stops it at the end of the block."""
 
     def __init__(self, app: Any) -> None:
         self.port = free_port()
@@ -153,3 +161,9 @@ class ServerThread:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+
+    def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
