@@ -14,12 +14,18 @@ mark fails at collection), isolated per run (see `servers.py`):
   `module_env`; `auth_service`, `inventory_service`: `erp serve auth` / `erp serve inventory`
   as processes (logs in `service_logs`). `auth_url` is where `admin_token` logs in:
   `auth_server`'s, unless the module overrides it (`auth_service.url`).
+
+Without servers:
+
+* `embedded`: start services in process in embedded mode (see `embedded.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -29,7 +35,16 @@ from psycopg import sql
 from services.auth.service import definition as auth_definition
 from services.platform.core.settings import Settings, load_settings, service_variable
 from services.platform.runtime.app import create_app
+from services.platform.runtime.service import ServiceDefinition
 from tests.support.accounts import Account, create_super_admin
+from tests.support.embedded import (
+    EmbeddedService,
+    MigratedDatabases,
+    StartEmbedded,
+    embedded_service,
+    embedded_settings,
+    fresh_embedded_servers,
+)
 from tests.support.processes import ServerThread, ServiceProcess, rabbitmqctl
 from tests.support.servers import (
     AMQP_SERVER,
@@ -189,3 +204,30 @@ def auth_url(auth_server: ServerThread) -> str:
 @pytest.fixture
 def admin_token(super_admin: Account, auth_url: str) -> str:
     return super_admin.login(auth_url)
+
+
+# --- in process, embedded -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def migrated_databases(tmp_path_factory: pytest.TempPathFactory) -> MigratedDatabases:
+    return MigratedDatabases(tmp_path_factory.mktemp("migrated"))
+
+
+@pytest.fixture
+async def embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, migrated_databases: MigratedDatabases
+) -> AsyncIterator[StartEmbedded]:
+    """`await embedded(definition, http=False, **settings)`: the service running in embedded
+    mode until the test ends, with a broker, a Redis and a data directory of the test's own."""
+    fresh_embedded_servers(monkeypatch)
+    async with AsyncExitStack() as stack:
+
+        async def start(
+            definition: ServiceDefinition, *, http: bool = False, **settings: Any
+        ) -> EmbeddedService:
+            chosen = embedded_settings(definition.name, tmp_path, **settings)
+            await migrated_databases.copy(definition, chosen)
+            return await stack.enter_async_context(embedded_service(definition, chosen, http=http))
+
+        yield start

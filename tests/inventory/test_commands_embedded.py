@@ -1,0 +1,159 @@
+"""Inventory's commands through the embedded harness: the service runs in process as `erp up`
+runs it without servers (SQLite in tmp_path, the in-process broker, fakeredis), so a command,
+a consumer or a route is checked in well under a second — its rows, movements and outbox."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+from uuid import UUID
+
+import pytest
+from sqlmodel import col, select
+
+from services.inventory import usecases
+from services.inventory.service import definition
+from services.inventory.tables import Movement, Product, ReservationFailure
+from services.inventory.usecases import Caller
+from services.platform.core.problems import Problem
+from services.platform.persistence.tables import OutboxMessage
+from services.platform.runtime.service import ServiceContext
+from tests.support.embedded import EmbeddedService, StartEmbedded
+from tests.support.events import assert_conforms
+from tests.support.orders import order_created
+from tests.support.polling import eventually
+from tests.support.problems import problem
+
+
+class ProductFields(TypedDict):
+    name: str
+    description: str | None
+    price: str
+    currency: str
+    category_id: str | None
+    status: str
+
+
+class StockTarget(TypedDict):
+    product_id: str
+    warehouse_id: str | None
+    reference: str | None
+
+
+WIDGET = ProductFields(
+    name="Widget",
+    description=None,
+    price="10.00",
+    currency="BRL",
+    category_id=None,
+    status="active",
+)
+
+
+def target(product: Product) -> StockTarget:
+    return StockTarget(product_id=str(product.id), warehouse_id=None, reference=None)
+
+
+async def inventory(embedded: StartEmbedded, **options: Any) -> EmbeddedService:
+    return await embedded(definition, **options)
+
+
+async def outbox(ctx: ServiceContext, event_name: str) -> list[dict[str, Any]]:
+    """The envelopes of `event_name` in the outbox, oldest first, checked against AsyncAPI."""
+    async with ctx.database.session() as session:
+        bodies = await session.scalars(
+            select(col(OutboxMessage.body))
+            .where(col(OutboxMessage.event_name) == event_name)
+            .order_by(col(OutboxMessage.id))
+        )
+        return [assert_conforms(body.encode()) for body in bodies]
+
+
+async def movements(ctx: ServiceContext, product_id: UUID) -> list[tuple[str, int, int]]:
+    async with ctx.database.session() as session:
+        rows = await session.scalars(
+            select(Movement)
+            .where(col(Movement.product_id) == product_id)
+            .order_by(col(Movement.id))
+        )
+        return [(m.type, m.quantity, m.on_hand_after) for m in rows]
+
+
+async def test_receive_then_adjust_writes_the_movements_and_a_low_stock_alert(
+    embedded: StartEmbedded,
+) -> None:
+    ctx = (await inventory(embedded)).ctx
+    async with ctx.unit_of_work() as uow:
+        product = await usecases.create_product(ctx, uow, sku="EMB-1", **WIDGET)
+        stock = target(product)
+        await usecases.receive_stock(uow, Caller(), quantity=30, reason="purchase 1", **stock)
+        await usecases.adjust_stock(
+            uow, Caller(), quantity=-25, reason="cycle count", min_quantity=6, **stock
+        )
+        await uow.commit()
+
+    assert await movements(ctx, product.id) == [("in", 30, 30), ("adjustment", -25, 5)]
+    [created] = await outbox(ctx, "inventory.product.created")
+    assert created["payload"]["sku"] == "EMB-1"
+    [alert] = await outbox(ctx, "inventory.stock.low_alert")
+    assert alert["payload"]["product_id"] == str(product.id)
+    assert (alert["payload"]["available"], alert["payload"]["min_quantity"]) == (5, 6)
+
+
+async def test_a_command_that_breaks_a_rule_writes_nothing(embedded: StartEmbedded) -> None:
+    ctx = (await inventory(embedded)).ctx
+    async with ctx.unit_of_work() as uow:
+        product = await usecases.create_product(ctx, uow, sku="EMB-2", **WIDGET)
+        await uow.commit()
+    stock = target(product)
+    async with ctx.unit_of_work() as uow:
+        with pytest.raises(Problem) as refused:
+            await usecases.adjust_stock(
+                uow, Caller(), quantity=-1, reason="cycle count", min_quantity=None, **stock
+            )
+    assert refused.value.status == 422
+    assert await movements(ctx, product.id) == []
+
+
+async def test_an_order_that_cannot_be_reserved_records_the_failure_and_says_so(
+    embedded: StartEmbedded,
+) -> None:
+    ctx = (await inventory(embedded)).ctx
+    async with ctx.unit_of_work() as uow:
+        product = await usecases.create_product(ctx, uow, sku="EMB-3", **WIDGET)
+        await uow.commit()
+    order = order_created([(product, 2)])  # nothing in stock
+    await ctx.bus.publish(
+        "sales.events",
+        "sales.order.created",
+        json.dumps(order).encode(),
+        message_id=order["event_id"],
+    )
+
+    [failed] = await eventually(
+        lambda: outbox(ctx, "inventory.stock.reservation_failed"), what="reservation_failed"
+    )
+    assert failed["causation_id"] == order["event_id"]
+    assert failed["payload"]["reason"] == "insufficient_stock"
+    assert failed["payload"]["items"] == [
+        {"product_id": str(product.id), "requested": 2, "available": 0}
+    ]
+    async with ctx.database.session() as session:
+        [recorded] = await session.scalars(select(ReservationFailure))
+    assert str(recorded.order_id) == order["payload"]["order_id"]
+
+
+async def test_the_api_serves_what_the_commands_wrote(embedded: StartEmbedded) -> None:
+    service = await inventory(embedded, http=True)
+    ctx = service.ctx
+    async with ctx.unit_of_work() as uow:
+        product = await usecases.create_product(ctx, uow, sku="EMB-4", **WIDGET)
+        await uow.commit()
+
+    listed = await service.http.get("/api/v1/products", params={"search": "Widget"})
+    assert listed.status_code == 200, listed.text
+    assert [p["sku"] for p in listed.json()["data"]] == ["EMB-4"]
+    body = {"sku": "EMB-5", "name": "x", "price": "1.00"}
+    problem(await service.http.post("/api/v1/products", json=body), 401)
+    async with ctx.database.session() as session:
+        assert [p.sku for p in await session.scalars(select(Product))] == [product.sku]
