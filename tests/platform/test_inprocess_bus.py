@@ -16,11 +16,9 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 import fakeredis
-import httpx
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
-from sqlmodel import col
 
 from generated.topology import TOPOLOGY as GENERATED_TOPOLOGY
 from services.platform.core import scope as requestctx
@@ -33,7 +31,6 @@ from services.platform.core.contracts import (
     binding_matches,
     topic_matches,
 )
-from services.platform.core.settings import Settings
 from services.platform.messaging import dlq
 from services.platform.messaging.bus import (
     IncomingMessage,
@@ -44,14 +41,16 @@ from services.platform.messaging.bus import (
     Unroutable,
     create_bus,
 )
-from services.platform.persistence.db import Database
-from services.platform.persistence.redis import Keys
 from services.platform.persistence.tables import OutboxMessage, kit_metadata
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime import jobs
 from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
 from services.platform.runtime.relay import OUTBOX_PUBLISHED, OutboxRelay
 from services.platform.runtime.service import ServiceContext, ServiceDefinition
+from tests.support.contexts import emit, outbox_rows, service_context
+from tests.support.embedded import embedded_settings
+from tests.support.events import envelope as event_envelope
+from tests.support.polling import eventually
 
 SERVICE = "unitdemo"
 
@@ -188,19 +187,7 @@ def test_topology_knows_which_routing_keys_have_a_consumer() -> None:
 
 
 def test_create_bus_picks_the_transport_from_the_amqp_url(tmp_path: Path) -> None:
-    embedded = Settings(
-        service=SERVICE,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
-        read_database_url=None,
-        amqp_url=None,
-        redis_url=None,
-        redis_prefix="unit:",
-        auth_url="http://127.0.0.1:1",
-        port=8099,
-        retry_delays=(1.0,),
-        log_level="INFO",
-        embedded=True,
-    )
+    embedded = embedded_settings(SERVICE, tmp_path)
     first = create_bus(embedded, TOPOLOGY)
     second = create_bus(dataclasses.replace(embedded, service="x"), TOPOLOGY)
     assert isinstance(first, InProcessBus)
@@ -228,14 +215,6 @@ async def publish(
     bus: InProcessBus, exchange: str, routing_key: str, body: bytes, **kw: Any
 ) -> None:
     await bus.publish(exchange, routing_key, body, **kw)
-
-
-async def wait_for(condition: Callable[[], bool], within: float = 5) -> None:
-    for _ in range(int(within / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"not true within {within} s")
 
 
 async def test_publish_routes_a_copy_to_every_bound_queue(bus: InProcessBus) -> None:
@@ -287,7 +266,7 @@ async def test_handler_gets_the_message_and_returning_acks(bus: InProcessBus) ->
         headers={"h": "v"},
         correlation_id="c1",
     )
-    await wait_for(lambda: len(received) == 1)
+    await eventually(lambda: len(received) == 1)
 
     message = received[0]
     assert (message.body, message.message_id, message.correlation_id) == (b'{"a": 1}', "m1", "c1")
@@ -295,7 +274,7 @@ async def test_handler_gets_the_message_and_returning_acks(bus: InProcessBus) ->
     assert message.headers == {"h": "v"}
     assert message.queue == "unitdemo.queue"
     assert not message.redelivered
-    await wait_for(lambda: not bus.router.queue("unitdemo.queue").messages)
+    await eventually(lambda: not bus.router.queue("unitdemo.queue").messages)
 
 
 async def test_a_raising_handler_gets_the_message_again_then_the_delivery_limit_dead_letters(
@@ -309,7 +288,7 @@ async def test_a_raising_handler_gets_the_message_again_then_the_delivery_limit_
 
     await bus.subscribe(TOPOLOGY.queues[1], failing)  # x-delivery-limit 2
     await publish(bus, "other.events", "other.thing", b"{}", message_id="m1")
-    await wait_for(lambda: len(bus.router.queue("watcher.dlq").messages) == 1)
+    await eventually(lambda: len(bus.router.queue("watcher.dlq").messages) == 1)
 
     assert deliveries == [False, True, True]  # first delivery + 2 redeliveries
     dead = bus.router.queue("watcher.dlq").messages[0]
@@ -324,7 +303,7 @@ async def test_reject_dead_letters_through_the_queue_arguments(bus: InProcessBus
 
     await bus.subscribe(TOPOLOGY.queues[0], rejecting)
     await publish(bus, "unitdemo.events", "unitdemo.thing.made", b"{}", message_id="m1")
-    await wait_for(lambda: len(bus.router.queue("unitdemo.dlq").messages) == 1)
+    await eventually(lambda: len(bus.router.queue("unitdemo.dlq").messages) == 1)
     assert (
         bus.router.queue("unitdemo.dlq").messages[0].headers["x-death"][0]["reason"] == "rejected"
     )
@@ -367,7 +346,7 @@ async def test_messages_wait_for_a_late_subscriber_and_stop_ends_delivery(
         received.append(message.body)
 
     await bus.subscribe(TOPOLOGY.queues[0], handler)
-    await wait_for(lambda: received == [b"early"])
+    await eventually(lambda: received == [b"early"])
     await bus.stop()
     await bus.start()  # started again, but without subscribers
     await publish(bus, "unitdemo.events", "unitdemo.thing.made", b"late")
@@ -380,19 +359,7 @@ async def test_messages_wait_for_a_late_subscriber_and_stop_ends_delivery(
 
 @pytest.fixture
 async def ctx(tmp_path: Path, bus: InProcessBus) -> AsyncIterator[ServiceContext]:
-    settings = Settings(
-        service=SERVICE,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'unitdemo.db'}",
-        read_database_url=None,
-        amqp_url=None,
-        redis_url=None,
-        redis_prefix="unit:",
-        auth_url="http://127.0.0.1:1",
-        port=8099,
-        retry_delays=(0.0, 0.01, 0.02),
-        log_level="INFO",
-        embedded=True,
-    )
+    settings = embedded_settings(SERVICE, tmp_path)
     definition = ServiceDefinition(
         name=SERVICE,
         default_port=8099,
@@ -401,20 +368,12 @@ async def ctx(tmp_path: Path, bus: InProcessBus) -> AsyncIterator[ServiceContext
         metadata=kit_metadata,
         migrations=tmp_path,  # tables are created below instead
     )
-    database = Database(settings)
-    async with database.engine.begin() as connection:
-        await connection.run_sync(kit_metadata.create_all)
-    async with httpx.AsyncClient() as http:
-        yield ServiceContext(
-            definition=definition,
-            settings=settings,
-            database=database,
-            redis=fakeredis.FakeAsyncRedis(),
-            keys=Keys("unit:"),
-            bus=bus,
-            http=http,
-        )
-    await database.dispose()
+    async with service_context(
+        definition, settings, bus=bus, redis=fakeredis.FakeAsyncRedis()
+    ) as ctx:
+        async with ctx.database.engine.begin() as connection:
+            await connection.run_sync(kit_metadata.create_all)
+        yield ctx
 
 
 Handler = Callable[[UnitOfWork, ThingEnvelope], Awaitable[None]]
@@ -429,17 +388,8 @@ async def consume(ctx: ServiceContext, on_made: Handler | Callable[..., Any]) ->
 
 
 def envelope(spec: EventSpec = THING_MADE, **changes: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid4()),
-        "event_name": spec.name,
-        "event_version": "1.0",
-        "occurred_at": "2026-01-02T03:04:05Z",
-        "correlation_id": str(uuid4()),
-        "causation_id": None,
-        "payload": {"thing_id": str(uuid4()), "quantity": 2},
-        "metadata": {"service": "elsewhere", "user_id": None, "trace_id": None},
-        **changes,
-    }
+    thing = {"thing_id": str(uuid4()), "quantity": 2}
+    return event_envelope(spec.name, thing, service="elsewhere", **changes)
 
 
 async def send(
@@ -454,11 +404,11 @@ async def send(
 
 
 async def dead_letters(ctx: ServiceContext, count: int) -> list[dlq.DeadLetterMessage]:
-    for _ in range(500):
-        if await ctx.bus.depth("unitdemo.dlq") >= count:
-            return await dlq.peek(ctx.bus, "unitdemo.dlq")
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"fewer than {count} dead letters")
+    async def enough() -> bool:
+        return await ctx.bus.depth("unitdemo.dlq") >= count
+
+    await eventually(enough, what=f"{count} dead letters")
+    return await dlq.peek(ctx.bus, "unitdemo.dlq")
 
 
 def counted(event: str, outcome: str) -> float:
@@ -481,7 +431,7 @@ async def test_consumer_handles_once_with_the_cause_in_the_request_context(
     before = counted(THING_MADE.name, "duplicate")
     await send(ctx, event)
     await send(ctx, event)  # redelivered: no effect
-    await wait_for(lambda: counted(THING_MADE.name, "duplicate") == before + 1)
+    await eventually(lambda: counted(THING_MADE.name, "duplicate") == before + 1)
 
     assert len(seen) == 1
     model, correlation, causation = seen[0]
@@ -590,7 +540,7 @@ async def test_a_handler_that_recovers_on_retry_commits_once(ctx: ServiceContext
     await consume(ctx, handle)
     event = envelope()
     await send(ctx, event)
-    await wait_for(lambda: attempts == 3)
+    await eventually(lambda: attempts == 3)
     await asyncio.sleep(0.05)
     async with ctx.database.session() as session:
         rows = (await session.execute(select(OutboxMessage))).scalars().all()
@@ -632,9 +582,9 @@ async def test_without_a_database_handlers_get_the_context_and_redis_dedupes(
     event = envelope()
     before = counted(THING_MADE.name, "duplicate")
     await send(ctx, event)
-    await wait_for(lambda: len(seen) == 1)
+    await eventually(lambda: len(seen) == 1)
     await send(ctx, event)  # redelivered: the Redis claim makes it a duplicate
-    await wait_for(lambda: counted(THING_MADE.name, "duplicate") == before + 1)
+    await eventually(lambda: counted(THING_MADE.name, "duplicate") == before + 1)
 
     assert attempts == 2
     [(service, model)] = seen
@@ -690,12 +640,12 @@ async def test_dlq_show_and_replay_round_trip(ctx: ServiceContext) -> None:
 
     fail = False
     assert await dlq.replay_from(ctx.bus, "unitdemo.dlq", events[1]["event_id"]) == 1
-    await wait_for(lambda: handled == [events[1]["event_id"]])
+    await eventually(lambda: handled == [events[1]["event_id"]])
     assert [m.message_id for m in await dlq.peek(ctx.bus, "unitdemo.dlq")] == [
         message_id for message_id in order if message_id != events[1]["event_id"]
     ]
     assert await dlq.replay_from(ctx.bus, "unitdemo.dlq", dlq.ALL) == 2
-    await wait_for(lambda: len(handled) == 3)
+    await eventually(lambda: len(handled) == 3)
     assert await ctx.bus.depth("unitdemo.dlq") == 0
 
 
@@ -709,29 +659,19 @@ async def test_replay_headers_drop_the_failure_and_count_replays() -> None:
     assert headers["x-erp-replays"] == 2
 
 
-async def emit(ctx: ServiceContext, *specs: EventSpec) -> list[str]:
-    async with ctx.unit_of_work() as uow:
-        for spec in specs:
-            uow.emit(spec, Thing(thing_id=uuid4(), quantity=1))
-        await uow.commit()
-    return [env["event_id"] for env in uow.emitted]
-
-
-async def outbox(ctx: ServiceContext) -> list[OutboxMessage]:
-    async with ctx.database.session() as session:
-        statement = select(OutboxMessage).order_by(col(OutboxMessage.id))
-        return list((await session.execute(statement)).scalars().all())
+def things(*specs: EventSpec) -> list[tuple[EventSpec, BaseModel]]:
+    return [(spec, Thing(thing_id=uuid4(), quantity=1)) for spec in specs]
 
 
 async def test_relay_publishes_in_order_and_marks_rows(
     ctx: ServiceContext, bus: InProcessBus
 ) -> None:
-    event_ids = await emit(ctx, THING_MADE, THING_LOST, THING_MADE)
+    event_ids = await emit(ctx, things(THING_MADE, THING_LOST, THING_MADE))
     published = OUTBOX_PUBLISHED.labels(SERVICE)._value.get()
 
     assert await OutboxRelay(ctx, topology=TOPOLOGY).relay_once() == 3
 
-    rows = await outbox(ctx)
+    rows = await outbox_rows(ctx)
     assert all(row.published_at is not None for row in rows)
     assert OUTBOX_PUBLISHED.labels(SERVICE)._value.get() == published + 3
     queued = bus.router.queue("unitdemo.queue").messages
@@ -749,7 +689,7 @@ async def test_relay_keeps_rows_on_a_broker_error_and_marks_no_consumer_rows(
     broken = dataclasses.replace(
         THING_MADE, name="unitdemo.thing.broken", exchange="missing.events"
     )
-    await emit(ctx, nowhere, broken, THING_MADE)
+    await emit(ctx, things(nowhere, broken, THING_MADE))
     # Only unitdemo.queue binds unitdemo.thing.* in this topology, and "#" on the watcher is
     # removed: nothing consumes "unitdemo.ignored".
     topology = Topology(TOPOLOGY.exchanges, (TOPOLOGY.queues[0],))
@@ -759,7 +699,7 @@ async def test_relay_keeps_rows_on_a_broker_error_and_marks_no_consumer_rows(
     with pytest.raises(PublishError):
         await relay.relay_once()
 
-    ignored, failed, waiting = await outbox(ctx)
+    ignored, failed, waiting = await outbox_rows(ctx)
     assert ignored.published_at is not None  # no consumer: not kept forever
     assert failed.published_at is None
     assert failed.attempts == 1
@@ -773,9 +713,9 @@ async def test_relay_run_wakes_on_the_commit_signal(ctx: ServiceContext, bus: In
     task = asyncio.create_task(relay.run())
     try:
         await asyncio.sleep(0.05)
-        [event_id] = await emit(ctx, THING_MADE)  # the commit sets ctx.outbox_signal
+        [event_id] = await emit(ctx, things(THING_MADE))  # the commit sets ctx.outbox_signal
         queued = bus.router.queue("unitdemo.queue").messages
-        await wait_for(lambda: len(queued) == 1, within=2)  # well before the 30 s poll
+        await eventually(lambda: len(queued) == 1, within=2)  # well before the 30 s poll
         assert queued[0].message_id == event_id
     finally:
         task.cancel()

@@ -53,6 +53,7 @@ from tests.platform.kit_service import (
     Widget,
     WidgetCreated,
 )
+from tests.support.contexts import migrated_database, service_context
 
 pytestmark = pytest.mark.integration
 
@@ -64,22 +65,12 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings) -> AsyncIterator[ServiceContext]:
-    await prepare_database(DEFINITION.migrations, settings.database_url)
-    database = Database(settings)
-    redis = connect_redis(settings)
     bus = InProcessBus(InProcessRouter(Topology((), ())), service=DEFINITION.name)
-    async with httpx.AsyncClient() as http:
-        yield ServiceContext(
-            definition=DEFINITION,
-            settings=settings,
-            database=database,
-            redis=redis,
-            keys=Keys(settings.redis_prefix),
-            bus=bus,
-            http=http,
-        )
-    await redis.aclose()
-    await database.dispose()
+    async with (
+        migrated_database(DEFINITION, settings) as database,
+        service_context(DEFINITION, settings, bus=bus, database=database) as ctx,
+    ):
+        yield ctx
 
 
 def _sync_url(url: str) -> str:

@@ -16,7 +16,6 @@ from uuid import UUID, uuid4
 
 import aio_pika
 import aiormq.exceptions
-import httpx
 import pytest
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
@@ -36,14 +35,16 @@ from services.platform.messaging.bus import (
     Unroutable,
     create_bus,
 )
-from services.platform.persistence.db import Database, prepare_database
-from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.persistence.db import Database
 from services.platform.persistence.tables import InboxMessage, OutboxMessage
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
 from services.platform.runtime.service import ServiceContext
 from tests.platform.kit_service import DEFINITION as KIT_DEFINITION
 from tests.platform.kit_service import KitEnvelope
+from tests.support.contexts import migrated_database, service_context
+from tests.support.events import envelope as event_envelope
+from tests.support.polling import eventually
 from tests.support.processes import RABBITMQCTL
 
 pytestmark = pytest.mark.integration
@@ -170,10 +171,8 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    await prepare_database(DEFINITION.migrations, settings.database_url)
-    database = Database(settings)
-    yield database
-    await database.dispose()
+    async with migrated_database(DEFINITION, settings) as database:
+        yield database
 
 
 @pytest.fixture
@@ -196,18 +195,8 @@ async def bus(settings: Settings) -> AsyncIterator[RabbitBus]:
 async def ctx(
     settings: Settings, database: Database, bus: RabbitBus
 ) -> AsyncIterator[ServiceContext]:
-    redis = connect_redis(settings)
-    async with httpx.AsyncClient() as http:
-        yield ServiceContext(
-            definition=DEFINITION,
-            settings=settings,
-            database=database,
-            redis=redis,
-            keys=Keys(settings.redis_prefix),
-            bus=bus,
-            http=http,
-        )
-    await redis.aclose()
+    async with service_context(DEFINITION, settings, bus=bus, database=database) as ctx:
+        yield ctx
 
 
 @pytest.fixture
@@ -223,34 +212,14 @@ async def next_message(
     channel: aio_pika.abc.AbstractChannel, queue: str, within: float = 10
 ) -> aio_pika.abc.AbstractIncomingMessage:
     declared = await channel.declare_queue(queue, passive=True)
-    for _ in range(int(within / 0.05)):
-        message = await declared.get(no_ack=True, fail=False)
-        if message is not None:
-            return message
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"nothing in {queue} within {within} s")
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = 10) -> None:
-    for _ in range(int(within / 0.05)):
-        if await condition():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"not true within {within} s")
+    return await eventually(
+        lambda: declared.get(no_ack=True, fail=False), within=within, what=f"a message in {queue}"
+    )
 
 
 def envelope(**changes: Any) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid4()),
-        "event_name": THING_MADE.name,
-        "event_version": "1.0",
-        "occurred_at": "2026-01-02T03:04:05Z",
-        "correlation_id": str(uuid4()),
-        "causation_id": None,
-        "payload": {"thing_id": str(uuid4()), "quantity": 3},
-        "metadata": {"service": "elsewhere", "user_id": None, "trace_id": None},
-        **changes,
-    }
+    thing = {"thing_id": str(uuid4()), "quantity": 3}
+    return event_envelope(THING_MADE.name, thing, service="elsewhere", **changes)
 
 
 async def send(
@@ -379,7 +348,7 @@ async def test_subscriber_receives_and_acks_after_returning(
     await bus.publish(
         "msgdemo.events", "msgdemo.thing.made", b"hello", message_id="m-1", headers={"a": "b"}
     )
-    await eventually(lambda: _true(len(received) == 1))
+    await eventually(lambda: len(received) == 1)
     message = received[0]
     assert (message.body, message.message_id, message.headers) == (b"hello", "m-1", {"a": "b"})
     assert (message.exchange, message.routing_key, message.queue) == (
@@ -388,7 +357,7 @@ async def test_subscriber_receives_and_acks_after_returning(
         "msgdemo.queue",
     )
     assert not message.redelivered
-    await eventually(lambda: _true(message.settlement is Settlement.ACK))
+    await eventually(lambda: message.settlement is Settlement.ACK)
     await bus.stop()  # an unacknowledged message would now be back in the queue
     assert await anything_in(raw_channel, "msgdemo.queue") is None
 
@@ -403,7 +372,7 @@ async def test_a_raising_subscriber_gets_the_message_again(bus: RabbitBus) -> No
 
     await bus.subscribe(QUEUE, handler)
     await bus.publish("msgdemo.events", "msgdemo.thing.made", b"again")
-    await eventually(lambda: _true(deliveries == [False, True]))
+    await eventually(lambda: deliveries == [False, True])
 
 
 async def anything_in(
@@ -411,10 +380,6 @@ async def anything_in(
 ) -> aio_pika.abc.AbstractIncomingMessage | None:
     declared = await channel.declare_queue(queue, passive=True)
     return await declared.get(no_ack=True, fail=False)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 # ---------------------------------------------------------------- the consumer wrapper
@@ -523,9 +488,9 @@ async def test_a_duplicate_event_is_handled_once(ctx: ServiceContext, database: 
     event = envelope()
     handled, duplicates = outcomes()
     await asyncio.gather(*(send(ctx.bus, event) for _ in range(3)))  # concurrent copies
-    await eventually(lambda: _true(sum(outcomes()) == handled + duplicates + 3))
+    await eventually(lambda: sum(outcomes()) == handled + duplicates + 3)
     await send(ctx.bus, event)  # and once more, later
-    await eventually(lambda: _true(sum(outcomes()) == handled + duplicates + 4))
+    await eventually(lambda: sum(outcomes()) == handled + duplicates + 4)
 
     assert outcomes() == (handled + 1, duplicates + 3)
     async with database.session() as session:
@@ -566,14 +531,10 @@ async def test_an_emitted_event_continues_the_conversation(
             )
             return [json.loads(body) for (body,) in rows]
 
-    await eventually(lambda: _nonempty(emitted()))
+    await eventually(emitted)
     [caused] = await emitted()
     assert caused["causation_id"] == event["event_id"]
     assert caused["correlation_id"] == event["correlation_id"]
-
-
-async def _nonempty(rows: Awaitable[list[Any]]) -> bool:
-    return bool(await rows)
 
 
 # ---------------------------------------------------------------- dlq list / show / replay
@@ -617,14 +578,14 @@ async def test_dlq_list_show_replay_round_trip(ctx: ServiceContext, amqp_vhost: 
 
     refuse = False
     assert await dlq.replay_from(ctx.bus, "msgdemo.dlq", events[2]["event_id"]) == 1
-    await eventually(lambda: _true(handled == [events[2]["event_id"]]))
+    await eventually(lambda: handled == [events[2]["event_id"]])
     remaining = await dlq.peek(ctx.bus, "msgdemo.dlq")
     assert sorted(str(letter.message_id) for letter in remaining) == sorted(
         event["event_id"] for event in events[:2]
     )
 
     assert await dlq.replay_from(ctx.bus, "msgdemo.dlq", dlq.ALL) == 2
-    await eventually(lambda: _true(sorted(handled) == sorted(e["event_id"] for e in events)))
+    await eventually(lambda: sorted(handled) == sorted(e["event_id"] for e in events))
     await eventually(lambda: _depth_is(ctx, "msgdemo.dlq", 0))
 
 

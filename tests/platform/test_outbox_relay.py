@@ -12,17 +12,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import aio_pika
-import httpx
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import delete, select
-from sqlmodel import col
+from sqlalchemy import delete
 
 from services.platform.core.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec, Topology
 from services.platform.core.settings import Settings
 from services.platform.messaging.bus import PublishError, RabbitBus
-from services.platform.persistence.db import Database, prepare_database
-from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.persistence.db import Database
 from services.platform.persistence.tables import OutboxMessage
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.consumers import start_consumers
@@ -30,6 +27,8 @@ from services.platform.runtime.relay import OUTBOX_LAG, OUTBOX_PENDING, OutboxRe
 from services.platform.runtime.service import ServiceContext
 from tests.platform.kit_service import DEFINITION as KIT_DEFINITION
 from tests.platform.kit_service import KitEnvelope
+from tests.support.contexts import emit, migrated_database, outbox_rows, service_context
+from tests.support.polling import eventually
 from tests.support.processes import broker_stopped
 
 pytestmark = pytest.mark.integration
@@ -76,10 +75,8 @@ def settings(service_settings: Callable[[str], Settings]) -> Settings:
 
 @pytest.fixture(scope="module")
 async def database(settings: Settings) -> AsyncIterator[Database]:
-    await prepare_database(DEFINITION.migrations, settings.database_url)
-    database = Database(settings)
-    yield database
-    await database.dispose()
+    async with migrated_database(DEFINITION, settings) as database:
+        yield database
 
 
 @pytest.fixture
@@ -94,33 +91,13 @@ async def ctx(settings: Settings, database: Database) -> AsyncIterator[ServiceCo
     async with connection:
         channel = await connection.channel()
         await (await channel.declare_queue(QUEUE.name, passive=True)).purge()
-    redis = connect_redis(settings)
-    async with httpx.AsyncClient() as http:
-        yield ServiceContext(
-            definition=DEFINITION,
-            settings=settings,
-            database=database,
-            redis=redis,
-            keys=Keys(settings.redis_prefix),
-            bus=bus,
-            http=http,
-        )
-    await redis.aclose()
+    async with service_context(DEFINITION, settings, bus=bus, database=database) as ctx:
+        yield ctx
     await bus.stop()
 
 
-async def emit(ctx: ServiceContext, numbers: range) -> list[str]:
-    async with ctx.unit_of_work() as uow:
-        for number in numbers:
-            uow.emit(PARCEL_SENT, Parcel(number=number))
-        await uow.commit()
-    return [envelope["event_id"] for envelope in uow.emitted]
-
-
-async def outbox(ctx: ServiceContext) -> list[OutboxMessage]:
-    async with ctx.database.session() as session:
-        statement = select(OutboxMessage).order_by(col(OutboxMessage.id))
-        return list((await session.execute(statement)).scalars().all())
+def parcels(numbers: range) -> list[tuple[EventSpec, BaseModel]]:
+    return [(PARCEL_SENT, Parcel(number=number)) for number in numbers]
 
 
 async def drain(settings: Settings, expected: int, within: float = 20) -> list[Any]:
@@ -130,20 +107,20 @@ async def drain(settings: Settings, expected: int, within: float = 20) -> list[A
     connection = await aio_pika.connect(settings.amqp_url)
     async with connection:
         queue = await (await connection.channel()).declare_queue(QUEUE.name, passive=True)
-        for _ in range(int(within / 0.05)):
+
+        async def all_taken() -> bool:
             while (
                 len(taken) < expected
                 and (message := await queue.get(no_ack=True, fail=False)) is not None
             ):
                 taken.append(message)
-            if len(taken) >= expected:
-                break
-            await asyncio.sleep(0.05)
+            return len(taken) >= expected
+
+        await eventually(all_taken, within=within, every=0.05, what=f"{expected} messages")
         # Anything beyond the expected count would be a duplicate.
         await asyncio.sleep(0.2)
         extra = await queue.get(no_ack=True, fail=False)
     assert extra is None, f"unexpected extra message {extra.message_id if extra else ''}"
-    assert len(taken) == expected, f"{len(taken)} of {expected} messages arrived"
     return taken
 
 
@@ -154,13 +131,13 @@ def gauge(metric: Any) -> float:
 async def test_relay_publishes_committed_rows_in_order_and_marks_them(
     ctx: ServiceContext, settings: Settings
 ) -> None:
-    event_ids = await emit(ctx, range(5))
+    event_ids = await emit(ctx, parcels(range(5)))
     relay = OutboxRelay(ctx, topology=TOPOLOGY)
 
     assert await relay.relay_once() == 5
     assert await relay.relay_once() == 0
 
-    rows = await outbox(ctx)
+    rows = await outbox_rows(ctx)
     assert all(row.published_at is not None for row in rows)
     assert all(row.attempts == 0 for row in rows)
     messages = await drain(settings, 5)
@@ -178,7 +155,7 @@ async def test_relay_publishes_committed_rows_in_order_and_marks_them(
 async def test_competing_relays_publish_each_row_once(
     ctx: ServiceContext, settings: Settings, database: Database
 ) -> None:
-    event_ids = await emit(ctx, range(60))
+    event_ids = await emit(ctx, parcels(range(60)))
     other = dataclasses.replace(ctx, outbox_signal=asyncio.Event())  # a second process
     relays = [
         OutboxRelay(ctx, batch_size=7, topology=TOPOLOGY),
@@ -218,42 +195,31 @@ async def test_rows_committed_while_rabbitmq_is_down_arrive_after_it_returns(
     relay = OutboxRelay(ctx, poll_interval=0.2, max_backoff=1.0, topology=TOPOLOGY)
     task = asyncio.create_task(relay.run())
     try:
-        await emit(ctx, range(1))
-        await _eventually(lambda: handled == [0])
+        await emit(ctx, parcels(range(1)))
+        await eventually(lambda: handled == [0])
 
         async with broker_stopped():
-            [event_id] = await emit(ctx, range(1, 2))  # committed with its outbox row
-            await _eventually(lambda: _failed_attempts(ctx, event_id), within=20)
-            [row] = [row for row in await outbox(ctx) if str(row.event_id) == event_id]
+            [event_id] = await emit(ctx, parcels(range(1, 2)))  # committed with its outbox row
+            await eventually(lambda: _failed_attempts(ctx, event_id), within=20)
+            [row] = [row for row in await outbox_rows(ctx) if str(row.event_id) == event_id]
             assert row.published_at is None
             assert row.last_error is not None
 
         # The relay retries, the robust connection comes back, the consumer gets it.
-        await _eventually(lambda: handled == [0, 1], within=60)
-        await _eventually(lambda: _all_published(ctx), within=10)
+        await eventually(lambda: handled == [0, 1], within=60)
+        await eventually(lambda: _all_published(ctx), within=10)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
 
-async def _eventually(condition: Callable[[], Any], within: float = 10) -> None:
-    for _ in range(int(within / 0.1)):
-        result = condition()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not true within {within} s")
-
-
 async def _failed_attempts(ctx: ServiceContext, event_id: str) -> bool:
-    return any(str(row.event_id) == event_id and row.attempts > 0 for row in await outbox(ctx))
+    return any(str(row.event_id) == event_id and row.attempts > 0 for row in await outbox_rows(ctx))
 
 
 async def _all_published(ctx: ServiceContext) -> bool:
-    return all(row.published_at is not None for row in await outbox(ctx))
+    return all(row.published_at is not None for row in await outbox_rows(ctx))
 
 
 async def test_a_publish_error_keeps_the_row_with_its_error_and_counts_it_pending(
@@ -268,7 +234,7 @@ async def test_a_publish_error_keeps_the_row_with_its_error_and_counts_it_pendin
     with pytest.raises(PublishError):
         await OutboxRelay(ctx, topology=TOPOLOGY).relay_once()
 
-    failed, behind = await outbox(ctx)
+    failed, behind = await outbox_rows(ctx)
     assert failed.published_at is None
     assert failed.attempts == 1
     assert failed.last_error is not None

@@ -18,10 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from services.platform.core.contracts import EventSpec
-from services.platform.core.settings import Settings
 from services.platform.persistence.db import Database
 from services.platform.persistence.tables import InboxMessage, OutboxMessage, kit_metadata
 from services.platform.persistence.uow import AFTER_COMMIT_FAILURES, AfterCommit, UnitOfWork
+from tests.support.embedded import embedded_settings
 
 SERVICE = "uowdemo"
 
@@ -42,20 +42,7 @@ NOTED = EventSpec(
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    settings = Settings(
-        service=SERVICE,
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'uow.db'}",
-        read_database_url=None,
-        amqp_url=None,
-        redis_url=None,
-        redis_prefix="unit:",
-        auth_url="http://127.0.0.1:1",
-        port=8099,
-        retry_delays=(0.0,),
-        log_level="INFO",
-        embedded=True,
-    )
-    database = Database(settings)
+    database = Database(embedded_settings(SERVICE, tmp_path))
     async with database.engine.begin() as connection:
         await connection.run_sync(kit_metadata.create_all)
     yield database

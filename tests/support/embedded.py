@@ -12,8 +12,6 @@ real one on a real, throwaway database).
 
 The `embedded` fixture gives each test a broker and a Redis of its own (the process-wide ones
 of embedded mode are swapped for fresh ones) and its own data directory (`tmp_path`).
-`service_context` puts a context together by hand, for kit tests that drive one part (the
-relay, the consumers) without `run_service` starting the rest.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import asyncio
 import dataclasses
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,14 +28,11 @@ from typing import Any, Protocol
 import fakeredis
 import httpx
 import pytest
-from redis.asyncio import Redis
 
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging import bus as bus_module
-from services.platform.messaging.bus import MessageBus
 from services.platform.persistence import redis as redis_module
-from services.platform.persistence.db import Database, prepare_database
-from services.platform.persistence.redis import Keys, connect_redis
+from services.platform.persistence.db import prepare_database
 from services.platform.runtime.app import create_app
 from services.platform.runtime.runner import run_service
 from services.platform.runtime.service import ServiceContext, ServiceDefinition
@@ -136,37 +131,6 @@ def fresh_embedded_servers(monkeypatch: pytest.MonkeyPatch) -> None:
     each per process, shared by its services as `erp up` shares them)."""
     monkeypatch.setattr(bus_module, "_routers", {})
     monkeypatch.setattr(redis_module, "_EMBEDDED_SERVER", fakeredis.FakeServer())
-
-
-@asynccontextmanager
-async def service_context(
-    definition: ServiceDefinition,
-    settings: Settings,
-    *,
-    bus: MessageBus,
-    database: Database | None = None,
-    redis: Redis | None = None,
-) -> AsyncIterator[ServiceContext]:
-    """A context put together by hand on the caller's bus (which it starts and stops) and
-    database (else one of `settings`, disposed of at the end); Redis is `settings`' (closed at
-    the end) unless given."""
-    async with AsyncExitStack() as stack:
-        if database is None:
-            database = Database(settings)
-            stack.push_async_callback(database.dispose)
-        if redis is None:
-            redis = connect_redis(settings)
-            stack.push_async_callback(redis.aclose)
-        http = await stack.enter_async_context(httpx.AsyncClient())
-        yield ServiceContext(
-            definition=definition,
-            settings=settings,
-            database=database,
-            redis=redis,
-            keys=Keys(settings.redis_prefix),
-            bus=bus,
-            http=http,
-        )
 
 
 ASGIApp = Callable[

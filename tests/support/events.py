@@ -43,13 +43,15 @@ def assert_conforms(body: bytes) -> dict[str, Any]:
 def envelope(
     event_name: str,
     payload: Mapping[str, Any],
+    /,
     *,
     service: str | None = None,
     correlation_id: str | None = None,
     **changes: Any,
 ) -> dict[str, Any]:
     """A whole envelope of `event_name` as its producer (`service`, by default the event's
-    prefix) publishes it: a new event_id, now, a conversation of its own unless given."""
+    prefix) publishes it: a new event_id, now, a conversation of its own unless given; any
+    other member can be given (`changes`)."""
     return {
         "event_id": str(uuid4()),
         "event_name": event_name,
