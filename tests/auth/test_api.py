@@ -18,9 +18,6 @@ from typing import Any, TypeVar
 
 import jwt
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
@@ -29,14 +26,13 @@ from services.auth.service import definition
 from services.auth.tables import metadata
 from services.auth.usecases import SIGNING_KEYS
 from services.platform.core.settings import Settings
-from services.platform.persistence.alembic_env import target_metadata
-from services.platform.persistence.db import alembic_config
 from services.platform.runtime.service import ServiceContext, current_context
 from tests.support.accounts import PASSWORD, Account
 from tests.support.events import assert_conforms
 from tests.support.http import Api, new_ip, unique_email
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
+from tests.support.schema import assert_migrations_match
 
 pytestmark = pytest.mark.integration
 
@@ -100,13 +96,7 @@ def count_outbox(engine: Engine, event_name: str, email: str) -> int:
 def test_migrations_match_the_tables_on_postgresql_and_sqlite(
     engine: Engine, tmp_path: Path
 ) -> None:
-    sqlite_url = f"sqlite:///{tmp_path / 'auth.db'}"
-    command.upgrade(alembic_config(MIGRATIONS, sqlite_url), "head")
-    for database in (engine, create_engine(sqlite_url)):
-        with database.connect() as connection:
-            migration = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(migration, target_metadata(metadata)) == []
-    command.downgrade(alembic_config(MIGRATIONS, sqlite_url), "base")
+    assert_migrations_match(MIGRATIONS, metadata, engine, tmp_path)
 
 
 # --- sessions -------------------------------------------------------------------------------

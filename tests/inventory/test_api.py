@@ -14,23 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from services.inventory.service import definition
 from services.inventory.tables import metadata
 from services.platform.core.settings import Settings, load_settings
-from services.platform.persistence.alembic_env import target_metadata
-from services.platform.persistence.db import alembic_config
 from services.platform.runtime.app import create_app
 from tests.support.accounts import PASSWORD
 from tests.support.events import assert_conforms
 from tests.support.http import Api, unique_email
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
+from tests.support.schema import assert_migrations_match
 
 pytestmark = pytest.mark.integration
 
@@ -112,13 +108,7 @@ def new_product(api: Api, **fields: Any) -> dict[str, Any]:
 def test_migrations_match_the_tables_on_postgresql_and_sqlite(
     engine: Engine, tmp_path: Path
 ) -> None:
-    sqlite_url = f"sqlite:///{tmp_path / 'inventory.db'}"
-    command.upgrade(alembic_config(MIGRATIONS, sqlite_url), "head")
-    for database in (engine, create_engine(sqlite_url)):
-        with database.connect() as connection:
-            migration = MigrationContext.configure(connection, opts={"compare_type": True})
-            assert compare_metadata(migration, target_metadata(metadata)) == []
-    command.downgrade(alembic_config(MIGRATIONS, sqlite_url), "base")
+    assert_migrations_match(MIGRATIONS, metadata, engine, tmp_path)
 
 
 # --- security -------------------------------------------------------------------------------

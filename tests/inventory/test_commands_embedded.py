@@ -18,7 +18,7 @@ from services.inventory.usecases import Caller
 from services.platform.core.problems import Problem
 from services.platform.persistence.tables import OutboxMessage
 from services.platform.runtime.service import ServiceContext
-from tests.support.embedded import EmbeddedService, StartEmbedded
+from tests.support.embedded import StartEmbedded
 from tests.support.events import assert_conforms
 from tests.support.orders import order_created
 from tests.support.polling import eventually
@@ -54,8 +54,17 @@ def target(product: Product) -> StockTarget:
     return StockTarget(product_id=str(product.id), warehouse_id=None, reference=None)
 
 
-async def inventory(embedded: StartEmbedded, **options: Any) -> EmbeddedService:
-    return await embedded(definition, **options)
+@pytest.fixture
+async def ctx(embedded: StartEmbedded) -> ServiceContext:
+    """Inventory, running embedded until the test ends."""
+    return (await embedded(definition)).ctx
+
+
+async def new_product(ctx: ServiceContext, sku: str) -> Product:
+    async with ctx.unit_of_work() as uow:
+        product = await usecases.create_product(ctx, uow, sku=sku, **WIDGET)
+        await uow.commit()
+    return product
 
 
 async def outbox(ctx: ServiceContext, event_name: str) -> list[dict[str, Any]]:
@@ -80,12 +89,11 @@ async def movements(ctx: ServiceContext, product_id: UUID) -> list[tuple[str, in
 
 
 async def test_receive_then_adjust_writes_the_movements_and_a_low_stock_alert(
-    embedded: StartEmbedded,
+    ctx: ServiceContext,
 ) -> None:
-    ctx = (await inventory(embedded)).ctx
+    product = await new_product(ctx, "EMB-1")
+    stock = target(product)
     async with ctx.unit_of_work() as uow:
-        product = await usecases.create_product(ctx, uow, sku="EMB-1", **WIDGET)
-        stock = target(product)
         await usecases.receive_stock(uow, Caller(), quantity=30, reason="purchase 1", **stock)
         await usecases.adjust_stock(
             uow, Caller(), quantity=-25, reason="cycle count", min_quantity=6, **stock
@@ -100,11 +108,8 @@ async def test_receive_then_adjust_writes_the_movements_and_a_low_stock_alert(
     assert (alert["payload"]["available"], alert["payload"]["min_quantity"]) == (5, 6)
 
 
-async def test_a_command_that_breaks_a_rule_writes_nothing(embedded: StartEmbedded) -> None:
-    ctx = (await inventory(embedded)).ctx
-    async with ctx.unit_of_work() as uow:
-        product = await usecases.create_product(ctx, uow, sku="EMB-2", **WIDGET)
-        await uow.commit()
+async def test_a_command_that_breaks_a_rule_writes_nothing(ctx: ServiceContext) -> None:
+    product = await new_product(ctx, "EMB-2")
     stock = target(product)
     async with ctx.unit_of_work() as uow:
         with pytest.raises(Problem) as refused:
@@ -116,12 +121,9 @@ async def test_a_command_that_breaks_a_rule_writes_nothing(embedded: StartEmbedd
 
 
 async def test_an_order_that_cannot_be_reserved_records_the_failure_and_says_so(
-    embedded: StartEmbedded,
+    ctx: ServiceContext,
 ) -> None:
-    ctx = (await inventory(embedded)).ctx
-    async with ctx.unit_of_work() as uow:
-        product = await usecases.create_product(ctx, uow, sku="EMB-3", **WIDGET)
-        await uow.commit()
+    product = await new_product(ctx, "EMB-3")
     order = order_created([(product, 2)])  # nothing in stock
     await ctx.bus.publish(
         "sales.events",
@@ -144,11 +146,9 @@ async def test_an_order_that_cannot_be_reserved_records_the_failure_and_says_so(
 
 
 async def test_the_api_serves_what_the_commands_wrote(embedded: StartEmbedded) -> None:
-    service = await inventory(embedded, http=True)
+    service = await embedded(definition, http=True)
     ctx = service.ctx
-    async with ctx.unit_of_work() as uow:
-        product = await usecases.create_product(ctx, uow, sku="EMB-4", **WIDGET)
-        await uow.commit()
+    product = await new_product(ctx, "EMB-4")
 
     listed = await service.http.get("/api/v1/products", params={"search": "Widget"})
     assert listed.status_code == 200, listed.text

@@ -50,6 +50,7 @@ from services.platform.runtime.service import ServiceContext, ServiceDefinition
 from tests.support.contexts import emit, outbox_rows, service_context
 from tests.support.embedded import embedded_settings
 from tests.support.events import envelope as event_envelope
+from tests.support.events import event_spec, queue_spec
 from tests.support.polling import eventually
 
 SERVICE = "unitdemo"
@@ -60,17 +61,8 @@ class Thing(BaseModel):
     quantity: int = Field(ge=1)
 
 
-THING_MADE = EventSpec(
-    name="unitdemo.thing.made",
-    version="1.0",
-    exchange="unitdemo.events",
-    routing_key="unitdemo.thing.made",
-    producer=SERVICE,
-    payload_model=Thing,
-)
-THING_LOST = dataclasses.replace(
-    THING_MADE, name="unitdemo.thing.lost", routing_key="unitdemo.thing.lost"
-)
+THING_MADE = event_spec("unitdemo.thing.made", Thing)
+THING_LOST = event_spec("unitdemo.thing.lost", Thing)
 EVENTS = {spec.name: spec for spec in (THING_MADE, THING_LOST)}
 
 
@@ -100,27 +92,12 @@ class ThingEnvelope(BaseModel):
 ENVELOPES: dict[str, type[BaseModel]] = {name: ThingEnvelope for name in EVENTS}
 
 
-def queue_spec(
+def unitdemo_queue(
     name: str = "unitdemo.queue",
     bindings: tuple[Binding, ...] = (Binding("unitdemo.events", "unitdemo.thing.*"),),
     **arguments: Any,
 ) -> QueueSpec:
-    service = name.split(".")[0]
-    return QueueSpec(
-        name=name,
-        service=service,
-        arguments={
-            "x-queue-type": "quorum",
-            "x-dead-letter-exchange": "dlx",
-            "x-dead-letter-routing-key": f"{service}.dlq",
-            **arguments,
-        },
-        bindings=bindings,
-        dead_letter_exchange="dlx",
-        dead_letter_queue=f"{service}.dlq",
-        dead_letter_routing_key=f"{service}.dlq",
-        consumes=tuple(EVENTS),
-    )
+    return queue_spec(name, bindings, EVENTS, **arguments)
 
 
 TOPOLOGY = Topology(
@@ -130,13 +107,13 @@ TOPOLOGY = Topology(
         ExchangeSpec("dlx", "direct"),
     ),
     queues=(
-        queue_spec(),
-        queue_spec(
+        unitdemo_queue(),
+        unitdemo_queue(
             "watcher.queue",
             (Binding("unitdemo.events", "#"), Binding("other.events", "other.#")),
             **{"x-delivery-limit": 2},
         ),
-        queue_spec(
+        unitdemo_queue(
             "urgent.queue",
             (Binding("other.events", "other.urgent.*"),),
             **{"x-queue-type": "classic", "x-max-priority": 10},
@@ -238,7 +215,7 @@ async def test_a_queue_bound_twice_gets_one_copy(bus: InProcessBus) -> None:
         Topology(
             TOPOLOGY.exchanges,
             (
-                queue_spec(
+                unitdemo_queue(
                     bindings=(
                         Binding("unitdemo.events", "#"),
                         Binding("unitdemo.events", "*.thing.*"),

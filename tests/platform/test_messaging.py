@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from sqlmodel import col
 
 from generated.topology import TOPOLOGY as GENERATED_TOPOLOGY
-from services.platform.core.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec, Topology
+from services.platform.core.contracts import Binding, ExchangeSpec, QueueSpec, Topology
 from services.platform.core.settings import Settings
 from services.platform.messaging import dlq
 from services.platform.messaging.bus import (
@@ -44,6 +44,7 @@ from tests.platform.kit_service import DEFINITION as KIT_DEFINITION
 from tests.platform.kit_service import KitEnvelope
 from tests.support.contexts import migrated_database, service_context
 from tests.support.events import envelope as event_envelope
+from tests.support.events import event_spec, queue_spec
 from tests.support.polling import eventually
 from tests.support.processes import RABBITMQCTL
 
@@ -58,33 +59,13 @@ class Thing(BaseModel):
     quantity: int = Field(ge=1)
 
 
-THING_MADE = EventSpec(
-    name="msgdemo.thing.made",
-    version="1.0",
-    exchange="msgdemo.events",
-    routing_key="msgdemo.thing.made",
-    producer=SERVICE,
-    payload_model=Thing,
-)
+THING_MADE = event_spec("msgdemo.thing.made", Thing)
 EVENTS = {THING_MADE.name: THING_MADE}
 ENVELOPES: dict[str, type[BaseModel]] = {THING_MADE.name: KitEnvelope[Thing]}
 
 
 def _queue(name: str, pattern: str, **arguments: Any) -> QueueSpec:
-    return QueueSpec(
-        name=name,
-        service=SERVICE if name == "msgdemo.queue" else name.split(".")[0],
-        arguments={
-            "x-dead-letter-exchange": "dlx",
-            "x-dead-letter-routing-key": f"{name.split('.')[0]}.dlq",
-            **arguments,
-        },
-        bindings=(Binding("msgdemo.events", pattern),),
-        dead_letter_exchange="dlx",
-        dead_letter_queue=f"{name.split('.')[0]}.dlq",
-        dead_letter_routing_key=f"{name.split('.')[0]}.dlq",
-        consumes=(THING_MADE.name,),
-    )
+    return queue_spec(name, [Binding("msgdemo.events", pattern)], [THING_MADE.name], **arguments)
 
 
 TOPOLOGY = Topology(

@@ -16,7 +16,7 @@ import pytest
 from pydantic import BaseModel
 from sqlalchemy import delete
 
-from services.platform.core.contracts import Binding, EventSpec, ExchangeSpec, QueueSpec, Topology
+from services.platform.core.contracts import Binding, EventSpec, ExchangeSpec, Topology
 from services.platform.core.settings import Settings
 from services.platform.messaging.bus import PublishError, RabbitBus
 from services.platform.persistence.db import Database
@@ -28,6 +28,7 @@ from services.platform.runtime.service import ServiceContext
 from tests.platform.kit_service import DEFINITION as KIT_DEFINITION
 from tests.platform.kit_service import KitEnvelope
 from tests.support.contexts import emit, migrated_database, outbox_rows, service_context
+from tests.support.events import event_spec, queue_spec
 from tests.support.polling import eventually
 from tests.support.processes import broker_stopped
 
@@ -41,27 +42,9 @@ class Parcel(BaseModel):
     number: int
 
 
-PARCEL_SENT = EventSpec(
-    name="relaydemo.parcel.sent",
-    version="1.0",
-    exchange="relaydemo.events",
-    routing_key="relaydemo.parcel.sent",
-    producer=SERVICE,
-    payload_model=Parcel,
-)
-QUEUE = QueueSpec(
-    name="relaydemo.queue",
-    service=SERVICE,
-    arguments={
-        "x-queue-type": "quorum",
-        "x-dead-letter-exchange": "dlx",
-        "x-dead-letter-routing-key": "relaydemo.dlq",
-    },
-    bindings=(Binding("relaydemo.events", "relaydemo.#"),),
-    dead_letter_exchange="dlx",
-    dead_letter_queue="relaydemo.dlq",
-    dead_letter_routing_key="relaydemo.dlq",
-    consumes=(PARCEL_SENT.name,),
+PARCEL_SENT = event_spec("relaydemo.parcel.sent", Parcel)
+QUEUE = queue_spec(
+    "relaydemo.queue", [Binding("relaydemo.events", "relaydemo.#")], [PARCEL_SENT.name]
 )
 TOPOLOGY = Topology(
     (ExchangeSpec("relaydemo.events", "topic"), ExchangeSpec("dlx", "direct")), (QUEUE,)

@@ -17,11 +17,11 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from services.platform.core.contracts import EventSpec
 from services.platform.persistence.db import Database
 from services.platform.persistence.tables import InboxMessage, OutboxMessage, kit_metadata
 from services.platform.persistence.uow import AFTER_COMMIT_FAILURES, AfterCommit, UnitOfWork
 from tests.support.embedded import embedded_settings
+from tests.support.events import event_spec
 
 SERVICE = "uowdemo"
 
@@ -30,14 +30,7 @@ class Noted(BaseModel):
     n: int
 
 
-NOTED = EventSpec(
-    name="uowdemo.thing.noted",
-    version="1.0",
-    exchange="uowdemo.events",
-    routing_key="uowdemo.thing.noted",
-    producer=SERVICE,
-    payload_model=Noted,
-)
+NOTED = event_spec("uowdemo.thing.noted", Noted)
 
 
 @pytest.fixture

@@ -1,10 +1,12 @@
 """Messages as the AsyncAPI document has them: check one off the wire against it (the contract,
-not our models), or make one as a producer would."""
+not our models), or make one as a producer would; and made-up events and queues named the way
+the document names them, for the kit's tests."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -13,6 +15,9 @@ from uuid import uuid4
 
 import yaml
 from jsonschema import Draft7Validator
+from pydantic import BaseModel
+
+from services.platform.core.contracts import Binding, EventSpec, QueueSpec
 
 ASYNCAPI = Path(__file__).resolve().parents[2] / "specs" / "asyncapi" / "erp.yaml"
 
@@ -67,3 +72,41 @@ def envelope(
         },
         **changes,
     }
+
+
+def event_spec(name: str, payload_model: type[BaseModel], **options: Any) -> EventSpec:
+    """`<service>.<entity>.<happened>`, produced by `<service>` on its exchange
+    `<service>.events` with the name as routing key; `options` set the other fields."""
+    producer = name.split(".")[0]
+    spec = EventSpec(
+        name=name,
+        version="1.0",
+        exchange=f"{producer}.events",
+        routing_key=name,
+        producer=producer,
+        payload_model=payload_model,
+    )
+    return dataclasses.replace(spec, **options)
+
+
+def queue_spec(
+    name: str, bindings: Iterable[Binding], consumes: Iterable[str], **arguments: Any
+) -> QueueSpec:
+    """`<service>.queue`-like: dead letters go to `<service>.dlq` through `dlx`; a quorum queue
+    unless `arguments` say otherwise."""
+    service = name.split(".")[0]
+    return QueueSpec(
+        name=name,
+        service=service,
+        arguments={
+            "x-queue-type": "quorum",
+            "x-dead-letter-exchange": "dlx",
+            "x-dead-letter-routing-key": f"{service}.dlq",
+            **arguments,
+        },
+        bindings=tuple(bindings),
+        dead_letter_exchange="dlx",
+        dead_letter_queue=f"{service}.dlq",
+        dead_letter_routing_key=f"{service}.dlq",
+        consumes=tuple(consumes),
+    )
