@@ -11,7 +11,6 @@ from datetime import datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
-import httpx
 import psycopg
 import pytest
 from alembic import command
@@ -40,7 +39,7 @@ from services.platform.persistence.db import (
     prepare_database,
 )
 from services.platform.persistence.pagination import Page, paginate
-from services.platform.persistence.redis import JsonCache, Keys, connect_redis
+from services.platform.persistence.redis import JsonCache, Keys
 from services.platform.persistence.tables import IdempotentRequest, OutboxMessage
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime.ratelimit import rate_limit
@@ -54,6 +53,7 @@ from tests.platform.kit_service import (
     WidgetCreated,
 )
 from tests.support.contexts import migrated_database, service_context
+from tests.support.embedded import embedded_settings
 
 pytestmark = pytest.mark.integration
 
@@ -534,22 +534,14 @@ async def test_bad_key_is_400_and_no_key_just_runs(ctx: ServiceContext) -> None:
     assert await _count_widgets(ctx, name) == 1
 
 
-async def test_inbox_and_idempotency_on_sqlite(settings: Settings, tmp_path: Path) -> None:
+async def test_inbox_and_idempotency_on_sqlite(tmp_path: Path) -> None:
     """Embedded mode: the same semantics on SQLite (ON CONFLICT, rowcounts, naive timestamps)."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'kitdemo.db'}"
-    await prepare_database(DEFINITION.migrations, url)
-    embedded = replace(settings, database_url=url, redis_url=None)
-    database = Database(embedded)
-    lite = ServiceContext(
-        definition=DEFINITION,
-        settings=embedded,
-        database=database,
-        redis=connect_redis(embedded),
-        keys=Keys("test:"),
-        bus=InProcessBus(InProcessRouter(Topology((), ())), service=DEFINITION.name),
-        http=httpx.AsyncClient(),
-    )
-    try:
+    embedded = embedded_settings(DEFINITION.name, tmp_path)
+    bus = InProcessBus(InProcessRouter(Topology((), ())), service=DEFINITION.name)
+    async with (
+        migrated_database(DEFINITION, embedded) as database,
+        service_context(DEFINITION, embedded, bus=bus, database=database) as lite,
+    ):
         event_id = uuid4()
         async with lite.unit_of_work() as uow:
             assert await uow.mark_handled("kitdemo", event_id)
@@ -572,10 +564,6 @@ async def test_inbox_and_idempotency_on_sqlite(settings: Settings, tmp_path: Pat
                 lite, operation_id="create_widget", key=key, body={}, run=_create_widget("lite-3")
             )
         assert raised.value.status == 422
-    finally:
-        await lite.http.aclose()
-        await lite.redis.aclose()
-        await database.dispose()
 
 
 # --------------------------------------------------------------------------- Redis
