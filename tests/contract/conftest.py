@@ -1,56 +1,41 @@
-"""What the HTTP contract tests share: the platform running as real processes in databases and
-Redis keys of their own, a super-admin, and one way to run Schemathesis over a service."""
+"""What the HTTP contract tests share: the platform running as real processes (the harness's
+`auth_service`, `inventory_service`, `admin_token`) in databases and Redis keys of their own,
+and one way to run Schemathesis over a service."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import httpx
 import pytest
 
-from tests.processes import ERP, ROOT, ServiceProcess, erp
+from tests.support.processes import ERP, ROOT, ServiceProcess
 
-ADMIN_EMAIL = "contract-admin@example.com"
-ADMIN_PASSWORD = "Sup3r-secret-pass"
 MAX_EXAMPLES = os.environ.get("ERP_SCHEMATHESIS_MAX_EXAMPLES", "25")
 REPORTS = ROOT / ".schemathesis"  # reports and service logs, kept for reading after a failure
 
 
 @pytest.fixture(scope="module")
-def contract_env(
+def module_env(
     request: pytest.FixtureRequest, scoped_env: Callable[[str], Mapping[str, str]]
 ) -> Mapping[str, str]:
     # Schemathesis edits roles, deactivates users and trips rate limits: each contract module
     # gets databases and keys of its own, so one run never changes what another sees.
     module = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
-    env = scoped_env(f"contract_{module.removesuffix('_http')}")
-    erp("users", "create-admin", ADMIN_EMAIL, "--password", ADMIN_PASSWORD, env=env)
-    return env
+    return scoped_env(f"contract_{module.removesuffix('_http')}")
 
 
 @pytest.fixture(scope="module")
-def auth_service(contract_env: Mapping[str, str]) -> Iterator[ServiceProcess]:
+def service_logs() -> Path:
     REPORTS.mkdir(exist_ok=True)
-    service = ServiceProcess("auth", contract_env, REPORTS).start()
-    try:
-        yield service
-    finally:
-        service.stop()
+    return REPORTS
 
 
 @pytest.fixture(scope="module")
-def admin_token(auth_service: ServiceProcess) -> str:
-    login = httpx.post(
-        f"{auth_service.url}/api/v1/auth/login",
-        json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
-        timeout=10,
-    )
-    assert login.status_code == 200, login.text
-    token: str = login.json()["tokens"]["access_token"]
-    return token
+def auth_url(auth_service: ServiceProcess) -> str:
+    return auth_service.url
 
 
 def run_schemathesis(service: ServiceProcess, *headers: str) -> None:

@@ -6,30 +6,24 @@ past its security (a bearer token would be blacklisted by the run's own calls to
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from tests.contract.conftest import run_schemathesis
-from tests.processes import ServiceProcess
+from tests.support.http import Api
+from tests.support.processes import ServiceProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.contract]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def partner_key(auth_service: ServiceProcess, admin_token: str) -> str:
-    headers = {"Authorization": f"Bearer {admin_token}"}
-    with httpx.Client(base_url=auth_service.url, timeout=10, headers=headers) as client:
-        catalogue = client.get("/api/v1/permissions")
+    with Api(auth_service.url, admin_token) as auth:
+        catalogue = auth.get("/api/v1/permissions")
         assert catalogue.status_code == 200, catalogue.text
-        created = client.post(
-            "/api/v1/api-keys",
-            json={
-                "name": "schemathesis",
-                "permissions": [permission["slug"] for permission in catalogue.json()["data"]],
-            },
-        )
-        assert created.status_code == 201, created.text
-        key: str = created.json()["key"]
+        permissions = [permission["slug"] for permission in catalogue.json()["data"]]
+        key: str = auth.created(
+            "/api/v1/api-keys", {"name": "schemathesis", "permissions": permissions}
+        )["key"]
         return key
 
 

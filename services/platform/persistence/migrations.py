@@ -10,7 +10,7 @@
 
 Written out with `alembic.op` (not created from `kit_metadata`) so that a later change to
 `tables.py` needs a new migration, exactly like a service table. They work on PostgreSQL and on
-SQLite (embedded mode); `tests/integration/test_kit_data.py` checks that they match `tables.py`.
+SQLite (embedded mode); `tests/platform/test_kit_data.py` checks that they match `tables.py`.
 """
 
 from __future__ import annotations

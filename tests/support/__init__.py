@@ -1,0 +1,1 @@
+"""The one test harness: what tests of every service share (see plugin.py for the fixtures)."""
