@@ -223,10 +223,14 @@ class ServiceApp:
                 return self._render(endpoint, result)
 
             if idempotency_key is None:
+                # Committed before rendering: the row locks the write took are held only as
+                # long as the handler runs (rendering a response outside the contract is our
+                # bug, answered 500; the effect stands, as after a connection lost past commit).
                 async with ctx.unit_of_work() as uow:
-                    rendered = await effect(uow)
+                    result = await endpoint.handler(WriteCall(who, ctx, uow), **arguments)
                     await uow.commit()
-                return rendered
+                return self._render(endpoint, result)
+            # The response is stored with the effect, so it is rendered inside the transaction.
             return await idempotent(
                 ctx,
                 operation_id=operation.operation_id,
