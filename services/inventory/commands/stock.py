@@ -9,7 +9,7 @@ FOR UPDATE take it, as do the reservations' conditional UPDATEs; the CHECK const
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 from uuid import UUID
 
 from pydantic import MISSING
@@ -28,6 +28,7 @@ from services.inventory.tables import Movement, Product, Stock, Warehouse, metad
 from services.platform import (
     Caller,
     FieldError,
+    Problem,
     Sql,
     UnitOfWork,
     insert_ignoring_conflicts,
@@ -36,29 +37,48 @@ from services.platform import (
 
 _STOCK = metadata.tables["stock"]
 
-# --- receipts: the hot path, two statements -------------------------------------------------
+# --- receipts: the hot path ------------------------------------------------------------------
 
-# The stock row, created or increased, in one statement that also checks the product is live
-# and the warehouse exists (no row back: one of them is not; `_target` says which). The
-# conflict takes the row lock: concurrent receipts of one row add up, one after the other.
-_RECEIVE = """
+# Sixteen concurrent receipts of one product queue on its stock row's lock, so the lock must be
+# held as briefly as possible. On PostgreSQL a receipt is ONE statement — the stock row created
+# or increased (which also checks the product is live, the warehouse exists and the ceiling is
+# kept: no row back when not) and its `in` movement — sent with the COMMIT in one round trip
+# (`uow.commit_with`): the lock lives while the server runs them, never while this process gets
+# round to the next statement. SQLite (embedded mode) cannot put an INSERT in a WITH: there the
+# same two steps run one after the other in the kit's transaction.
+_UPSERT = """
 INSERT INTO stock AS s (product_id, warehouse_id, on_hand, reserved, min_quantity, updated_at)
 SELECT p.id, w.id, :quantity, 0, :min_quantity, :now
 FROM products p JOIN warehouses w ON {warehouse}
-WHERE p.id = :product_id AND p.deleted_at IS NULL
+WHERE p.id = :product_id AND p.deleted_at IS NULL AND :quantity <= :ceiling
 ON CONFLICT (product_id, warehouse_id) DO UPDATE
 SET on_hand = s.on_hand + excluded.on_hand, updated_at = excluded.updated_at
+WHERE s.on_hand + excluded.on_hand <= :ceiling
 RETURNING warehouse_id, on_hand, reserved
 """
-_RECEIVE_INTO: Final = Sql(
-    _RECEIVE.format(warehouse="w.id = :warehouse_id"), types={"warehouse_id": Uuid()}
+_MOVEMENT_COLUMNS = """stock_movements (product_id, warehouse_id, type, quantity,
+    on_hand_before, on_hand_after, reserved_before, reserved_after, reason, reference, user_id,
+    created_at)"""
+_RECEIPT = """
+WITH s AS ({upsert})
+INSERT INTO {columns}
+SELECT :product_id, s.warehouse_id, :type, :quantity, s.on_hand - :quantity, s.on_hand,
+    s.reserved, s.reserved, :reason, :reference, :user_id, :now
+FROM s
+RETURNING id, warehouse_id, on_hand_after, reserved_after
+"""
+_BY_ID = "w.id = :warehouse_id"
+_BY_DEFAULT = "w.code = :default_code"
+_RECEIPT_INTO: Final = Sql(
+    _RECEIPT.format(upsert=_UPSERT.format(warehouse=_BY_ID), columns=_MOVEMENT_COLUMNS)
 )
-_RECEIVE_DEFAULT: Final = Sql(
-    _RECEIVE.format(warehouse="w.code = :default_code"), types={"warehouse_id": Uuid()}
+_RECEIPT_DEFAULT: Final = Sql(
+    _RECEIPT.format(upsert=_UPSERT.format(warehouse=_BY_DEFAULT), columns=_MOVEMENT_COLUMNS)
 )
-_RECORD_MOVEMENT: Final = Sql("""
-INSERT INTO stock_movements (product_id, warehouse_id, type, quantity, on_hand_before,
-    on_hand_after, reserved_before, reserved_after, reason, reference, user_id, created_at)
+_UPSERT_INTO: Final = Sql(_UPSERT.format(warehouse=_BY_ID), types={"warehouse_id": Uuid()})
+_UPSERT_DEFAULT: Final = Sql(_UPSERT.format(warehouse=_BY_DEFAULT), types={"warehouse_id": Uuid()})
+_RECORD_MOVEMENT: Final = Sql(f"""
+INSERT INTO {_MOVEMENT_COLUMNS}
 VALUES (:product_id, :warehouse_id, :type, :quantity, :on_hand_before, :on_hand_after,
     :reserved, :reserved, :reason, :reference, :user_id, :now)
 RETURNING id
@@ -72,57 +92,71 @@ async def receive_stock(
     down to its minimum)."""
     check(domain.reason_errors(body.reason))
     now = utc_now()
-    row = {"product_id": body.product_id, "quantity": body.quantity, "now": now}
-    if body.warehouse_id is MISSING:
-        found = await uow.fetch_all(
-            _RECEIVE_DEFAULT,
-            **row,
-            min_quantity=domain.DEFAULT_MIN_QUANTITY,
-            default_code=domain.DEFAULT_WAREHOUSE_CODE,
-        )
-    else:
-        found = await uow.fetch_all(
-            _RECEIVE_INTO,
-            **row,
-            min_quantity=domain.DEFAULT_MIN_QUANTITY,
-            warehouse_id=body.warehouse_id,
-        )
-    if not found:
-        await _target(uow.session, body.product_id, body.warehouse_id)  # says which: a 422
-        # Both exist now: the product was created after the upsert looked for it.
-        raise unknown("product", body.product_id, "product_id")
-    stock = found[0]
-    before = StockLevel(stock["on_hand"] - body.quantity, stock["reserved"])
-    after = _allowed(domain.receive(before, body.quantity))  # a 422 rolls the upsert back
-    movement = {
+    into = body.warehouse_id is not MISSING
+    where: dict[str, Any] = (
+        {"warehouse_id": body.warehouse_id}
+        if into
+        else {"default_code": domain.DEFAULT_WAREHOUSE_CODE}
+    )
+    values: dict[str, Any] = {
         "product_id": body.product_id,
-        "warehouse_id": stock["warehouse_id"],
-        "type": MovementType.IN.value,
         "quantity": body.quantity,
-        "on_hand_before": before.on_hand,
-        "on_hand_after": after.on_hand,
-        "reserved": after.reserved,
+        "min_quantity": domain.DEFAULT_MIN_QUANTITY,
+        "ceiling": domain.MAX_QUANTITY,
+        "type": MovementType.IN.value,
         "reason": body.reason,
         "reference": None if body.reference is MISSING else body.reference,
         "user_id": caller.user_id,
         "now": now,
+        **where,
     }
-    [recorded] = await uow.fetch_all(_RECORD_MOVEMENT, **movement)
+    if uow.dialect == "postgresql":
+        rows = await uow.commit_with(_RECEIPT_INTO if into else _RECEIPT_DEFAULT, **values)
+        if not rows:
+            raise await _refusal(uow.session, body)
+        recorded = rows[0]
+        warehouse_id, on_hand, reserved = (
+            recorded["warehouse_id"],
+            recorded["on_hand_after"],
+            recorded["reserved_after"],
+        )
+    else:
+        upserted = await uow.fetch_all(_UPSERT_INTO if into else _UPSERT_DEFAULT, **values)
+        if not upserted:
+            raise await _refusal(uow.session, body)
+        warehouse_id = upserted[0]["warehouse_id"]
+        on_hand, reserved = upserted[0]["on_hand"], upserted[0]["reserved"]
+        level = {"on_hand_before": on_hand - body.quantity, "on_hand_after": on_hand}
+        [recorded] = await uow.fetch_all(
+            _RECORD_MOVEMENT, **values, warehouse_id=warehouse_id, reserved=reserved, **level
+        )
     return models.Movement(
         id=recorded["id"],
         product_id=body.product_id,
-        warehouse_id=stock["warehouse_id"],
+        warehouse_id=warehouse_id,
         type=models.MovementType.in_,
         quantity=body.quantity,
-        on_hand_before=before.on_hand,
-        on_hand_after=after.on_hand,
-        reserved_before=before.reserved,
-        reserved_after=after.reserved,
+        on_hand_before=on_hand - body.quantity,
+        on_hand_after=on_hand,
+        reserved_before=reserved,
+        reserved_after=reserved,
         reason=body.reason,
-        reference=movement["reference"],
+        reference=values["reference"],
         user_id=caller.user_id,
         created_at=now,
     )
+
+
+async def _refusal(session: AsyncSession, body: models.StockReceive) -> Problem:
+    """Why a receipt changed nothing: an unknown product or warehouse, or the ceiling (422)."""
+    product, warehouse_id = await _target(session, body.product_id, body.warehouse_id)
+    found = await session.get(Stock, (product.id, warehouse_id))
+    level = StockLevel(0, 0) if found is None else StockLevel(found.on_hand, found.reserved)
+    refused = domain.receive(level, body.quantity)
+    if isinstance(refused, FieldError):
+        return unprocessable(f"The stock cannot change: {refused.message}.", [refused])
+    # Both exist and it fits now: the product was created after the statement looked for it.
+    return unknown("product", body.product_id, "product_id")
 
 
 def _allowed(after: StockLevel | FieldError) -> StockLevel:

@@ -176,13 +176,37 @@ async def fetch_on(
             return await cursor.fetchall() if cursor.description else []
     # SQLite (embedded mode, not a hot path): through SQLAlchemy, so that parameters are stored
     # and `sql.types` read back as the ORM does it (persistence/sql.py).
+    named = sql.names
     statement: Any = text(sql.for_dialect(dialect)).bindparams(
-        *(bindparam(name, value, type_=_bind_type(value)) for name, value in params.items())
+        *(
+            bindparam(name, value, type_=_bind_type(value))
+            for name, value in params.items()
+            if name in named
+        )
     )
     if sql.types:
         statement = statement.columns(**sql.types)
     result = await connection.execute(statement)
     return [dict(row) for row in result.mappings()] if result.returns_rows else []
+
+
+async def fetch_and_commit_on(
+    connection: AsyncConnection, sql: Sql, params: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """Run `sql` and COMMIT in one round trip (PostgreSQL: psycopg's pipeline mode): the server
+    releases the transaction's row locks right after it, not once this process has read the
+    result and found time to send the commit. Elsewhere the two simply follow each other."""
+    if connection.dialect.name != "postgresql":
+        rows = await fetch_on(connection, sql, params)
+        raw = await connection.get_raw_connection()
+        await raw.driver_connection.commit()  # type: ignore[union-attr]
+        return rows
+    raw = await connection.get_raw_connection()
+    driver: Any = raw.driver_connection
+    async with driver.pipeline(), driver.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(sql.for_dialect("postgresql"), params)
+        await driver.commit()  # queued behind the statement; syncs the pipeline
+        return await cursor.fetchall() if cursor.description else []
 
 
 def _bind_type(value: object) -> TypeEngine[Any] | None:

@@ -42,6 +42,11 @@ class Sql:
     types: Mapping[str, TypeEngine[Any]] = field(default_factory=dict)
     _forms: dict[str, str] = field(default_factory=dict, repr=False)
 
+    @property
+    def names(self) -> frozenset[str]:
+        """The parameters the statement names (a caller may pass more: they are left out)."""
+        return frozenset(_NAMED.findall(self.text))
+
     def for_dialect(self, dialect: str) -> str:
         form = self._forms.get(dialect)
         if form is None:
