@@ -91,14 +91,14 @@ def _settings(service: str, default_port: int) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     from services.platform.core.logs import configure_logging
-    from services.platform.runtime.app import create_app
+    from services.platform.runtime.app import create_app, server_config
 
     definition = load_definition(args.service)
     settings = _settings(definition.name, definition.default_port)
     configure_logging(definition.name, settings.log_level)
     port = args.port or settings.port
     app = create_app(definition, settings)
-    uvicorn.run(app, host=args.host, port=port, log_config=None, access_log=False)
+    uvicorn.Server(server_config(app, args.host, port)).run()
     return 0
 
 
@@ -112,7 +112,7 @@ class _SharedSignalServer(uvicorn.Server):
 def _up(args: argparse.Namespace) -> int:
     from services.platform.core.logs import configure_logging
     from services.platform.core.settings import detect_embedded
-    from services.platform.runtime.app import create_app
+    from services.platform.runtime.app import create_app, server_config
 
     if detect_embedded(os.environ):
         why = (
@@ -134,9 +134,7 @@ def _up(args: argparse.Namespace) -> int:
         definition = load_definition(name)
         settings = _settings(definition.name, definition.default_port)
         app = create_app(definition, settings)
-        config = uvicorn.Config(
-            app, host=args.host, port=settings.port, log_config=None, access_log=False
-        )
+        config = server_config(app, args.host, settings.port)
         servers.append(_SharedSignalServer(config))
         base = f"http://{args.host}:{settings.port}"
         lines.append(

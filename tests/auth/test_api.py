@@ -26,6 +26,7 @@ from services.auth.service import definition
 from services.auth.tables import metadata
 from services.auth.tokens import SIGNING_KEYS
 from services.platform.core.settings import Settings
+from services.platform.persistence.pagination import encode_cursor
 from services.platform.runtime.service import ServiceContext, current_context
 from tests.support.accounts import PASSWORD, Account
 from tests.support.events import assert_conforms
@@ -623,3 +624,18 @@ def test_audit_log_pages_with_a_cursor(api: Api, admin_token: str) -> None:
             break
     assert len(seen) == len(set(seen)) == 3
     problem(api("GET", "/api/v1/auth/audit-log", token=admin_token, params={"cursor": "bad"}), 400)
+
+
+@pytest.mark.parametrize("position", [2**63, 2**64, 0, -1, "18", 1.5, True])
+def test_a_forged_cursor_is_a_400(api: Api, admin_token: str, position: object) -> None:
+    forged = encode_cursor({"seq": position})
+    response = api("GET", "/api/v1/auth/audit-log", token=admin_token, params={"cursor": forged})
+    assert problem(response, 400)["errors"] == [{"field": "cursor", "message": "invalid cursor"}]
+
+
+def test_an_empty_cursor_is_the_first_page(api: Api, admin_token: str) -> None:
+    params = {"action": "auth.login.failed", "per_page": 2}
+    first = api("GET", "/api/v1/auth/audit-log", token=admin_token, params=params)
+    empty = api("GET", "/api/v1/auth/audit-log", token=admin_token, params={**params, "cursor": ""})
+    assert empty.status_code == 200, empty.text
+    assert [e["id"] for e in empty.json()["data"]] == [e["id"] for e in first.json()["data"]]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import fakeredis
+import httpx
 import pytest
 from anyio.from_thread import BlockingPortal
 from sqlalchemy import func, select
@@ -40,6 +41,7 @@ from tests.platform.fixtures import support
 from tests.platform.fixtures.kit_handlers import COMMITTED, GATES, KNOWN, Gate
 from tests.platform.fixtures.kit_tables import ThingRow
 from tests.support.problems import problem as assert_problem
+from tests.support.processes import ServerThread
 
 THING = f"/api/v1/things/{KNOWN}"
 THINGS = "/api/v1/things"
@@ -261,11 +263,34 @@ def test_nul_characters_are_refused_in_bodies_and_parameters(
         b'{"name": "lamp", "email": "a@b.co", "count": -Infinity}',
         b'{"name": "lamp", "email": "a@b.co", "count": 1e999}',
         b"[" * 100_000,  # nested beyond the recursion limit
+        b'{"name": "\\ud800", "email": "a@b.co"}',  # a lone surrogate: no UTF-8 text holds it
+        b'{"name": "lamp", "email": "a@b.co", "tags": ["\\udfff"]}',
+        b'{"\\udbff": 1, "name": "lamp", "email": "a@b.co"}',
     ],
 )
 def test_a_body_that_is_not_json_is_a_400(client: TestClient, content: bytes) -> None:
     response = client.post(THINGS, content=content, headers={"content-type": "application/json"})
     assert fields(problem(response, 400)).keys() == {"body"}
+
+
+def test_a_surrogate_pair_escape_is_a_character_not_an_error(client: TestClient) -> None:
+    name = unique("pair") + "\\ud83d\\ude00"  # 😀 written as its UTF-16 pair
+    content = json.dumps({**VALID_THING, "name": "NAME"}).replace("NAME", name).encode()
+    response = client.post(THINGS, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == 201, response.text
+    assert response.json()["name"].endswith("\U0001f600")
+
+
+def test_every_response_says_nosniff(client: TestClient) -> None:
+    for response in (client.get("/health/live"), client.get("/nowhere"), client.get(THING)):
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_server_names_no_stack(service: support.FakeService, database: Path) -> None:
+    with ServerThread(make_app(service, database)).start() as server:
+        response = httpx.get(f"{server.url}/health/live", timeout=5)
+    assert response.status_code == 200
+    assert "server" not in response.headers
 
 
 def test_json_is_utf_8_whatever_charset_the_content_type_names(client: TestClient) -> None:
@@ -312,6 +337,14 @@ def test_a_body_over_one_mebibyte_is_a_413(client: TestClient) -> None:
     streamed = client.post(THINGS, content=chunks(), headers={"content-type": "application/json"})
     assert "content-length" not in streamed.request.headers
     problem(streamed, 413)
+
+
+def test_the_body_limit_comes_from_the_settings(
+    service: support.FakeService, database: Path
+) -> None:
+    with TestClient(make_app(service, database, max_body_bytes=64)) as small:
+        response = small.post(THINGS, json=VALID_THING)
+    assert problem(response, 413)["detail"] == "The body is larger than 64 bytes."
 
 
 def test_a_streamed_body_is_refused_as_soon_as_it_passes_the_limit(

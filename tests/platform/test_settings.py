@@ -84,6 +84,11 @@ def test_retry_delays_and_log_level_are_parsed() -> None:
     assert settings.log_level == "DEBUG"
 
 
+def test_the_body_limit_is_a_setting() -> None:
+    assert load_settings("auth", 8001, {}).max_body_bytes == 1 << 20
+    assert load_settings("auth", 8001, {"ERP_MAX_BODY_BYTES": "4096"}).max_body_bytes == 4096
+
+
 def test_every_bad_value_is_reported_on_its_own_line() -> None:
     env = {
         "ERP_DATABASE_URL": "mysql://root@db/x",
@@ -96,6 +101,7 @@ def test_every_bad_value_is_reported_on_its_own_line() -> None:
         "ERP_LOG_LEVEL": "LOUD",
         "ERP_EMBEDDED": "maybe",
         "ERP_REDIS_PREFIX": "has space",
+        "ERP_MAX_BODY_BYTES": "1MB",
     }
     with pytest.raises(SettingsError) as raised:
         load_settings("auth", 8001, env)

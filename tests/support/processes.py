@@ -19,6 +19,8 @@ from typing import Any, TypeVar
 import httpx
 import uvicorn
 
+from services.platform.runtime.app import server_config
+
 ROOT = Path(__file__).resolve().parents[2]
 ERP = str(Path(sys.executable).with_name("erp"))
 T = TypeVar("T")
@@ -130,9 +132,7 @@ class ServerThread:
     def __init__(self, app: Any) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, access_log=False
-        )
+        config = server_config(app, "127.0.0.1", self.port)
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)

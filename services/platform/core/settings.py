@@ -73,6 +73,8 @@ class Settings:
     # Check every success response against the operation's schema (a 500 when it breaks the
     # contract). On by default: it costs microseconds per response (make bench measures it).
     validate_responses: bool = True
+    # Request bodies larger than this are refused with 413 before they are read any further.
+    max_body_bytes: int = 1 << 20
 
 
 def service_variable(service: str, name: str) -> str:
@@ -124,6 +126,7 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
         jwt_audience=reader.text("ERP_JWT_AUDIENCE", "erp"),
         data_dir=data_dir,
         validate_responses=reader.flag("ERP_VALIDATE_RESPONSES", default=True),
+        max_body_bytes=reader.size("ERP_MAX_BODY_BYTES", default=1 << 20),
     )
     if reader.errors:
         raise SettingsError(reader.errors)
@@ -255,6 +258,15 @@ class _Reader:
         if not value.isdigit() or not 0 < int(value) < 65536:
             self.fail(name, f"expected a TCP port number 1-65535, got {value!r}")
             return None
+        return int(value)
+
+    def size(self, name: str, *, default: int) -> int:
+        value = self.get(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not 0 < int(value) <= 1 << 30:
+            self.fail(name, f"expected a number of bytes 1-{1 << 30}, got {value!r}")
+            return default
         return int(value)
 
     def delays(self, name: str) -> tuple[float, ...]:

@@ -224,16 +224,34 @@ def parse_json(raw: bytes) -> Any:
     """The JSON value of a request body, or a 400 problem saying what is wrong with it.
 
     NaN, Infinity and numbers beyond a float's range are refused: they are not JSON, and
-    would reach the database as values no column holds.
+    would reach the database as values no column holds. So is a lone UTF-16 surrogate written
+    as an escape ("\\ud800"): no UTF-8 text, column or event can carry it.
     """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise body_problem("The body is not valid UTF-8 text.") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         raise body_problem(f"The body is not valid JSON: {_short(str(error))}") from None
+    if "\\u" in text and _has_lone_surrogate(value):  # only escapes can make one
+        raise body_problem("The body holds a lone UTF-16 surrogate (\\ud800-\\udfff escape).")
+    return value
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(item) for item in value)
+    return False
 
 
 def body_problem(message: str) -> Problem:

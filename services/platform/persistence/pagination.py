@@ -24,6 +24,7 @@ from sqlmodel.sql.expression import SelectOfScalar
 from services.platform.core.problems import Problem
 
 DEFAULT_PER_PAGE = 15
+MAX_POSITION = 2**63 - 1  # PostgreSQL BIGINT
 MAX_PER_PAGE = 100
 
 T = TypeVar("T")
@@ -133,9 +134,13 @@ async def newest_first(
     integer column of the selected table (`col(Table.id)`): stable while rows are added, unlike
     OFFSET."""
     name: str = key.key
-    if cursor is not None:
+    if cursor:  # an empty cursor (`?cursor=`) is the first page, as no cursor is
         position = decode_cursor(cursor, [name])[name]
+        # Ours are positive BIGINT ids: anything else was not issued here (and beyond 2^63
+        # the database could not even compare it).
         if not isinstance(position, int) or isinstance(position, bool):
+            raise _invalid_cursor()
+        if not 0 < position <= MAX_POSITION:
             raise _invalid_cursor()
         statement = statement.where(key < position)
     found = await session.scalars(statement.order_by(key.desc()).limit(per_page + 1))
