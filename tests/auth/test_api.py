@@ -384,6 +384,23 @@ def test_self_and_last_super_admin_are_protected(
     assert api("DELETE", f"/api/v1/users/{other_id}", token=admin_again).status_code == 204
 
 
+def test_nobody_takes_roles_away_from_themselves(api: Api, admin_token: str) -> None:
+    # Two super-admins, so the last-super-admin rule is not what refuses it.
+    other_id, other_token = user_with_roles(api, admin_token, ["super-admin", "admin"])
+    own = f"/api/v1/users/{other_id}/roles"
+    for roles in ([], ["admin"], ["super-admin"]):
+        refused = api("PUT", own, token=other_token, json={"roles": roles})
+        assert (
+            problem(refused, 409)["detail"] == "You cannot take roles away from your own account."
+        )
+    assert api("GET", "/api/v1/auth/me", token=other_token).status_code == 200  # still signed in
+    kept = api("GET", f"/api/v1/users/{other_id}", token=admin_token).json()["roles"]
+    assert kept == ["admin", "super-admin"]
+    # Another administrator may.
+    demoted = api("PUT", own, token=admin_token, json={"roles": ["admin"]})
+    assert demoted.status_code == 200, demoted.text
+
+
 def test_admins_cannot_escalate(api: Api, admin_token: str) -> None:
     _, admin_role_token = user_with_roles(api, admin_token, ["admin"])
     body = {"name": "Sneaky", "email": unique_email(), "password": PASSWORD}

@@ -286,6 +286,22 @@ def test_every_response_says_nosniff(client: TestClient) -> None:
         assert response.headers["x-content-type-options"] == "nosniff"
 
 
+def test_only_public_reads_may_be_kept_by_caches(
+    client: TestClient, key: support.SigningKey
+) -> None:
+    public_read = client.get(THING)
+    assert public_read.status_code == 200
+    assert "cache-control" not in public_read.headers
+    # A caller's data, a write (login answers tokens), and their errors: never stored.
+    for response in (
+        client.get(THINGS, headers=bearer(key, "kit.things.view")),
+        client.get(THINGS),  # 401
+        client.post(THINGS, json={**VALID_THING, "name": unique("nostore")}),
+        client.post(THINGS, json={}),  # 400
+    ):
+        assert response.headers["cache-control"] == "no-store", response.status_code
+
+
 def test_the_server_names_no_stack(service: support.FakeService, database: Path) -> None:
     with ServerThread(make_app(service, database)).start() as server:
         response = httpx.get(f"{server.url}/health/live", timeout=5)

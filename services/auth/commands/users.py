@@ -3,8 +3,8 @@ activate and deactivate, replace the roles; and the first super-admin (`erp user
 create-admin`).
 
 Nobody manages an account that holds permissions they lack, removes their own account or
-the last active super-admin. Changes that end a user's sessions revoke its refresh tokens in
-the transaction and blacklist its access tokens once it commits.
+roles, or the last active super-admin. Changes that end a user's sessions revoke its refresh
+tokens in the transaction and blacklist its access tokens once it commits.
 """
 
 from __future__ import annotations
@@ -211,6 +211,9 @@ async def set_user_roles(
         return as_user(user, before)
     if domain.SUPER_ADMIN not in after and await _is_last_super_admin(session, user):
         raise Problem(409, detail="The last active super-admin cannot lose the super-admin role.")
+    if caller.user_id == user.id and set(before) - set(after):
+        # As with deactivating or deleting oneself: a slip would lock the caller out at once.
+        raise Problem(409, detail="You cannot take roles away from your own account.")
     await session.execute(delete(UserRole).where(col(UserRole.user_id) == user.id))
     for slug in after:
         session.add(UserRole(user_id=user.id, role_id=role_ids[slug]))

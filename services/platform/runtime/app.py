@@ -71,6 +71,7 @@ OPENAPI_PATH = "/openapi.json"
 SWAGGER_UI_PATH = "/ui"
 # Sent on every response: browsers must not guess another type than the declared one.
 SECURITY_HEADERS: Final = ((b"x-content-type-options", b"nosniff"),)
+NO_STORE: Final = {"Cache-Control": "no-store"}
 
 ContextFactory = Callable[[], AbstractAsyncContextManager[ServiceContext]]
 """What the app's lifespan runs: `lambda: run_service(definition, settings)` by default."""
@@ -126,6 +127,12 @@ class Endpoint:
     writes: bool  # the handler gets a WriteCall (the service has a database)
     kit: bool = False  # served by the kit (health, metrics): also before start-up, without a Call
 
+    @property
+    def cacheable(self) -> bool:
+        """Only a public read may be kept by caches; anything else may carry tokens, secrets
+        or a caller's data, so it is sent with `Cache-Control: no-store`."""
+        return self.operation.public and not self.operation.writes
+
 
 class ServiceApp:
     """The ASGI app of one service (see the module docstring)."""
@@ -169,6 +176,7 @@ class ServiceApp:
             name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
         }
         route: str | None = None
+        stored = False  # whether a shared cache may keep the answer (public reads only)
         client = scope.get("client")
         with bind_request(self.state, headers, client[0] if client else None) as ids:
             try:
@@ -186,12 +194,14 @@ class ServiceApp:
                     endpoint = found.target
                     if endpoint is None:
                         raise method_not_allowed(method, found.route.allow)
+                    stored = endpoint.cacheable
                     rendered = await self._serve(
                         endpoint, scope, receive, headers, found.path_parameters, ids.caller
                     )
             except Exception as error:
                 rendered = render_problem(to_problem(error, method, path), path)
-            await _send(send, rendered, ids.response_headers, head=method == "HEAD")
+            extra = ids.response_headers if stored else {**ids.response_headers, **NO_STORE}
+            await _send(send, rendered, extra, head=method == "HEAD")
             seconds = time.perf_counter() - started
             self._metrics.record(method, route, rendered.status, seconds)
             log_request(method, path, route, rendered.status, seconds)  # with the request's ids
