@@ -52,10 +52,6 @@ def to_jsonable(value: Any) -> Any:
     return to_jsonable_python(value, by_alias=True)
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(to_jsonable(value), ensure_ascii=False, separators=(",", ":"))
-
-
 def render(operation: OperationInfo, result: object, *, keep_data: bool) -> tuple[Rendered, Any]:
     """The response for a handler's result, and (with `keep_data`, for response validation)
     its JSON value; None when there is no model body."""

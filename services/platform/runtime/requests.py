@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.types import Message, Send
@@ -34,14 +33,6 @@ class AppState:
     def verifies_tokens(self) -> bool:
         """True once the keys that verify access tokens are loaded (readiness needs it)."""
         return self.token_keys is not None and self.token_keys.loaded
-
-
-_app: ContextVar[AppState | None] = ContextVar("erp_app", default=None)
-
-
-def current_app() -> AppState | None:
-    """The state of the app serving the current request (None outside a request)."""
-    return _app.get()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +87,6 @@ def bind_request(
         or scope_vars.canonical_uuid(rid)
         or scope_vars.new_id()
     )
-    app_token = _app.set(state)
     service_token = scope_vars.service.set(state.service)
     try:
         with scope_vars.bind(request=rid, correlation=cid):
@@ -107,4 +97,3 @@ def bind_request(
                     yield RequestIds(rid, cid, client_ip)
     finally:
         scope_vars.service.reset(service_token)
-        _app.reset(app_token)
