@@ -306,6 +306,45 @@ def grantable_errors(requested: Iterable[str], held: frozenset[str]) -> list[Fie
     return errors
 
 
+def effective_key_permissions(
+    granted: Iterable[str], creator_holds: frozenset[str] | None
+) -> frozenset[str] | None:
+    """What a partner key may do now: what it was granted, within what its creator holds
+    today; None (the key is refused) when the creator is no longer an active user: deleted,
+    deactivated, or never recorded (ADR 0005)."""
+    return None if creator_holds is None else frozenset(granted) & creator_holds
+
+
+def key_expiry(
+    requested: datetime | None, now: datetime, *, parent: ParentKey | None = None
+) -> tuple[datetime | None, list[FieldError]]:
+    """When a new key expires, and why the request cannot have that (ADR 0005).
+
+    A key created by another key (`parent`) never outlives it: without an `expires_at` it
+    inherits the parent's, and a later one is refused rather than silently shortened.
+    """
+    if requested is not None and requested <= now:
+        return requested, [FieldError("expires_at", "must be in the future")]
+    if parent is None or parent.expires_at is None:
+        return requested, []
+    if requested is None:
+        return parent.expires_at, []
+    if requested > parent.expires_at:
+        limit = parent.expires_at.isoformat()
+        message = f"must not be later than the expiry of the key creating it ({limit})"
+        return requested, [FieldError("expires_at", message)]
+    return requested, []
+
+
+@dataclass(frozen=True, slots=True)
+class ParentKey:
+    """The partner key that creates another key: the child's creator, parent and limits."""
+
+    id: UUID
+    created_by: UUID | None
+    expires_at: datetime | None
+
+
 # --- refresh tokens -------------------------------------------------------------------------
 
 

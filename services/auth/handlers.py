@@ -116,7 +116,7 @@ async def delete_user(call: WriteCall, *, user_id: UUID) -> None:
 
 
 async def activate_user(call: WriteCall, *, user_id: UUID) -> models.User:
-    return await users.activate_user(call.uow, call.caller, user_id)
+    return await users.activate_user(call.ctx, call.uow, call.caller, user_id)
 
 
 async def deactivate_user(call: WriteCall, *, user_id: UUID) -> models.User:
@@ -147,7 +147,9 @@ async def get_role(call: Call, *, role_id: UUID) -> models.Role:
 async def update_role(
     call: WriteCall, *, role_id: UUID, body: models.RoleUpdate, if_match: str | None = None
 ) -> models.Role:
-    return await roles.update_role(call.uow, call.caller, role_id, body, if_match=if_match)
+    return await roles.update_role(
+        call.ctx, call.uow, call.caller, role_id, body, if_match=if_match
+    )
 
 
 async def delete_role(call: WriteCall, *, role_id: UUID) -> None:

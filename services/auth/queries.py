@@ -182,8 +182,8 @@ async def live_role(session: AsyncSession, role_id: UUID, *, lock: bool = False)
     return role
 
 
-async def live_api_key(session: AsyncSession, api_key_id: UUID) -> ApiKey:
-    api_key = await session.get(ApiKey, api_key_id)
+async def live_api_key(session: AsyncSession, api_key_id: UUID, *, lock: bool = False) -> ApiKey:
+    api_key = await session.get(ApiKey, api_key_id, with_for_update=lock)
     if api_key is None or api_key.revoked_at is not None:
         raise not_found("API key", api_key_id)
     return api_key

@@ -107,6 +107,9 @@ class RefreshToken(AuthTable, table=True):
     token_hash: str = Field(max_length=64, unique=True)
     family_id: UUID = Field(index=True)
     parent_id: UUID | None = None
+    # The jti of the access token issued with this refresh token: logout with the access
+    # token alone finds its family, and a reused family's access tokens are blacklisted.
+    access_token_id: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = utc_timestamp(nullable=False)
     expires_at: datetime = utc_timestamp(nullable=False)
     revoked_at: datetime | None = utc_timestamp(nullable=True)
@@ -128,7 +131,8 @@ class OneTimeToken(AuthTable, table=True):
 
 
 class ApiKey(AuthTable, table=True):
-    """A partner API key: `erp_<prefix>_<secret>`, found by prefix, checked by SHA-256."""
+    """A partner API key: `erp_<prefix>_<secret>`, found by prefix, checked by SHA-256.
+    Revoking it revokes the keys it created (`parent_id`), and theirs."""
 
     __tablename__ = "api_keys"
 
@@ -137,7 +141,10 @@ class ApiKey(AuthTable, table=True):
     prefix: str = Field(max_length=16, unique=True)
     key_hash: str = Field(max_length=64)
     permissions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Whose permissions bound the key's (ADR 0005): the user who created it, or who created
+    # the key that created it (`parent_id`).
     created_by: UUID | None = _fk("users.id", nullable=True, ondelete="SET NULL")
+    parent_id: UUID | None = _fk("api_keys.id", nullable=True, ondelete=None)
     created_at: datetime = utc_timestamp(nullable=False)
     expires_at: datetime | None = utc_timestamp(nullable=True)
     last_used_at: datetime | None = utc_timestamp(nullable=True)

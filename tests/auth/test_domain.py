@@ -146,6 +146,31 @@ def test_grantable_permissions() -> None:
     ]
 
 
+def test_a_keys_permissions_are_bounded_by_what_its_creator_holds_now() -> None:
+    granted = ["auth.users.view", "inventory.stock.view"]
+    holds = frozenset({"inventory.stock.view", "sales.orders.view"})
+    assert domain.effective_key_permissions(granted, holds) == frozenset({"inventory.stock.view"})
+    assert domain.effective_key_permissions(granted, frozenset()) == frozenset()
+    assert domain.effective_key_permissions(granted, None) is None  # creator gone: refused
+
+
+def test_a_key_made_by_a_key_never_outlives_it() -> None:
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    later, much_later = now + timedelta(days=1), now + timedelta(days=2)
+    parent = domain.ParentKey(id=uuid4(), created_by=uuid4(), expires_at=later)
+    assert domain.key_expiry(None, now) == (None, [])
+    assert domain.key_expiry(much_later, now) == (much_later, [])
+    assert domain.key_expiry(None, now, parent=parent) == (later, [])  # inherited
+    assert domain.key_expiry(now + timedelta(hours=1), now, parent=parent)[1] == []
+    _, errors = domain.key_expiry(much_later, now, parent=parent)
+    assert [error.field for error in errors] == ["expires_at"]
+    assert "later than the expiry of the key creating it" in errors[0].message
+    _, past = domain.key_expiry(now, now, parent=parent)
+    assert past == [FieldError("expires_at", "must be in the future")]
+    forever = domain.ParentKey(id=uuid4(), created_by=None, expires_at=None)
+    assert domain.key_expiry(None, now, parent=forever) == (None, [])
+
+
 # --- refresh tokens -------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ hashing and the problems they answer with."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -123,6 +123,33 @@ async def permissions_of(session: AsyncSession, user_id: UUID) -> list[str]:
         .distinct()
     )
     return sorted(rows.all())
+
+
+async def active_holdings(
+    session: AsyncSession, user_ids: Iterable[UUID]
+) -> dict[UUID, frozenset[str]]:
+    """The permissions of each of these users who is still active (deleted and deactivated
+    users are absent): what bounds the partner keys they created (ADR 0005)."""
+    wanted = set(user_ids)
+    if not wanted:
+        return {}
+    active = await session.scalars(
+        select(User.id).where(
+            col(User.id).in_(wanted),
+            col(User.is_active).is_(True),
+            col(User.deleted_at).is_(None),
+        )
+    )
+    holdings: dict[UUID, set[str]] = {user_id: set() for user_id in active.all()}
+    if holdings:
+        rows = await session.execute(
+            select(UserRole.user_id, RolePermission.permission_slug)
+            .join(UserRole, col(UserRole.role_id) == col(RolePermission.role_id))
+            .where(col(UserRole.user_id).in_(holdings))
+        )
+        for user_id, slug in rows.all():
+            holdings[user_id].add(slug)
+    return {user_id: frozenset(slugs) for user_id, slugs in holdings.items()}
 
 
 def touch(user: User, now: datetime) -> None:

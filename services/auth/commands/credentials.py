@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Final
 from uuid import UUID, uuid4
 
 from sqlalchemy import update
@@ -24,6 +25,10 @@ from services.auth.domain import TokenPurpose
 from services.auth.tables import OneTimeToken, RefreshToken, User
 from services.auth.tokens import signing_keys
 from services.platform import ServiceContext, UnitOfWork, utc_now
+
+# How long after it is issued an access token may still pass a verifier: its lifetime plus
+# the clock-skew leeway verifiers allow (kit security.py: 30 s), with room to spare.
+ACCESS_TOKEN_LIVES_AT_MOST: Final = domain.ACCESS_TOKEN_TTL + timedelta(minutes=1)
 
 # --- one-time tokens ------------------------------------------------------------------------
 
@@ -104,11 +109,12 @@ async def new_session_tokens(
     if parent is not None:
         retired, _ = domain.rotate(refresh_record(parent), row.id, now)
         parent.revoked_at, parent.replaced_by = retired.revoked_at, retired.replaced_by
-    uow.session.add(row)
     permissions = await permissions_of(uow.session, user.id)
     access = await signing_keys(ctx).issue(
         subject=user.id, roles=roles, permissions=permissions, now=now
     )
+    row.access_token_id = access.jti
+    uow.session.add(row)
     uow.after_commit(partial(_remember_issued, ctx, user.id, access.jti, access.expires_at))
     return models.TokenPair(
         access_token=access.token,
@@ -143,6 +149,34 @@ async def revoke_refresh_tokens(
     if family_id is not None:
         statement = statement.where(col(RefreshToken.family_id) == family_id)
     await session.execute(statement.values(revoked_at=now))
+
+
+async def end_family(ctx: ServiceContext, uow: UnitOfWork, family_id: UUID, now: datetime) -> None:
+    """One session ends (logout, or a refresh token reused): its refresh tokens in the
+    transaction, and once it commits every access token issued in it that may still be live,
+    not only the one presented."""
+    await revoke_refresh_tokens(uow.session, now, family_id=family_id)
+    issued = await uow.session.scalars(
+        select(RefreshToken.access_token_id).where(
+            col(RefreshToken.family_id) == family_id,
+            col(RefreshToken.created_at) > now - ACCESS_TOKEN_LIVES_AT_MOST,
+            col(RefreshToken.access_token_id).is_not(None),
+        )
+    )
+    until = now + ACCESS_TOKEN_LIVES_AT_MOST  # no access token of the family outlives this
+    for jti in issued.all():
+        if jti is not None:
+            uow.after_commit(partial(blacklist, ctx, jti, until))
+
+
+async def family_of_access_token(session: AsyncSession, user_id: UUID, jti: str) -> UUID | None:
+    """The session (refresh-token family) the user's access token `jti` was issued in."""
+    found = await session.scalars(
+        select(RefreshToken.family_id).where(
+            col(RefreshToken.access_token_id) == jti, col(RefreshToken.user_id) == user_id
+        )
+    )
+    return found.first()
 
 
 async def end_sessions(ctx: ServiceContext, uow: UnitOfWork, user_id: UUID, now: datetime) -> None:

@@ -1,10 +1,15 @@
 """Roles and the permission catalogue: create, update and delete a role (super-admin cannot be
 changed, system roles cannot be deleted, nor a role somebody holds); seed the catalogue and
-the default roles at start-up."""
+the default roles at start-up.
+
+A role that loses permissions takes them from its holders at once: their access tokens are
+blacklisted and their partner keys republished within the new bounds (ADR 0005).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from uuid import UUID, uuid4
 
 from pydantic import MISSING
@@ -13,7 +18,9 @@ from sqlmodel import col, select
 
 from generated.auth import models
 from services.auth import domain
+from services.auth.commands.api_keys import api_keys_changed
 from services.auth.commands.common import audit, flush_unique, unprocessable
+from services.auth.commands.credentials import revoke_access_tokens
 from services.auth.queries import as_role, live_role, permissions_by_role
 from services.auth.tables import Role, RolePermission, UserRole, metadata
 from services.platform import (
@@ -54,6 +61,7 @@ async def create_role(uow: UnitOfWork, caller: Caller, body: models.RoleCreate) 
 
 
 async def update_role(
+    ctx: ServiceContext,
     uow: UnitOfWork,
     caller: Caller,
     role_id: UUID,
@@ -85,6 +93,7 @@ async def update_role(
             for permission in after:
                 session.add(RolePermission(role_id=role.id, permission_slug=permission))
             changed.append("permissions")
+            await _holders_follow(ctx, uow, role.id, removed=set(before) - set(after))
     if changed:
         role.updated_at = utc_now()
         role.version += 1
@@ -113,6 +122,21 @@ async def delete_role(uow: UnitOfWork, caller: Caller, role_id: UUID) -> None:
         raise Problem(409, detail=f"The role is assigned to {holders} users.")
     await session.delete(role)
     audit(uow, "auth.role.deleted", caller, subject_id=role.id, slug=role.slug)
+
+
+async def _holders_follow(
+    ctx: ServiceContext, uow: UnitOfWork, role_id: UUID, *, removed: set[str]
+) -> None:
+    """Once the role's new permissions commit, its holders' partner keys are bounded by them
+    and, when the role lost some, their access tokens (which carry the old ones) are
+    blacklisted, as when a user's roles change: the next refresh gets the new permissions."""
+    if removed:
+        holders = await uow.session.scalars(
+            select(UserRole.user_id).where(col(UserRole.role_id) == role_id)
+        )
+        for user_id in holders.all():
+            uow.after_commit(partial(revoke_access_tokens, ctx, user_id))
+    uow.after_commit(partial(api_keys_changed, ctx))
 
 
 def _check_permissions(slugs: Iterable[str]) -> None:

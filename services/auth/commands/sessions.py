@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from functools import partial
 from typing import Final
+from uuid import UUID
 
 from pydantic import MISSING
 from sqlmodel import col, select
@@ -36,11 +37,12 @@ from services.auth.commands.common import (
 from services.auth.commands.credentials import (
     blacklist,
     consume_one_time_token,
+    end_family,
     end_sessions,
+    family_of_access_token,
     issue_one_time_token,
     new_session_tokens,
     refresh_record,
-    revoke_refresh_tokens,
 )
 from services.auth.domain import RefreshOutcome, TokenPurpose
 from services.auth.queries import as_user, roles_of, user_model
@@ -139,8 +141,8 @@ async def refresh(
     if row is None:
         raise unauthorized(INVALID_REFRESH_TOKEN)
     outcome = domain.refresh_outcome(refresh_record(row), now)
-    if outcome is RefreshOutcome.REUSED:  # a stolen copy is in use: the whole family dies
-        await revoke_refresh_tokens(uow.session, now, family_id=row.family_id)
+    if outcome is RefreshOutcome.REUSED:  # a stolen copy is in use: the whole family dies,
+        await end_family(ctx, uow, row.family_id, now)  # the access tokens it minted too
         family = str(row.family_id)
         audit(uow, "auth.refresh_token.reused", caller, subject_id=row.user_id, family_id=family)
         raise await uow.refuse(unauthorized(INVALID_REFRESH_TOKEN))
@@ -156,12 +158,20 @@ async def refresh(
 async def logout(
     ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.LogoutRequest | None
 ) -> None:
-    """Blacklists the access token presented; with a refresh token of the caller's, ends its
-    family too (someone else's token, or garbage, is ignored: logout reveals nothing)."""
+    """Ends the session the access token belongs to (its refresh-token family, and every
+    access token issued in it) and, with a refresh token of the caller's from another
+    session, that session too (someone else's token, or garbage, is ignored: logout reveals
+    nothing). The presented token is blacklisted in any case."""
     principal = caller.principal
     if principal is None:
         raise unauthorized("Authentication is required.")
+    now = utc_now()
     refresh_token = None if body is None or body.refresh_token is MISSING else body.refresh_token
+    families: set[UUID] = set()
+    if caller.user_id is not None and principal.token_id is not None:
+        family = await family_of_access_token(uow.session, caller.user_id, principal.token_id)
+        if family is not None:
+            families.add(family)
     if refresh_token is not None and caller.user_id is not None:
         row = (
             await uow.session.scalars(
@@ -172,7 +182,9 @@ async def logout(
             )
         ).first()
         if row is not None:
-            await revoke_refresh_tokens(uow.session, utc_now(), family_id=row.family_id)
+            families.add(row.family_id)
+    for family_id in sorted(families):
+        await end_family(ctx, uow, family_id, now)
     audit(uow, "auth.logout", caller, subject_id=caller.user_id)
     if principal.token_id is not None and principal.expires_at is not None:
         uow.after_commit(partial(blacklist, ctx, principal.token_id, principal.expires_at))

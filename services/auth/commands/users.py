@@ -27,6 +27,7 @@ from generated.events.models import (
 )
 from services.auth import domain
 from services.auth.commands import user_events
+from services.auth.commands.api_keys import api_keys_changed, revoke_keys_created_by
 from services.auth.commands.common import (
     audit,
     check_new_credentials,
@@ -154,14 +155,18 @@ async def delete_user(ctx: ServiceContext, uow: UnitOfWork, caller: Caller, user
     # Its roles go with it, so that a role it held can be deleted.
     await session.execute(delete(UserRole).where(col(UserRole.user_id) == user.id))
     await end_sessions(ctx, uow, user.id, now)
+    await revoke_keys_created_by(ctx, uow, caller, user.id, now)
     events.publish_auth_user_deleted(
         uow, AuthUserDeletedPayload(user_id=user.id, email=user.email, deleted_at=now)
     )
     audit(uow, "auth.user.deleted", caller, subject_id=user.id)
 
 
-async def activate_user(uow: UnitOfWork, caller: Caller, user_id: UUID) -> models.User:
-    """Idempotent: an active user stays as it is, and no event goes out."""
+async def activate_user(
+    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, user_id: UUID
+) -> models.User:
+    """Idempotent: an active user stays as it is, and no event goes out. The partner keys
+    the user created work again (those not revoked or expired meanwhile)."""
     now = utc_now()
     user = await live_user(uow.session, user_id, lock=True)
     await _guard_outranking(uow.session, caller, user)
@@ -172,13 +177,15 @@ async def activate_user(uow: UnitOfWork, caller: Caller, user_id: UUID) -> model
             uow, AuthUserActivatedPayload(user_id=user.id, email=user.email, occurred_at=now)
         )
         audit(uow, "auth.user.activated", caller, subject_id=user.id)
+        uow.after_commit(partial(api_keys_changed, ctx))
     return await user_model(uow.session, user)
 
 
 async def deactivate_user(
     ctx: ServiceContext, uow: UnitOfWork, caller: Caller, user_id: UUID
 ) -> models.User:
-    """Idempotent, as `activate_user`; the user's sessions end."""
+    """Idempotent, as `activate_user`; the user's sessions end and the partner keys it
+    created stop working (suspended until it is activated again)."""
     now = utc_now()
     user = await live_user(uow.session, user_id, lock=True)
     await _guard_outranking(uow.session, caller, user)
@@ -187,6 +194,7 @@ async def deactivate_user(
         user.is_active = False
         touch(user, now)
         await end_sessions(ctx, uow, user.id, now)
+        uow.after_commit(partial(api_keys_changed, ctx))
         events.publish_auth_user_deactivated(
             uow, AuthUserDeactivatedPayload(user_id=user.id, email=user.email, occurred_at=now)
         )
@@ -220,8 +228,10 @@ async def set_user_roles(
     touch(user, utc_now())
     user_events.updated(uow, user, after, ["roles"])
     audit(uow, "auth.user.roles_changed", caller, subject_id=user.id, before=before, after=after)
-    # Tokens carry permissions: the user's next refresh picks up the new ones.
+    # Tokens carry permissions: the user's next refresh picks up the new ones. The user's
+    # partner keys are bounded by the new ones at once.
     uow.after_commit(partial(revoke_access_tokens, ctx, user.id))
+    uow.after_commit(partial(api_keys_changed, ctx))
     return as_user(user, after)
 
 
