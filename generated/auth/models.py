@@ -344,7 +344,7 @@ class ApiKeyCreate(BaseModel):
     expires_at: Annotated[
         AwareDatetime | MISSING,
         Field(
-            description="When the key stops working (must be in the future); never when omitted.",
+            description="When the key stops working (must be in the future); never when omitted. A key\ncreated by a key expires no later than its parent, and by default when it does.\n",
             examples=["2030-01-01T00:00:00Z"],
         ),
     ] = MISSING

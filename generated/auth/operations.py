@@ -254,7 +254,7 @@ SCHEMAS: Mapping[str, Any] = {
                 "expires_at": {
                     "type": "string",
                     "format": "date-time",
-                    "description": "When the key stops working (must be in the future); never when omitted.",
+                    "description": "When the key stops working (must be in the future); never when omitted. A key\ncreated by a key expires no later than its parent, and by default when it does.\n",
                 },
             },
         },

@@ -156,7 +156,7 @@ def test_register_login_me_refresh_reuse_and_logout(api: Api, engine: Engine) ->
 
 def test_logout_without_body_and_unknown_refresh_tokens(api: Api) -> None:
     access = register(api)["tokens"]["access_token"]
-    # The body is optional; without a refresh token only the access token is revoked.
+    # The body is optional; without a refresh token the access token's session ends (ADR 0005).
     response = api("POST", "/api/v1/auth/logout", token=access, json={})
     assert response.status_code == 204, response.text
     problem(api("POST", "/api/v1/auth/logout", token=access, json={}), 401)
