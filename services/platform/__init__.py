@@ -23,6 +23,7 @@ from services.platform.http.idempotency import idempotent
 from services.platform.http.responses import Reply
 from services.platform.http.security import (
     ACCESS_TOKEN_TYPE,
+    TOKEN_LEEWAY,
     ApiKeyVerifier,
     KeySource,
     PublishedApiKey,
@@ -62,6 +63,7 @@ from services.platform.runtime.service import (
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "TOKEN_LEEWAY",
     "ApiKeyVerifier",
     "Call",
     "Caller",

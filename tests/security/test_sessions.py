@@ -5,12 +5,17 @@ Against auth under uvicorn in a thread, as `erp serve auth` serves it, on the re
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from services.auth.domain import ACCESS_TOKEN_TTL
+from services.auth.tokens import SIGNING_KEYS
+from services.platform.runtime.service import ServiceContext, current_context
 from tests.support.accounts import PASSWORD
 from tests.support.http import Api, new_ip, unique_email
 from tests.support.problems import problem
@@ -103,3 +108,25 @@ def test_shrinking_a_role_revokes_its_holders_access_tokens(api: Api, admin_toke
     fresh = refreshed(api, tokens["refresh_token"])["access_token"]
     problem(api.get("/api/v1/users", token=fresh), 403)
     assert api.get("/api/v1/auth/audit-log", token=fresh).status_code == 200
+
+
+def test_a_logged_out_token_stays_refused_through_the_verifiers_clock_leeway(
+    api: Api, auth_server: ServerThread
+) -> None:
+    user_id = api.created(
+        "/api/v1/auth/register",
+        {"name": "L", "email": unique_email("leeway"), "password": PASSWORD},
+    )["user"]["id"]
+
+    def signing_keys() -> Any:
+        ctx: ServiceContext = current_context()
+        return ctx.state[SIGNING_KEYS]
+
+    # A token two seconds from its expiry: verifiers still accept it for the leeway after.
+    issued_at = datetime.now(UTC) - ACCESS_TOKEN_TTL + timedelta(seconds=2)
+    access = auth_server.call(
+        lambda: signing_keys().issue(subject=user_id, roles=[], permissions=[], now=issued_at)
+    )
+    assert api.post(LOGOUT, token=access.token).status_code == 204
+    time.sleep(4)  # expired now, but within the leeway
+    revoked(api, access.token)

@@ -24,11 +24,11 @@ from services.auth.commands.common import permissions_of
 from services.auth.domain import TokenPurpose
 from services.auth.tables import OneTimeToken, RefreshToken, User
 from services.auth.tokens import signing_keys
-from services.platform import ServiceContext, UnitOfWork, utc_now
+from services.platform import TOKEN_LEEWAY, ServiceContext, UnitOfWork, utc_now
 
 # How long after it is issued an access token may still pass a verifier: its lifetime plus
-# the clock-skew leeway verifiers allow (kit security.py: 30 s), with room to spare.
-ACCESS_TOKEN_LIVES_AT_MOST: Final = domain.ACCESS_TOKEN_TTL + timedelta(minutes=1)
+# the clock-skew leeway verifiers allow.
+ACCESS_TOKEN_LIVES_AT_MOST: Final = domain.ACCESS_TOKEN_TTL + TOKEN_LEEWAY
 
 # --- one-time tokens ------------------------------------------------------------------------
 
@@ -163,10 +163,10 @@ async def end_family(ctx: ServiceContext, uow: UnitOfWork, family_id: UUID, now:
             col(RefreshToken.access_token_id).is_not(None),
         )
     )
-    until = now + ACCESS_TOKEN_LIVES_AT_MOST  # no access token of the family outlives this
+    latest_exp = now + domain.ACCESS_TOKEN_TTL  # no access token of the family expires later
     for jti in issued.all():
         if jti is not None:
-            uow.after_commit(partial(blacklist, ctx, jti, until))
+            uow.after_commit(partial(blacklist, ctx, jti, latest_exp))
 
 
 async def family_of_access_token(session: AsyncSession, user_id: UUID, jti: str) -> UUID | None:
@@ -205,8 +205,9 @@ async def _remember_issued(ctx: ServiceContext, user_id: UUID, jti: str, exp: da
 
 
 async def blacklist(ctx: ServiceContext, jti: str, exp: datetime) -> None:
-    """Refuse one access token until it expires (the kit checks the blacklist)."""
-    ttl = max(1, int((exp - utc_now()).total_seconds()) + 1)
+    """Refuse one access token until no verifier would accept it any more: its `exp` plus the
+    verifiers' clock-skew leeway (the kit checks the blacklist)."""
+    ttl = max(1, int((exp + TOKEN_LEEWAY - utc_now()).total_seconds()) + 1)
     await ctx.redis.set(ctx.keys("auth", "blacklist", jti), "1", ex=ttl)
 
 

@@ -17,8 +17,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Protocol
 
 import httpx
 import jwt
@@ -33,6 +33,9 @@ from services.platform.persistence.redis import Keys
 ALGORITHMS = ("RS256",)
 ACCESS_TOKEN_TYPE = "access"
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub", "jti")
+# Clock skew verifiers tolerate on `exp` and `iat`: a token passes until this long after its
+# `exp`, so whatever revokes a token (the blacklist) must outlive its `exp` by as much.
+TOKEN_LEEWAY: Final = timedelta(seconds=30)
 JWKS_PATH = "/.well-known/jwks.json"
 
 log = logging.getLogger("services.platform.http.security")
@@ -198,7 +201,7 @@ class TokenVerifier:
         issuer: str,
         audience: str,
         is_revoked: Callable[[str], Awaitable[bool]],
-        leeway_seconds: float = 30.0,
+        leeway_seconds: float = TOKEN_LEEWAY.total_seconds(),
     ) -> None:
         self.keys = keys
         self.issuer = issuer
