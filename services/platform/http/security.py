@@ -286,7 +286,9 @@ def _strings(value: object) -> bool:
 @dataclass(frozen=True, slots=True)
 class PublishedApiKey:
     """What auth publishes in shared Redis about an active partner key, under
-    `keys("auth", "api_key", <digest>)`, so that every service can verify it locally."""
+    `keys("auth", "api_key", <digest>)`, so that every service can verify it locally with one
+    lookup: `permissions` are what the key may do now (auth keeps them within what the key's
+    creator holds, and removes the entry once the creator is dismissed)."""
 
     id: str
     permissions: tuple[str, ...]
