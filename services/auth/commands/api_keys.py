@@ -12,6 +12,7 @@ later than the parent, and is revoked with it.
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
@@ -181,8 +182,7 @@ async def api_keys_changed(ctx: ServiceContext) -> None:
     the keys themselves (a creator's roles, a role's permissions, a creator's deactivation).
 
     Bumping the generation first aborts any publication that read the database before this
-    change committed and has not written yet (`publish_api_keys` watches the generation), so
-    a slow periodic run can never write back what this change took away.
+    change committed and has not written yet (`KeyPublication`).
     """
     await ctx.redis.incr(_generation_key(ctx))
     await publish_api_keys(ctx)
@@ -196,41 +196,75 @@ async def publish_api_keys(ctx: ServiceContext) -> None:
 
     Runs at start-up, every half minute (a flushed Redis heals itself), right after a key is
     created or revoked, and after anything that changes what a key's creator holds
-    (`api_keys_changed`). The write is a MULTI/EXEC under WATCH of the generation: should a
-    change commit while this run reads, the write is dropped and the change's own run (which
-    reads after its commit) publishes instead.
+    (`api_keys_changed`).
     """
-    now = utc_now()
-    pattern = ctx.keys("auth", "api_key", "*")
-    async with ctx.database.session() as session:
-        async with ctx.redis.pipeline(transaction=True) as pipe:
-            await pipe.watch(_generation_key(ctx))
-            published = await _publishable(session, now)
-            stale = [
-                name
-                async for name in ctx.redis.scan_iter(match=pattern)
-                if str(name).rsplit(":", 1)[-1] not in published
-            ]
-            pipe.multi()  # type: ignore[no-untyped-call]
-            for key_hash, (key, permissions) in published.items():
-                expires = key.expires_at
-                entry = PublishedApiKey(str(key.id), tuple(sorted(permissions)), expires)
-                ttl_ms = int((expires - now).total_seconds() * 1000) if expires else None
-                pipe.set(ctx.keys("auth", "api_key", key_hash), entry.dumps(), px=ttl_ms)
-            if stale:
-                pipe.delete(*stale)
-            try:
-                await pipe.execute()
-            except WatchError:
-                log.info("API keys changed while being published; the change publishes them")
-        for key, _ in published.values():
-            used = await ctx.redis.get(ctx.keys("auth", "api_key_used", str(key.id)))
+    async with KeyPublication(ctx) as publication:
+        if not await publication.write():
+            log.info("API keys changed while being published; the change publishes them")
+        await publication.fold_last_use()
+
+
+class KeyPublication:
+    """One publication of the keys: what the database holds on entry, written by `write()`
+    unless a change committed in between.
+
+    The generation counter is watched *before* the database is read, and `write()` is a
+    MULTI/EXEC: a change that committed after the read bumped the generation
+    (`api_keys_changed`), so the EXEC fails and the change's own publication, which reads after
+    its commit, is the one that counts. A slow publication can never write back what a change
+    took away.
+    """
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+        self._stack = AsyncExitStack()
+        self.published: dict[str, tuple[ApiKey, frozenset[str]]] = {}
+
+    async def __aenter__(self) -> KeyPublication:
+        self._pipe = await self._stack.enter_async_context(
+            self.ctx.redis.pipeline(transaction=True)
+        )
+        await self._pipe.watch(_generation_key(self.ctx))
+        self._session = await self._stack.enter_async_context(self.ctx.database.session())
+        self.now = utc_now()
+        self.published = await _publishable(self._session, self.now)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    async def write(self) -> bool:
+        """Mirror what was read into Redis; False, writing nothing, when keys changed since."""
+        ctx, pipe, now = self.ctx, self._pipe, self.now
+        stale = [
+            name
+            async for name in ctx.redis.scan_iter(match=ctx.keys("auth", "api_key", "*"))
+            if str(name).rsplit(":", 1)[-1] not in self.published
+        ]
+        pipe.multi()  # type: ignore[no-untyped-call]
+        for key_hash, (key, permissions) in self.published.items():
+            expires = key.expires_at
+            entry = PublishedApiKey(str(key.id), tuple(sorted(permissions)), expires)
+            ttl_ms = int((expires - now).total_seconds() * 1000) if expires else None
+            pipe.set(ctx.keys("auth", "api_key", key_hash), entry.dumps(), px=ttl_ms)
+        if stale:
+            pipe.delete(*stale)
+        try:
+            await pipe.execute()
+        except WatchError:
+            return False
+        return True
+
+    async def fold_last_use(self) -> None:
+        """The other services' last-use marks into `last_used_at`."""
+        for key, _ in self.published.values():
+            used = await self.ctx.redis.get(self.ctx.keys("auth", "api_key_used", str(key.id)))
             if used is None:
                 continue
             used_at = datetime.fromisoformat(str(used))
             if key.last_used_at is None or key.last_used_at < used_at:
                 key.last_used_at = used_at
-        await session.commit()
+        await self._session.commit()
 
 
 async def _publishable(
