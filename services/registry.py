@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from importlib import import_module
 
-from services.platform import ServiceDefinition
+from services.platform import ServiceContext, ServiceDefinition, Settings, run_service
 
 # Start order of `erp up`: auth first, since every other service fetches its JWKS.
 SERVICES: dict[str, str] = {
@@ -21,3 +23,26 @@ def load_definition(name: str) -> ServiceDefinition:
         raise SystemExit(f"unknown service {name!r}; known services: {known}") from None
     definition: ServiceDefinition = import_module(module_path).definition
     return definition
+
+
+# The demo data set of each service (docs/adr/0008-docs-that-work.md): the rows the spec's
+# examples name. Embedded `erp up` loads it; on real servers only `erp demo seed` does.
+DEMO_DATA: dict[str, str] = {
+    "auth": "services.auth.demo",
+    "inventory": "services.inventory.demo",
+}
+
+
+def load_demo(name: str) -> Callable[[ServiceContext], Awaitable[None]]:
+    seed: Callable[[ServiceContext], Awaitable[None]] = import_module(DEMO_DATA[name]).seed_demo
+    return seed
+
+
+@asynccontextmanager
+async def with_demo_data(
+    definition: ServiceDefinition, settings: Settings
+) -> AsyncIterator[ServiceContext]:
+    """`run_service(definition, settings)` with the demo data set loaded once it has started."""
+    async with run_service(definition, settings) as ctx:
+        await load_demo(definition.name)(ctx)
+        yield ctx

@@ -11,15 +11,19 @@ import sys
 import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import uvicorn
 
 from generated.topology import TOPOLOGY
-from services.registry import SERVICES, load_definition
+from services.auth.demo import DEMO_USER_EMAIL, DEMO_USER_PASSWORD
+from services.registry import DEMO_DATA, SERVICES, load_definition, with_demo_data
 
 # connexion imports starlette's test client, which warns about httpx on every start: not ours.
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+
+DEMO_LOGIN = f"{DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -55,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("--password", required=True)
     admin.add_argument("--name", default="Administrator")
     admin.set_defaults(run=_create_admin)
+
+    demo = commands.add_parser("demo", help="the demo data set the docs' examples use")
+    demo_actions = demo.add_subparsers(required=True, metavar="ACTION")
+    demo_seed = demo_actions.add_parser(
+        "seed", help="load it (idempotent; embedded `erp up` does it by itself)"
+    )
+    demo_seed.add_argument("service", nargs="*", help="these services; all when omitted")
+    demo_seed.set_defaults(run=_demo_seed)
 
     dlq = commands.add_parser("dlq", help="inspect and replay dead letters").add_subparsers(
         required=True, metavar="ACTION"
@@ -114,7 +126,8 @@ def _up(args: argparse.Namespace) -> int:
     from services.platform.core.settings import detect_embedded
     from services.platform.runtime.app import create_app, server_config
 
-    if detect_embedded(os.environ):
+    embedded = detect_embedded(os.environ)
+    if embedded:
         why = (
             "ERP_EMBEDDED=1"
             if os.environ.get("ERP_EMBEDDED") == "1"
@@ -133,7 +146,9 @@ def _up(args: argparse.Namespace) -> int:
     for name in SERVICES:
         definition = load_definition(name)
         settings = _settings(definition.name, definition.default_port)
-        app = create_app(definition, settings)
+        # Embedded mode is the demo: the data set the docs' examples use is loaded with it.
+        lifespan = partial(with_demo_data, definition, settings) if embedded else None
+        app = create_app(definition, settings, lifespan=lifespan)
         config = server_config(app, args.host, settings.port)
         servers.append(_SharedSignalServer(config))
         base = f"http://{args.host}:{settings.port}"
@@ -141,6 +156,8 @@ def _up(args: argparse.Namespace) -> int:
             f"  {name:<13} {base}  docs {base}/ui/  spec {base}/openapi.json  health {base}/health"
         )
     print("erp: services\n" + "\n".join(lines), flush=True)
+    if embedded:
+        print(f"erp: demo data loaded; log in as {DEMO_LOGIN} (demo only)", flush=True)
     asyncio.run(_serve_all(servers))
     return 0
 
@@ -159,6 +176,25 @@ async def _serve_all(servers: list[uvicorn.Server]) -> None:
     while not first.started and not first_task.done():  # noqa: ASYNC110 - uvicorn has no event
         await asyncio.sleep(0.05)
     await asyncio.gather(first_task, *(server.serve() for server in rest))
+
+
+def _demo_seed(args: argparse.Namespace) -> int:
+    names = args.service or list(DEMO_DATA)
+    unknown = sorted(set(names) - set(DEMO_DATA))
+    if unknown:
+        print(f"erp: no demo data for {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    for name in names:
+        definition = load_definition(name)
+        asyncio.run(_seed(definition, _settings(definition.name, definition.default_port)))
+        print(f"demo data of {name} loaded")
+    print(f"log in as {DEMO_LOGIN} (demo only: not for a production database)")
+    return 0
+
+
+async def _seed(definition: Any, settings: Any) -> None:
+    async with with_demo_data(definition, settings):
+        pass  # started (migrations, seeded roles), loaded, stopped
 
 
 def _create_admin(args: argparse.Namespace) -> int:

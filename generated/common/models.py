@@ -87,12 +87,14 @@ class Money(BaseModel):
 
 class HealthStatus(StrEnum):
     ok = "ok"
+    embedded = "embedded"
     degraded = "degraded"
     down = "down"
 
 
 class HealthCheckStatus(StrEnum):
     ok = "ok"
+    embedded = "embedded"
     down = "down"
 
 
@@ -101,7 +103,10 @@ class HealthCheck(BaseModel):
         extra="forbid",
         validate_by_name=True,
     )
-    status: HealthCheckStatus
+    status: Annotated[
+        HealthCheckStatus,
+        Field(description="`embedded`: up, and an in-process stand-in of the real server."),
+    ]
     latency_ms: Annotated[
         float | None,
         Field(
@@ -187,7 +192,7 @@ class Health(BaseModel):
     status: Annotated[
         HealthStatus,
         Field(
-            description="`ok` all dependencies up; `degraded` some down; `down` the service cannot work."
+            description="`ok` all dependencies up; `embedded` all up, some of them in-process stand-ins\n(`erp up` without servers: SQLite, the in-process broker, the Redis stand-in — a\ndemo, not production); `degraded` some down; `down` the service cannot work.\n"
         ),
     ]
     service: Annotated[str, Field(examples=["auth"], pattern="^[^\\x00]*$")]

@@ -703,8 +703,8 @@ SCHEMAS: Mapping[str, Any] = {
             "properties": {
                 "status": {
                     "type": "string",
-                    "enum": ["ok", "degraded", "down"],
-                    "description": "`ok` all dependencies up; `degraded` some down; `down` the service cannot work.",
+                    "enum": ["ok", "embedded", "degraded", "down"],
+                    "description": "`ok` all dependencies up; `embedded` all up, some of them in-process stand-ins\n(`erp up` without servers: SQLite, the in-process broker, the Redis stand-in — a\ndemo, not production); `degraded` some down; `down` the service cannot work.\n",
                 },
                 "service": {"type": "string", "pattern": "^[^\\x00]*$"},
                 "version": {
@@ -720,7 +720,11 @@ SCHEMAS: Mapping[str, Any] = {
             "additionalProperties": False,
             "required": ["status", "latency_ms", "error"],
             "properties": {
-                "status": {"type": "string", "enum": ["ok", "down"]},
+                "status": {
+                    "type": "string",
+                    "enum": ["ok", "embedded", "down"],
+                    "description": "`embedded`: up, and an in-process stand-in of the real server.",
+                },
                 "latency_ms": {
                     "type": ["number", "null"],
                     "minimum": 0,

@@ -54,6 +54,7 @@ from services.platform.runtime.app import create_app
 from services.platform.runtime.calls import Call, WriteCall
 from services.platform.runtime.consumers import DeadLetter
 from services.platform.runtime.ratelimit import rate_limit
+from services.platform.runtime.runner import run_service
 from services.platform.runtime.service import (
     PeriodicJob,
     ServiceContext,
@@ -116,6 +117,7 @@ __all__ = [
     "require_principal",
     "rfc3339",
     "run_migrations",
+    "run_service",
     "unauthorized",
     "utc_now",
     "utc_timestamp",

@@ -156,6 +156,32 @@ def test_house_rules_are_enforced(operation: dict[str, Any], message: str) -> No
         operations(_document(operation), "t.yaml")
 
 
+@pytest.mark.parametrize(
+    "parameter",
+    [
+        {"name": "status", "in": "query", "schema": {"type": "string"}, "example": "active"},
+        {"name": "q", "in": "query", "schema": {"type": "string"}, "examples": {"a": {"value": 1}}},
+        {"name": "If-Match", "in": "header", "schema": {"type": "string"}, "example": '"3"'},
+    ],
+)
+def test_an_optional_parameter_has_no_example_swagger_ui_would_prefill(
+    parameter: dict[str, Any],
+) -> None:
+    operation = {"x-permissions": [], "parameters": [parameter]}
+    with pytest.raises(CodegenError, match=f"optional .* parameter '{parameter['name']}' has"):
+        operations(_document(operation), "t.yaml")
+
+
+def test_required_parameters_keep_their_examples() -> None:
+    document = _document({"x-permissions": []})
+    thing_id = document["components"]["parameters"]["ThingId"]
+    thing_id["example"] = "0b9f4a52-3c1e-4f7a-9d2b-000000000001"
+    required = {"name": "code", "in": "query", "required": True, "example": "SP-01"}
+    document["paths"]["/api/v1/things/{thing_id}"]["patch"]["parameters"] = [required]
+    update, _ = operations(document, "t.yaml")
+    assert [p.wire_name for p in update.request_parameters] == ["thing_id", "code"]
+
+
 def test_path_parameters_must_match_the_template() -> None:
     with pytest.raises(CodegenError, match="path parameters"):
         operations(_document({"x-permissions": []}, path="/api/v1/things/{other}"), "t.yaml")

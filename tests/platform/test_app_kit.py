@@ -7,6 +7,7 @@ Each test states one promise of the kit.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -169,6 +170,26 @@ def test_swagger_ui_points_at_the_spec(client: TestClient) -> None:
     assert "text/html" in response.headers["content-type"]
     assert "/openapi.json" in response.text
     assert response.headers["x-request-id"]  # the kit's ids, on what it delegates too
+    # Titled after the service (several tabs of docs), its length what it now is.
+    assert "<title>Kit test service — API docs</title>" in response.text
+    assert "Swagger UI</title>" not in response.text
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
+def test_swagger_ui_keeps_the_authorization_across_reloads(client: TestClient) -> None:
+    assert "swagger-ui-config.json" in client.get("/ui/").text
+    config = client.get("/ui/swagger-ui-config.json")
+    assert config.status_code == 200
+    assert config.json()["persistAuthorization"] is True
+
+
+def test_the_root_leads_to_the_docs(client: TestClient) -> None:
+    for method in ("GET", "HEAD"):
+        response = client.request(method, "/", follow_redirects=False)
+        assert response.status_code == 307
+        assert response.headers["location"] == "/ui/"
+    assert client.get("/").url.path == "/ui/"
+    assert_problem(client.post("/"), 404)  # only reads are redirected
 
 
 def test_a_missing_handler_fails_at_build_time_naming_all_of_them() -> None:
@@ -782,14 +803,29 @@ def test_an_api_key_verifier_of_the_service_authenticates_a_partner(
 
 
 def test_health_reports_each_dependency(client: TestClient) -> None:
+    # The kit's fake service runs on embedded mode's stand-ins (SQLite, the in-process broker,
+    # fakeredis): up, but said to be stand-ins, never `ok` (the real servers: test_api.py).
     response = client.get("/health")
     assert response.status_code == 200
     body = response.json()
-    assert (body["status"], body["service"], body["version"]) == ("ok", "kit", "2.1.0")
+    assert (body["status"], body["service"], body["version"]) == ("embedded", "kit", "2.1.0")
     assert set(body["checks"]) == {"database", "redis", "rabbitmq"}
     for check in body["checks"].values():
-        assert (check["status"], check["error"]) == ("ok", None)
+        assert (check["status"], check["error"]) == ("embedded", None)
         assert check["latency_ms"] >= 0
+    assert client.get("/health/ready").status_code == 200  # a demo is ready to serve
+
+
+def test_a_configured_server_is_not_a_stand_in() -> None:
+    settings = support.settings()
+    assert health.stand_ins(settings) == {"database", "redis", "rabbitmq"}
+    real = dataclasses.replace(
+        settings,
+        database_url="postgresql+psycopg://127.0.0.1/x",
+        redis_url="redis://127.0.0.1:6379/0",
+        amqp_url=None,
+    )
+    assert health.stand_ins(real) == {"rabbitmq"}
 
 
 def test_health_is_503_when_a_dependency_is_down(
@@ -857,7 +893,7 @@ def test_readiness_is_503_until_the_token_keys_have_loaded(
         assert response.status_code == 503
         body = response.json()
         assert body["status"] == "degraded"
-        assert {check["status"] for check in body["checks"].values()} == {"ok"}
+        assert {check["status"] for check in body["checks"].values()} == {"embedded"}
         assert starting.get("/health").status_code == 200  # dependencies are all up
         assert starting.get("/health/live").status_code == 200
 

@@ -308,6 +308,15 @@ def _parameter(document: JsonObject, raw: Any, where: str) -> Parameter:
     if location not in ("path", "query", "header"):
         raise CodegenError(f"{where}: {location} parameters are not supported ({spec['name']})")
     required = bool(spec.get("required", False)) or location == "path"
+    prefilled = sorted({"example", "examples"} & set(spec))
+    if not required and prefilled:
+        # Swagger UI pre-fills "Try it out" with an optional parameter's example: a filter then
+        # empties the list, an If-Match fails with 412, a reused Idempotency-Key replays.
+        raise CodegenError(
+            f"{where}: optional {location} parameter {spec['name']!r} has {prefilled[0]!r}; "
+            "Swagger UI pre-fills it in Try it out — give the example in the description "
+            "instead (house rule: no example on optional parameters)"
+        )
     schema = deref(document, spec.get("schema", {}), where)
     annotation = "str" if location == "path" and schema.get("type") != "integer" else ""
     annotation = annotation or _annotation(document, schema, where)

@@ -27,6 +27,7 @@ from tools.codegen.asyncapi import (
 )
 from tools.codegen.bundle import JsonObject, bundle_openapi, load_yaml
 from tools.codegen.common import CodegenError, dump_json, generated_note, header
+from tools.codegen.examples import place_error_examples
 from tools.codegen.models import (
     COMMON_INPUT,
     OPENAPI_MODEL_OPTIONS,
@@ -129,7 +130,7 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
     documents: dict[str, JsonObject] = {}
     for service in services:
         source = (OPENAPI_DIR / f"{service}.yaml").as_posix()
-        document = bundle_openapi(root / source)
+        document = place_error_examples(bundle_openapi(root / source), source)
         validate_openapi(document, source)
         published = {"openapi": document.get("openapi"), "x-generated": generated_note(source)}
         published.update((key, value) for key, value in document.items() if key != "openapi")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import MISSING
 from sqlalchemy import delete, func
@@ -235,14 +235,22 @@ async def set_user_roles(
     return as_user(user, after)
 
 
-async def make_super_admin(uow: UnitOfWork, *, email: str, name: str, password_hash: str) -> UUID:
-    """The user of `email` (created when new) active, verified, with this password and the
-    super-admin role. The roles must be seeded (`roles.seed`)."""
+async def make_super_admin(
+    uow: UnitOfWork, *, email: str, name: str, password_hash: str, new_id: UUID | None = None
+) -> UUID:
+    """The user of `email` (created when new, with `new_id` when given) active, verified, with
+    this password and the super-admin role. The roles must be seeded (`roles.seed`)."""
     session = uow.session
     now = utc_now()
     user = await user_by_email(session, email)
     if user is None:
-        user = User(name=name, email=email, password_hash=password_hash, created_at=now)
+        user = User(
+            id=new_id or uuid4(),
+            name=name,
+            email=email,
+            password_hash=password_hash,
+            created_at=now,
+        )
         session.add(user)
     else:
         user.password_hash = password_hash

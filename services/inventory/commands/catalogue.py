@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from functools import partial
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import MISSING
 from sqlalchemy import func, text
@@ -66,13 +66,17 @@ async def _lock_hierarchy(uow: UnitOfWork) -> None:
         )
 
 
-async def create_category(uow: UnitOfWork, body: models.CategoryCreate) -> models.Category:
+async def create_category(
+    uow: UnitOfWork, body: models.CategoryCreate, *, new_id: UUID | None = None
+) -> models.Category:
+    """A new category; `new_id` fixes its id (the demo data set's, known to the docs)."""
     session = uow.session
     slug = domain.slugify(body.name) if body.slug is MISSING else body.slug
     check(domain.slug_errors(slug))
     parent = await _referenced_category(session, _given(body.parent_id), "parent_id")
     now = utc_now()
     category = Category(
+        id=new_id or uuid4(),
         name=body.name,
         slug=slug,
         parent_id=parent,
@@ -183,8 +187,13 @@ def _state(product: Product) -> dict[str, Any]:
 
 
 async def create_product(
-    uow: UnitOfWork, cache: JsonCache, body: models.ProductCreate
+    uow: UnitOfWork,
+    cache: JsonCache,
+    body: models.ProductCreate,
+    *,
+    new_id: UUID | None = None,
 ) -> models.Product:
+    """A new product; `new_id` fixes its id (the demo data set's, known to the docs)."""
     session = uow.session
     check(domain.sku_errors(body.sku) + domain.price_errors(body.price))
     category = await _referenced_category(session, _given(body.category_id), "category_id")
@@ -192,6 +201,7 @@ async def create_product(
         raise _sku_taken(body.sku)
     now = utc_now()
     product = Product(
+        id=new_id or uuid4(),
         sku=body.sku,
         name=body.name,
         description=_given(body.description),

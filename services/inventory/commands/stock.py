@@ -128,7 +128,8 @@ async def receive_stock(
         on_hand, reserved = upserted[0]["on_hand"], upserted[0]["reserved"]
         level = {"on_hand_before": on_hand - body.quantity, "on_hand_after": on_hand}
         [recorded] = await uow.fetch_all(
-            _RECORD_MOVEMENT, **values, warehouse_id=warehouse_id, reserved=reserved, **level
+            _RECORD_MOVEMENT,
+            **{**values, "warehouse_id": warehouse_id, "reserved": reserved, **level},
         )
     return models.Movement(
         id=recorded["id"],

@@ -65,7 +65,10 @@ def _address(address: models.Address | None) -> dict[str, Any] | None:
     return None if address is None else address.model_dump(mode="json")
 
 
-async def create_warehouse(uow: UnitOfWork, body: models.WarehouseCreate) -> models.Warehouse:
+async def create_warehouse(
+    uow: UnitOfWork, body: models.WarehouseCreate, *, new_id: UUID | None = None
+) -> models.Warehouse:
+    """A new warehouse; `new_id` fixes its id (the demo data set's, known to the docs)."""
     session = uow.session
     check(domain.warehouse_code_errors(body.code))
     if (
@@ -74,6 +77,7 @@ async def create_warehouse(uow: UnitOfWork, body: models.WarehouseCreate) -> mod
         raise _code_taken(body.code)
     now = utc_now()
     warehouse = Warehouse(
+        id=new_id or uuid4(),
         code=body.code,
         name=body.name,
         address=None if body.address is MISSING else _address(body.address),

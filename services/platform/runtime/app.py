@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import html
 import importlib
 import json
 import time
@@ -72,6 +73,9 @@ SWAGGER_UI_PATH = "/ui"
 # Sent on every response: browsers must not guess another type than the declared one.
 SECURITY_HEADERS: Final = ((b"x-content-type-options", b"nosniff"),)
 NO_STORE: Final = {"Cache-Control": "no-store"}
+# Swagger UI keeps the token given in "Authorize" across reloads (in the browser's storage).
+SWAGGER_UI_CONFIG: Final = {"persistAuthorization": True}
+SWAGGER_UI_TITLE: Final = b"<title>Swagger UI</title>"
 
 ContextFactory = Callable[[], AbstractAsyncContextManager[ServiceContext]]
 """What the app's lifespan runs: `lambda: run_service(definition, settings)` by default."""
@@ -157,8 +161,12 @@ class ServiceApp:
         self._swagger = SwaggerUIMiddleware(self._not_found)
         self._swagger.add_api(
             Specification.load(document),
-            swagger_ui_options=SwaggerUIOptions(serve_spec=False, spec_path=OPENAPI_PATH),
+            swagger_ui_options=SwaggerUIOptions(
+                serve_spec=False, spec_path=OPENAPI_PATH, swagger_ui_config=SWAGGER_UI_CONFIG
+            ),
         )
+        # The bundled page is titled "Swagger UI" whatever it shows; several tabs must say which.
+        self._ui_title = f"<title>{html.escape(document['info']['title'])} — API docs</title>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -185,8 +193,14 @@ class ServiceApp:
                     if path == OPENAPI_PATH and method == "GET":
                         rendered = Rendered(200, self._spec, {"content-type": "application/json"})
                     elif path == SWAGGER_UI_PATH or path.startswith(SWAGGER_UI_PATH + "/"):
-                        await self._swagger(scope, receive, ids.wrap(send))
+                        ui_send = ids.wrap(send)
+                        if path == SWAGGER_UI_PATH + "/":
+                            ui_send = _retitled(ui_send, self._ui_title)
+                        await self._swagger(scope, receive, ui_send)
                         return
+                    elif path == "/" and method in ("GET", "HEAD"):
+                        # Whoever opens the service's address lands on its docs.
+                        rendered = Rendered(307, b"", {"location": SWAGGER_UI_PATH + "/"})
                     else:
                         raise not_found()
                 else:
@@ -394,6 +408,28 @@ async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -
 
 def _too_large(limit: int) -> Problem:
     return Problem(413, detail=f"The body is larger than {limit} bytes.")
+
+
+def _retitled(send: Send, title: str) -> Send:
+    """`send` for Swagger UI's page, with the page's title replaced by `title` (the whole page
+    is one body; its Content-Length follows)."""
+    started: Message | None = None
+
+    async def retitle(message: Message) -> None:
+        nonlocal started
+        if message["type"] == "http.response.start":
+            started = message  # sent with the body, once its length is known
+            return
+        if message["type"] == "http.response.body" and started is not None:
+            body = message.get("body", b"").replace(SWAGGER_UI_TITLE, title.encode(), 1)
+            headers = [(k, v) for k, v in started.get("headers", []) if k != b"content-length"]
+            headers.append((b"content-length", str(len(body)).encode()))
+            await send({**started, "headers": headers})
+            started = None
+            message = {**message, "body": body}
+        await send(message)
+
+    return retitle
 
 
 async def _send(

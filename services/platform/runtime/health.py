@@ -1,7 +1,9 @@
 """Handlers of the operational endpoints every service serves (specs/openapi/common.yaml).
 
 * `get_health` — each dependency the service uses (database, Redis, RabbitMQ), with latency
-  and a short timeout each; 200 when all are up, 503 otherwise.
+  and a short timeout each; 200 when all are up, 503 otherwise. In embedded mode a dependency
+  served by an in-process stand-in (SQLite, the in-process broker, fakeredis) that answers is
+  `embedded`, not `ok`, and so is the whole report: nobody mistakes a demo for production.
 * `get_liveness` — 200 as long as the process serves HTTP (no dependency checked).
 * `get_readiness` — 200 once start-up finished and while the dependencies are up; 503 before,
   during shutdown and when a dependency is down, so the orchestrator routes elsewhere.
@@ -14,15 +16,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from services.platform.core.settings import Settings
 from services.platform.http.responses import Reply
 from services.platform.runtime.requests import AppState
 from services.platform.runtime.service import ServiceContext
 
 CHECK_TIMEOUT_SECONDS = 2.0
+HEALTHY = ("ok", "embedded")  # every dependency answers (`embedded`: some in process)
 
 
-async def check(probe: Callable[[], Awaitable[object]]) -> dict[str, Any]:
-    """One dependency check as the spec's HealthCheck: status, latency_ms, error."""
+async def check(
+    probe: Callable[[], Awaitable[object]], *, embedded: bool = False
+) -> dict[str, Any]:
+    """One dependency check as the spec's HealthCheck: status, latency_ms, error; an
+    `embedded` dependency that answers is reported as such."""
     started = time.perf_counter()
     try:
         await asyncio.wait_for(probe(), CHECK_TIMEOUT_SECONDS)
@@ -31,7 +38,7 @@ async def check(probe: Callable[[], Awaitable[object]]) -> dict[str, Any]:
     except Exception as error:
         return _down(_describe(error))
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    return {"status": "ok", "latency_ms": latency_ms, "error": None}
+    return {"status": "embedded" if embedded else "ok", "latency_ms": latency_ms, "error": None}
 
 
 def _down(error: str) -> dict[str, Any]:
@@ -45,19 +52,40 @@ def _describe(error: Exception) -> str:
     return type(error).__name__
 
 
+def stand_ins(settings: Settings) -> set[str]:
+    """The dependencies served in process (embedded mode's stand-ins; a configured URL wins)."""
+    served = set()
+    if settings.database_url.startswith("sqlite"):
+        served.add("database")
+    if settings.redis_url is None:
+        served.add("redis")
+    if settings.amqp_url is None:
+        served.add("rabbitmq")
+    return served
+
+
 async def dependency_checks(ctx: ServiceContext) -> dict[str, dict[str, Any]]:
     probes: dict[str, Callable[[], Awaitable[object]]] = {}
     if ctx.has_database:
         probes["database"] = ctx.database.ping
     probes["redis"] = ctx.redis.ping
     probes["rabbitmq"] = ctx.bus.ping
-    results = await asyncio.gather(*(check(probe) for probe in probes.values()))
+    embedded = stand_ins(ctx.settings)
+    results = await asyncio.gather(
+        *(check(probe, embedded=name in embedded) for name, probe in probes.items())
+    )
     return dict(zip(probes, results, strict=True))
 
 
 def _body(app: AppState, checks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    up = sum(1 for result in checks.values() if result["status"] == "ok")
-    status = "ok" if checks and up == len(checks) else "down" if up == 0 else "degraded"
+    states = [result["status"] for result in checks.values()]
+    up = sum(1 for state in states if state != "down")
+    if not checks or up == 0:
+        status = "down"
+    elif up < len(checks):
+        status = "degraded"
+    else:
+        status = "embedded" if "embedded" in states else "ok"
     return {"status": status, "service": app.service, "version": app.version, "checks": checks}
 
 
@@ -81,10 +109,10 @@ class HealthHandlers:
         body = _body(app, await dependency_checks(ctx))
         if require_ready and not app.verifies_tokens:
             # The schema has no entry for the keys (the log says why); all dependencies may be up.
-            if body["status"] == "ok":
+            if body["status"] in HEALTHY:
                 body["status"] = "degraded"
             return Reply(body, 503)
-        return Reply(body, 200 if body["status"] == "ok" else 503)
+        return Reply(body, 200 if body["status"] in HEALTHY else 503)
 
 
 async def get_liveness(_call: object) -> Reply:
