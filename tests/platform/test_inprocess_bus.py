@@ -441,7 +441,7 @@ async def test_consumer_handles_once_with_the_cause_in_the_request_context(
     [
         (b"not json", "body is not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        ({"event_name": "unitdemo.thing.made"}, "schema: event_id: is required"),
+        ({"event_name": "unitdemo.thing.made"}, "; event_id: is required;"),
         (
             envelope(payload={"thing_id": "x", "quantity": 0}),
             "schema: payload.quantity: 0 is less than the minimum of 1; "

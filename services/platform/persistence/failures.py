@@ -45,6 +45,7 @@ SQLSTATE_CLASSES: Final = {
     "55": "object_not_in_prerequisite_state",
     "57": "operator_intervention",
     "58": "system_error",
+    "P0": "plpgsql_error",
     "XX": "internal_error",
 }
 _MAX_CAUSES = 10
