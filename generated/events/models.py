@@ -64,11 +64,12 @@ class AuthUserUpdatedPayload(BaseModel):
     name: Annotated[str, Field(max_length=255, min_length=1)]
     email: Annotated[EmailStr, Field(max_length=254)]
     is_active: bool
-    roles: Annotated[list[str], Field(description="Role slugs.")]
+    roles: Annotated[list[str], Field(description="Role slugs.", max_length=50)]
     changed_fields: Annotated[
         list[str],
         Field(
-            description="Names of the fields that changed (name, email, password, is_active, roles)."
+            description="Names of the fields that changed (name, email, password, is_active, roles).",
+            max_length=10,
         ),
     ]
 
@@ -174,7 +175,14 @@ class OrderItem(BaseModel):
     product_id: UUID
     sku: Annotated[str, Field(max_length=100, min_length=3, pattern="^[A-Z0-9-]{3,100}$")]
     name: Annotated[str, Field(max_length=255, min_length=1)]
-    quantity: Annotated[int, Field(ge=1)]
+    quantity: Annotated[
+        int,
+        Field(
+            description="Units of the product on this order line (at most 1,000,000, as a stock movement).",
+            ge=1,
+            le=1000000,
+        ),
+    ]
     unit_price: Annotated[
         str,
         Field(
@@ -190,7 +198,14 @@ class OrderLine(BaseModel):
         validate_by_name=True,
     )
     product_id: UUID
-    quantity: Annotated[int, Field(ge=1)]
+    quantity: Annotated[
+        int,
+        Field(
+            description="Units of the product on this order line (at most 1,000,000, as a stock movement).",
+            ge=1,
+            le=1000000,
+        ),
+    ]
 
 
 class Address(BaseModel):
@@ -308,7 +323,7 @@ class InventoryStockReservedPayload(BaseModel):
     )
     order_id: UUID
     reservation_id: UUID
-    items: Annotated[list[StockItem], Field(min_length=1)]
+    items: Annotated[list[StockItem], Field(max_length=100, min_length=1)]
     expires_at: AwareDatetime
 
 
@@ -329,7 +344,8 @@ class InventoryStockReservationFailedPayload(BaseModel):
     items: Annotated[
         list[StockShortage],
         Field(
-            description="The items that could not be reserved, with requested and available quantities."
+            description="The items that could not be reserved, with requested and available quantities.",
+            max_length=100,
         ),
     ]
 
@@ -347,7 +363,7 @@ class InventoryStockReleasedPayload(BaseModel):
     reason: StockReleaseReason
     items: Annotated[
         list[StockItem],
-        Field(description="The quantities returned to available stock."),
+        Field(description="The quantities returned to available stock.", max_length=100),
     ]
 
 
@@ -358,7 +374,7 @@ class InventoryStockConfirmedPayload(BaseModel):
     )
     order_id: UUID
     reservation_id: UUID
-    items: Annotated[list[StockItem], Field(min_length=1)]
+    items: Annotated[list[StockItem], Field(max_length=100, min_length=1)]
 
 
 class InventoryStockLowAlertPayload(BaseModel):
@@ -382,7 +398,7 @@ class SalesOrderCreatedPayload(BaseModel):
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
     customer_id: UUID
     customer_email: Annotated[EmailStr, Field(max_length=254)]
-    items: Annotated[list[OrderItem], Field(min_length=1)]
+    items: Annotated[list[OrderItem], Field(max_length=100, min_length=1)]
     subtotal: Annotated[
         str,
         Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
@@ -416,7 +432,7 @@ class SalesOrderConfirmedPayload(BaseModel):
     )
     order_id: UUID
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
-    items: Annotated[list[OrderLine], Field(min_length=1)]
+    items: Annotated[list[OrderLine], Field(max_length=100, min_length=1)]
 
 
 class SalesOrderCancelledPayload(BaseModel):
@@ -427,7 +443,7 @@ class SalesOrderCancelledPayload(BaseModel):
     order_id: UUID
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
     reason: Annotated[str, Field(max_length=255, min_length=1)]
-    items: Annotated[list[OrderLine], Field(min_length=1)]
+    items: Annotated[list[OrderLine], Field(max_length=100, min_length=1)]
 
 
 class EventEnvelope(BaseModel):

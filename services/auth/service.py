@@ -7,6 +7,7 @@ from pathlib import Path
 import services.auth.handlers
 from generated.auth.operations import OPERATIONS, SCHEMAS, AuthHandlers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
+from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.topology import TOPOLOGY
 from services.auth import tokens
 from services.auth.commands import api_keys, roles
@@ -38,6 +39,7 @@ definition = ServiceDefinition(
     topology=TOPOLOGY,
     events=EVENTS,
     envelopes=ENVELOPE_MODELS,
+    envelope_schemas=ENVELOPE_SCHEMAS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     on_startup=[

@@ -134,6 +134,10 @@ _PRODUCT_TYPES: Final = {
 }
 
 
+# Pages past this one are rarely read twice: not worth a key each.
+MAX_CACHED_PAGE = 10
+
+
 @cache
 def _product_page(filters: tuple[str, ...]) -> _Paged:
     """The product page for one combination of filters (at most 32 statements, made once)."""
@@ -174,12 +178,14 @@ async def list_products(
         "min_price": None if low is None else str(low),
         "max_price": None if high is None else str(high),
     }
-    digest = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:32]
     cached = ProductListCache(ctx.cache)
-    key = await ctx.cache.tagged_key(PRODUCTS_TAG, "list", digest)
-    hit = await cached.read(key)
-    if hit is not None:
-        return hit
+    key: str | None = None
+    if _cacheable(search, category_id, min_price, max_price, paging.page):
+        digest = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:32]
+        key = await ctx.cache.tagged_key(PRODUCTS_TAG, "list", digest)
+        hit = await cached.read(key)
+        if hit is not None:
+            return hit
     filters = {
         "search": None if search is None else like(search),
         "category_id": category_id,
@@ -192,8 +198,24 @@ async def list_products(
     for row in rows:
         row["price"] = domain.format_price(row["price"])
     listing = page_of(models.ProductList, rows, meta)
-    await cached.write(key, listing)
+    if key is not None:
+        await cached.write(key, listing)
     return listing
+
+
+def _cacheable(
+    search: str | None,
+    category_id: UUID | None,
+    min_price: str | None,
+    max_price: str | None,
+    page: int,
+) -> bool:
+    """Only the catalogue's browsing pages are cached: free text, ids and prices are chosen by
+    the caller, so caching them would let anyone grow Redis by one key per request. What is
+    left — status (3 values or none) by per_page (1-100) by the first MAX_CACHED_PAGE pages — is
+    a bounded key space."""
+    filtered = any(value is not None for value in (search, category_id, min_price, max_price))
+    return not filtered and page <= MAX_CACHED_PAGE
 
 
 class ProductListCache:

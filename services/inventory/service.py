@@ -8,6 +8,7 @@ import services.inventory.consumers
 import services.inventory.handlers
 from generated.events.consumers import InventoryConsumers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
+from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.inventory.operations import OPERATIONS, SCHEMAS, InventoryHandlers
 from generated.topology import TOPOLOGY
 from services.inventory.commands import reservations, warehouses
@@ -31,6 +32,7 @@ definition = ServiceDefinition(
     topology=TOPOLOGY,
     events=EVENTS,
     envelopes=ENVELOPE_MODELS,
+    envelope_schemas=ENVELOPE_SCHEMAS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     consumers=services.inventory.consumers,

@@ -15,6 +15,7 @@ from tools.codegen.asyncapi import (
     render_consumers,
     render_definitions,
     render_publishers,
+    render_schemas,
     render_topology,
 )
 from tools.codegen.common import CodegenError
@@ -168,6 +169,29 @@ def test_rendered_modules_compile() -> None:
     schema = events_json_schema(parsed)
     assert schema["anyOf"] == [{"$ref": "#/definitions/SalesOrderCreatedEvent"}]
     assert "#/components/" not in json.dumps(schema)
+
+
+def test_every_event_gets_the_schema_of_its_whole_envelope() -> None:
+    namespace: dict[str, Any] = {}
+    source = render_schemas(read_events(DOCUMENT, "erp.yaml"))
+    exec(compile(source, "schemas.py", "exec"), namespace)
+    schema = namespace["ENVELOPE_SCHEMAS"]["sales.order.created"]
+    assert schema["$ref"] == "#/definitions/SalesOrderCreatedEvent"
+    assert schema["definitions"] is namespace["DEFINITIONS"]
+    payload = schema["definitions"]["SalesOrderCreatedEvent"]["allOf"][1]["properties"]["payload"]
+    assert payload == {"$ref": "#/definitions/SalesOrderCreatedPayload"}
+
+
+@pytest.mark.parametrize(
+    "keyword",
+    [{"const": "x"}, {"exclusiveMinimum": 0}, {"propertyNames": {"pattern": "^a"}}],
+)
+def test_event_schemas_beyond_draft_4_are_refused(keyword: dict[str, Any]) -> None:
+    # Consumers validate with Draft 4, which would ignore these keywords: a silent hole.
+    document = copy.deepcopy(DOCUMENT)
+    document["components"]["schemas"]["SalesOrderCreatedPayload"]["properties"]["id"] |= keyword
+    with pytest.raises(CodegenError, match="not JSON Schema draft 4"):
+        render_schemas(read_events(document, "erp.yaml"))
 
 
 def _broken(change: str) -> dict[str, Any]:

@@ -16,9 +16,11 @@ from typing import Any, cast
 from uuid import UUID, uuid4
 
 import fakeredis
+import psycopg
 import pytest
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from generated.topology import TOPOLOGY as GENERATED_TOPOLOGY
 from services.platform.core import scope as requestctx
@@ -31,6 +33,7 @@ from services.platform.core.contracts import (
     binding_matches,
     topic_matches,
 )
+from services.platform.http.validation import CompiledSchema
 from services.platform.messaging import dlq
 from services.platform.messaging.bus import (
     IncomingMessage,
@@ -38,13 +41,19 @@ from services.platform.messaging.bus import (
     InProcessRouter,
     PublishError,
     RabbitBus,
+    Settlement,
     Unroutable,
     create_bus,
 )
 from services.platform.persistence.tables import OutboxMessage, kit_metadata
 from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime import jobs
-from services.platform.runtime.consumers import CONSUMER_MESSAGES, DeadLetter, start_consumers
+from services.platform.runtime.consumers import (
+    CONSUMER_MESSAGES,
+    DeadLetter,
+    MessageConsumer,
+    start_consumers,
+)
 from services.platform.runtime.relay import OUTBOX_PUBLISHED, OutboxRelay
 from services.platform.runtime.service import ServiceContext, ServiceDefinition
 from tests.support.contexts import emit, outbox_rows, service_context
@@ -52,6 +61,7 @@ from tests.support.embedded import embedded_settings
 from tests.support.events import envelope as event_envelope
 from tests.support.events import event_spec, queue_spec
 from tests.support.polling import eventually
+from tests.support.strict_events import envelope_schema, object_schema
 
 SERVICE = "unitdemo"
 
@@ -90,6 +100,10 @@ class ThingEnvelope(BaseModel):
 
 
 ENVELOPES: dict[str, type[BaseModel]] = {name: ThingEnvelope for name in EVENTS}
+THING_SCHEMA = object_schema(
+    thing_id={"type": "string", "format": "uuid"}, quantity={"type": "integer", "minimum": 1}
+)
+SCHEMAS = {name: envelope_schema(name, THING_SCHEMA) for name in EVENTS}
 
 
 def unitdemo_queue(
@@ -360,13 +374,15 @@ async def consume(ctx: ServiceContext, on_made: Handler | Callable[..., Any]) ->
     """Consume with a consumers object that handles `unitdemo.thing.made` (not `.lost`)."""
     consumers = SimpleNamespace(on_unitdemo_thing_made=on_made)
     ctx.definition = dataclasses.replace(ctx.definition, consumers=consumers)
-    await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES)
+    await start_consumers(
+        ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES, schemas=SCHEMAS
+    )
     return ctx
 
 
 def envelope(spec: EventSpec = THING_MADE, **changes: Any) -> dict[str, Any]:
     thing = {"thing_id": str(uuid4()), "quantity": 2}
-    return event_envelope(spec.name, thing, service="elsewhere", **changes)
+    return event_envelope(spec.name, thing, **changes)
 
 
 async def send(
@@ -414,7 +430,7 @@ async def test_consumer_handles_once_with_the_cause_in_the_request_context(
     model, correlation, causation = seen[0]
     assert str(model.event_id) == event["event_id"]
     assert str(model.correlation_id) == event["correlation_id"]
-    assert model.metadata.service == "elsewhere"
+    assert model.metadata.service == "unitdemo"
     assert (correlation, causation) == (event["correlation_id"], event["event_id"])
     assert model.payload.quantity == 2
     assert requestctx.correlation_id.get() is None  # reset after handling
@@ -425,13 +441,20 @@ async def test_consumer_handles_once_with_the_cause_in_the_request_context(
     [
         (b"not json", "body is not JSON"),
         (b"[1, 2]", "not a JSON object"),
-        ({"event_name": "unitdemo.thing.made"}, "envelope: event_id: Field required"),
-        (envelope(payload={"thing_id": "x", "quantity": 0}), "payload: thing_id:"),
-        (envelope(event_name="unitdemo.thing.unknown"), "unknown event 'unitdemo.thing.unknown'"),
-        (envelope(THING_LOST), "unitdemo has no handler for unitdemo.thing.lost"),
+        ({"event_name": "unitdemo.thing.made"}, "; event_id: is required;"),
+        (
+            envelope(payload={"thing_id": "x", "quantity": 0}),
+            "schema: payload.quantity: 0 is less than the minimum of 1; "
+            "payload.thing_id: 'x' is not a 'uuid'",
+        ),
+        (
+            envelope(event_name="unitdemo.thing.unknown"),
+            "routing key: the body's event_name 'unitdemo.thing.unknown' is not the routing key "
+            "'unitdemo.thing.made'",
+        ),
         (envelope(event_version="2.0"), "version 2.0 is not supported"),
-        (envelope(extra=1), "envelope: extra: Extra inputs are not permitted"),
-        (envelope(metadata={}), "envelope: metadata.service: Field required"),
+        (envelope(extra=1), "schema: extra: is not allowed"),
+        (envelope(metadata={}), "schema: metadata.service: is required"),
     ],
 )
 async def test_invalid_messages_are_dead_lettered_at_once(
@@ -459,6 +482,178 @@ async def test_invalid_messages_are_dead_lettered_at_once(
         "unitdemo.events",
         "unitdemo.thing.made",
     )
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"quantity": "5"}, "schema: payload.quantity: '5' is not of type 'integer'"),
+        ({"quantity": 5.0}, "schema: payload.quantity: 5.0 is not of type 'integer'"),
+        ({"quantity": True}, "schema: payload.quantity: True is not of type 'integer'"),
+        ({"thing_id": 7}, "schema: payload.thing_id: 7 is not of type 'string'"),
+    ],
+)
+async def test_types_are_never_coerced(
+    ctx: ServiceContext, payload: dict[str, Any], reason: str
+) -> None:
+    # pydantic (lax) would read each of these as the declared type; the contract does not.
+    calls = 0
+
+    async def handle(*_: Any) -> None:
+        nonlocal calls
+        calls += 1
+
+    await consume(ctx, handle)
+    event = envelope()
+    event["payload"] |= payload
+    await send(ctx, event)
+    [letter] = await dead_letters(ctx, 1)
+    assert calls == 0
+    assert (letter.error, letter.reason, letter.attempts) == ("InvalidMessage", reason, 0)
+
+
+@pytest.mark.parametrize(
+    ("body_event", "routing_key", "reason"),
+    [
+        # The body claims the event this service handles; the broker routed another one.
+        (
+            THING_MADE,
+            "unitdemo.thing.lost",
+            "routing key: the body's event_name 'unitdemo.thing.made' is not the routing key "
+            "'unitdemo.thing.lost'",
+        ),
+        (THING_LOST, "unitdemo.thing.lost", "unitdemo has no handler for unitdemo.thing.lost"),
+        (THING_MADE, "unitdemo.thing.forged", "routing key: unknown event 'unitdemo.thing.forged'"),
+    ],
+)
+async def test_the_routing_key_names_the_event(
+    ctx: ServiceContext, body_event: EventSpec, routing_key: str, reason: str
+) -> None:
+    calls = 0
+
+    async def handle(*_: Any) -> None:
+        nonlocal calls
+        calls += 1
+
+    await consume(ctx, handle)
+    await send(ctx, envelope(body_event), routing_key=routing_key)
+    [letter] = await dead_letters(ctx, 1)
+    assert calls == 0
+    assert (letter.error, letter.reason) == ("InvalidMessage", reason)
+    assert letter.original_routing_key == routing_key
+
+
+async def test_an_event_must_come_from_its_declared_producer(ctx: ServiceContext) -> None:
+    calls = 0
+
+    async def handle(*_: Any) -> None:
+        nonlocal calls
+        calls += 1
+
+    await consume(ctx, handle)
+    await send(ctx, envelope(service="notification"))
+    [letter] = await dead_letters(ctx, 1)
+    assert calls == 0
+    assert letter.reason == (
+        "producer: unitdemo.thing.made is published by unitdemo, not by 'notification' "
+        "(metadata.service)"
+    )
+
+
+async def test_an_event_on_another_exchange_is_refused(ctx: ServiceContext) -> None:
+    # No queue of TOPOLOGY binds unitdemo.* on other.events: hand the consumer such a delivery.
+    calls = 0
+
+    async def handle(*_: Any) -> None:
+        nonlocal calls
+        calls += 1
+
+    settled: list[Settlement] = []
+
+    async def settle(settlement: Settlement) -> None:
+        settled.append(settlement)
+
+    event = envelope()
+    consumer = MessageConsumer(
+        ctx,
+        TOPOLOGY.queues[0],
+        EVENTS,
+        ENVELOPES,
+        {THING_MADE.name: CompiledSchema(SCHEMAS[THING_MADE.name])},
+        {THING_MADE.name: handle},
+    )
+    await consumer(
+        IncomingMessage(
+            body=json.dumps(event).encode(),
+            headers={},
+            message_id=event["event_id"],
+            correlation_id=None,
+            exchange="other.events",
+            routing_key=THING_MADE.name,
+            queue="unitdemo.queue",
+            redelivered=False,
+            settle=settle,
+        )
+    )
+    [letter] = await dead_letters(ctx, 1)
+    assert (calls, settled) == (0, [Settlement.ACK])
+    assert letter.reason == (
+        "routing key: unitdemo.thing.made is published on unitdemo.events, not on 'other.events'"
+    )
+
+
+def _database_error(wrapper: type[DBAPIError], driver_error: Exception) -> DBAPIError:
+    """As SQLAlchemy raises it: the statement and its parameters in the text."""
+    return wrapper("INSERT INTO ledger (secret) VALUES (%(secret)s)", {"secret": 1}, driver_error)
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (
+            _database_error(DataError, psycopg.errors.NumericValueOutOfRange("out of range")),
+            "database: data_exception (SQLSTATE 22003 numeric_value_out_of_range)",
+        ),
+        (
+            _database_error(IntegrityError, psycopg.errors.CheckViolation("check")),
+            "database: integrity_constraint_violation (SQLSTATE 23514 check_violation)",
+        ),
+    ],
+)
+async def test_a_value_the_database_refuses_is_dead_lettered_at_once(
+    ctx: ServiceContext, error: DBAPIError, reason: str
+) -> None:
+    attempts = 0
+
+    async def handle(*_: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise error
+
+    await consume(ctx, handle)
+    await send(ctx, envelope())
+    [letter] = await dead_letters(ctx, 1)
+    assert attempts == 1  # it would fail again: no retry
+    assert (letter.error, letter.reason, letter.attempts) == (type(error).__name__, reason, 1)
+
+
+async def test_transient_database_errors_are_retried_and_their_sql_never_told(
+    ctx: ServiceContext,
+) -> None:
+    attempts = 0
+
+    async def handle(*_: Any) -> None:
+        nonlocal attempts
+        attempts += 1
+        raise _database_error(
+            OperationalError, psycopg.errors.SerializationFailure("could not serialize")
+        )
+
+    await consume(ctx, handle)
+    await send(ctx, envelope())
+    [letter] = await dead_letters(ctx, 1)
+    assert attempts == 4
+    assert letter.reason == "database: transaction_rollback (SQLSTATE 40001 serialization_failure)"
 
 
 async def test_a_failing_handler_is_retried_then_dead_lettered_without_effects(
@@ -555,7 +750,9 @@ async def test_without_a_database_handlers_get_the_context_and_redis_dedupes(
         ctx.definition, migrations=None, consumers=SimpleNamespace(on_unitdemo_thing_made=on_made)
     )
     assert not ctx.has_database
-    await start_consumers(ctx, topology=_redis_topology(), events=EVENTS, envelopes=ENVELOPES)
+    await start_consumers(
+        ctx, topology=_redis_topology(), events=EVENTS, envelopes=ENVELOPES, schemas=SCHEMAS
+    )
     event = envelope()
     before = counted(THING_MADE.name, "duplicate")
     await send(ctx, event)
@@ -585,10 +782,14 @@ async def test_consumers_are_resolved_and_checked_at_start_up(ctx: ServiceContex
         ctx.definition, consumers=SimpleNamespace(on_unitdemo_thing_made=on_made)
     )
     with pytest.raises(RuntimeError, match=r"no envelope model for unitdemo\.thing\.made"):
-        await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes={})
+        await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes={}, schemas=SCHEMAS)
+    with pytest.raises(RuntimeError, match=r"no envelope JSON Schema for unitdemo\.thing\.made"):
+        await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES)
     # The queue says "no database" but the service has one: the Protocol would lie.
     with pytest.raises(RuntimeError, match="inbox redis, but unitdemo has database"):
-        await start_consumers(ctx, topology=_redis_topology(), events=EVENTS, envelopes=ENVELOPES)
+        await start_consumers(
+            ctx, topology=_redis_topology(), events=EVENTS, envelopes=ENVELOPES, schemas=SCHEMAS
+        )
 
 
 async def test_dlq_show_and_replay_round_trip(ctx: ServiceContext) -> None:

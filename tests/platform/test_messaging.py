@@ -18,7 +18,7 @@ import aio_pika
 import aiormq.exceptions
 import pytest
 from pydantic import BaseModel, Field
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import col
 
 from generated.topology import TOPOLOGY as GENERATED_TOPOLOGY
@@ -47,6 +47,7 @@ from tests.support.events import envelope as event_envelope
 from tests.support.events import event_spec, queue_spec
 from tests.support.polling import eventually
 from tests.support.processes import RABBITMQCTL
+from tests.support.strict_events import envelope_schema, object_schema
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +63,10 @@ class Thing(BaseModel):
 THING_MADE = event_spec("msgdemo.thing.made", Thing)
 EVENTS = {THING_MADE.name: THING_MADE}
 ENVELOPES: dict[str, type[BaseModel]] = {THING_MADE.name: KitEnvelope[Thing]}
+THING_SCHEMA = object_schema(
+    thing_id={"type": "string", "format": "uuid"}, quantity={"type": "integer", "minimum": 1}
+)
+SCHEMAS = {THING_MADE.name: envelope_schema(THING_MADE.name, THING_SCHEMA)}
 
 
 def _queue(name: str, pattern: str, **arguments: Any) -> QueueSpec:
@@ -200,7 +205,7 @@ async def next_message(
 
 def envelope(**changes: Any) -> dict[str, Any]:
     thing = {"thing_id": str(uuid4()), "quantity": 3}
-    return event_envelope(THING_MADE.name, thing, service="elsewhere", **changes)
+    return event_envelope(THING_MADE.name, thing, **changes)
 
 
 async def send(
@@ -224,7 +229,9 @@ Handler = Callable[[UnitOfWork, ThingMade], Awaitable[None]]
 async def consume(ctx: ServiceContext, handler: Handler | Callable[..., Any]) -> None:
     consumers = SimpleNamespace(on_msgdemo_thing_made=handler)
     ctx.definition = dataclasses.replace(DEFINITION, consumers=consumers)
-    await start_consumers(ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES)
+    await start_consumers(
+        ctx, topology=TOPOLOGY, events=EVENTS, envelopes=ENVELOPES, schemas=SCHEMAS
+    )
 
 
 # ---------------------------------------------------------------- topology and publishing
@@ -385,7 +392,7 @@ async def test_a_schema_invalid_message_is_dead_lettered_at_once(
     assert dead.message_id == event["event_id"]
     assert dead.headers["x-erp-error"] == "InvalidMessage"
     reason = str(dead.headers["x-erp-error-reason"])
-    assert reason.startswith("payload: quantity: Input should be greater than or equal to 1")
+    assert reason == "schema: payload.quantity: 0 is less than the minimum of 1"
     assert dead.headers["x-erp-attempts"] == 0
     assert dead.headers["x-erp-original-exchange"] == "msgdemo.events"
     assert dead.headers["x-erp-original-routing-key"] == "msgdemo.thing.made"
@@ -435,6 +442,30 @@ async def test_a_failing_handler_is_retried_then_dead_lettered(
             .where(col(InboxMessage.event_id) == UUID(event["event_id"]))
         )
         assert (await session.execute(handled)).scalar_one() == 0  # rolled back each time
+
+
+async def test_a_value_postgresql_refuses_is_dead_lettered_at_once_without_the_sql(
+    ctx: ServiceContext, raw_channel: aio_pika.abc.AbstractChannel
+) -> None:
+    attempts = 0
+
+    async def handle(uow: UnitOfWork, event: ThingMade) -> None:
+        nonlocal attempts
+        attempts += 1
+        # An int4 column can never hold it: every retry would fail the same way.
+        await uow.session.execute(
+            text("SELECT CAST(:secret AS integer) + 1"), {"secret": 2**31 - 1}
+        )
+
+    await consume(ctx, handle)
+    await send(ctx.bus, envelope())
+    dead = await next_message(raw_channel, "msgdemo.dlq")
+    assert attempts == 1
+    assert dead.headers["x-erp-attempts"] == 1
+    assert dead.headers["x-erp-error"] == "DataError"
+    assert dead.headers["x-erp-error-reason"] == (
+        "database: data_exception (SQLSTATE 22003 numeric_value_out_of_range)"
+    )
 
 
 async def test_dead_letter_raised_by_a_handler_skips_retries(
@@ -496,7 +527,7 @@ async def test_an_emitted_event_continues_the_conversation(
     ctx: ServiceContext, database: Database
 ) -> None:
     async def handle(uow: UnitOfWork, event: ThingMade) -> None:
-        if event.metadata.service == "elsewhere":
+        if event.causation_id is None:  # the test's event, not the one emitted here
             uow.emit(THING_MADE, event.payload)
 
     await consume(ctx, handle)

@@ -31,6 +31,7 @@ from tests.support.contexts import emit, migrated_database, outbox_rows, service
 from tests.support.events import event_spec, queue_spec
 from tests.support.polling import eventually
 from tests.support.processes import broker_stopped
+from tests.support.strict_events import envelope_schema, object_schema
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +41,9 @@ DEFINITION = dataclasses.replace(KIT_DEFINITION, name=SERVICE)
 
 class Parcel(BaseModel):
     number: int
+
+
+PARCEL_SCHEMA = object_schema(number={"type": "integer"})
 
 
 PARCEL_SENT = event_spec("relaydemo.parcel.sent", Parcel)
@@ -174,6 +178,7 @@ async def test_rows_committed_while_rabbitmq_is_down_arrive_after_it_returns(
         topology=TOPOLOGY,
         events={PARCEL_SENT.name: PARCEL_SENT},
         envelopes={PARCEL_SENT.name: KitEnvelope[Parcel]},
+        schemas={PARCEL_SENT.name: envelope_schema(PARCEL_SENT.name, PARCEL_SCHEMA)},
     )
     relay = OutboxRelay(ctx, poll_interval=0.2, max_backoff=1.0, topology=TOPOLOGY)
     task = asyncio.create_task(relay.run())

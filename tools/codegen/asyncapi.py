@@ -450,6 +450,62 @@ def events_json_schema(events: EventsDocument) -> JsonObject:
     }
 
 
+# Consumers validate messages with a Draft 4 validator (the kit's, shared with HTTP): keywords
+# of later drafts would be silently ignored there, so an event schema may not use them.
+_LATER_DRAFT_KEYWORDS = frozenset(
+    {"const", "contains", "propertyNames", "if", "then", "else", "dependentRequired", "$defs"}
+)
+
+
+def _check_draft4(node: Any, where: str) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            later = key in _LATER_DRAFT_KEYWORDS or (
+                key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool)
+            )
+            if later:
+                raise CodegenError(f"{where}: {key} is not JSON Schema draft 4 (use enum/minimum)")
+            _check_draft4(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_draft4(item, f"{where}[{index}]")
+
+
+def render_schemas(events: EventsDocument) -> str:
+    """`generated/events/schemas.py`: the JSON Schema of every event's whole envelope, which
+    consumers check each message against (strictly: no coercion) before parsing it."""
+    definitions = _rewrite_refs(events.schemas, events.source)
+    _check_draft4(definitions, f"{events.source}: components.schemas")
+    table = "".join(
+        f'    {e.name!r}: {{"$ref": "#/definitions/{e.envelope_schema}", '
+        f'"definitions": DEFINITIONS}},\n'
+        for e in events.events
+    )
+    return f'''{header(events.source)}
+"""Event JSON Schemas, from {events.source}.
+
+`ENVELOPE_SCHEMAS` maps every event name to the JSON Schema (draft 4) of its whole envelope,
+`$ref`s into `DEFINITIONS` (the document's components.schemas). The kit's consumer wrapper
+checks every message against it, as JSON, before any model parses it: a `"5"` or `5.0` where
+the contract says integer is refused, not coerced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["DEFINITIONS", "ENVELOPE_SCHEMAS"]
+
+DEFINITIONS: Mapping[str, Any] = {py_literal(definitions)}
+
+ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType({{
+{table}}})
+"""The envelope schema of every event by name."""
+'''
+
+
 def check_models_source(events: EventsDocument, models_source: str) -> None:
     """Every payload and envelope schema became a class of that name in the models module."""
     for event in events.events:

@@ -23,6 +23,7 @@ from tools.codegen.asyncapi import (
     render_consumers,
     render_definitions,
     render_publishers,
+    render_schemas,
     render_topology,
 )
 from tools.codegen.bundle import JsonObject, bundle_openapi, load_yaml
@@ -169,6 +170,7 @@ def _generate(root: Path, out: Path, scratch: Path) -> list[Path]:
             source, "Generated event code: models, JSON Schema, publishers, consumer Protocols."
         )
         files[GENERATED_DIR / "events" / "publishers.py"] = render_publishers(events)
+        files[GENERATED_DIR / "events" / "schemas.py"] = render_schemas(events)
         files[GENERATED_DIR / "events" / "consumers.py"] = render_consumers(events)
         files[GENERATED_DIR / "topology.py"] = render_topology(events)
         files[DEFINITIONS] = render_definitions(events)

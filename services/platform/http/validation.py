@@ -210,14 +210,25 @@ class CompiledSchema:
     def errors(self, instance: Any, field: str) -> list[dict[str, str]]:
         if self._check.is_valid(instance):
             return []
-        if self._detailed is None:
-            self._detailed = jsonschema.Draft4Validator(self._root, format_checker=_CHECKER)
-        found = schema_errors(self._detailed, instance, field)
+        found = schema_errors(self._explainer(), instance, field)
         if found:
             return found
         first = next(iter(self._check.iter_errors(instance)), None)
         message = first.message if first is not None else "is not valid"
         return [{"field": field or "body", "message": _short(message)}]
+
+    def violations(self, instance: Any) -> list[jsonschema.ValidationError]:
+        """Every violation as jsonschema reports it ([] for a valid instance), for a caller that
+        words its own messages (the event consumers)."""
+        if self._check.is_valid(instance):
+            return []
+        return list(self._explainer().iter_errors(instance))
+
+    def _explainer(self) -> jsonschema.protocols.Validator:
+        # Built on the first refusal: valid instances never pay for it.
+        if self._detailed is None:
+            self._detailed = jsonschema.Draft4Validator(self._root, format_checker=_CHECKER)
+        return self._detailed
 
 
 def parse_json(raw: bytes) -> Any:

@@ -7,18 +7,25 @@ the object `ServiceDefinition.consumers` names (the service's consumers module):
 
 Per message (DESIGN §4):
 
-1. parse the JSON envelope, validate its payload and then the whole envelope against the
-   event's generated envelope model; invalid JSON, a schema failure or an event this service
-   has no handler for → dead letter at once;
+1. trust nothing on the wire (ADR 0007): the routing key names the event (on the exchange
+   its spec declares; the body's `event_name` must agree), the JSON envelope must match the
+   event's JSON Schema strictly — as JSON, before any model parses it, so `"5"`, `5.0` or
+   `true` is never taken for an integer — and `metadata.service` must be the event's declared
+   producer. A message failing any of these, or one this service has no handler for, is dead
+   lettered at once with a reason naming the check (`routing key: ...`, `schema: ...`,
+   `producer: ...`); only then is it parsed into the generated envelope model;
 2. with correlation_id = the envelope's and causation_id = its event_id in the request context
    (so events the handler emits continue the conversation), open a unit of work, record the
    event in the inbox (a duplicate is acknowledged and changes nothing), call the handler with
    the unit of work and the validated envelope model (`event.payload` typed), commit, and only
    then acknowledge;
 3. a failing handler is retried in-process after each of `settings.retry_delays`; after the
-   last attempt, or at once when it raises `DeadLetter`, the original body and headers are
+   last attempt, or at once when it raises `DeadLetter` or the database refused a value (a
+   data or integrity error that would fail again: `persistence.failures`), the original body
+   and headers are
    published to the queue's dead-letter exchange (`dlx`, routing key `<service>.dlq`) with the
-   failure in `x-erp-*` headers, and the original is acknowledged.
+   failure in `x-erp-*` headers, and the original is acknowledged. A database error's reason
+   is its SQLSTATE, never the statement.
 
 A service without a database (notification; `x-erp-queue.inbox: redis`) dedupes with Redis
 `SET NX` (24 h) instead of the inbox table, and its handlers receive the service context
@@ -33,16 +40,25 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
 from prometheus_client import Counter
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.platform.core import scope as requestctx
-from services.platform.core.contracts import EventSpec, QueueSpec, Topology, consumer_method
+from services.platform.core.contracts import (
+    EventSpec,
+    JsonSchema,
+    QueueSpec,
+    Topology,
+    consumer_method,
+)
+from services.platform.http.validation import CompiledSchema
 from services.platform.messaging.bus import IncomingMessage
+from services.platform.persistence.failures import database_failure
 from services.platform.runtime.service import ServiceContext, use_context
 
 log = logging.getLogger(__name__)
@@ -81,20 +97,13 @@ Handler: TypeAlias = Callable[[Any, BaseModel], Awaitable[None]]
 generated consumer Protocol types each one exactly."""
 
 
-class Envelope(BaseModel):
-    """What the wrapper reads from any envelope (DESIGN §4) before it knows the event; the
-    event's generated envelope model then checks the whole message against the contract."""
-
-    model_config = ConfigDict(extra="allow")
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What the wrapper itself needs of a message that passed every check."""
 
     event_id: UUID
-    event_name: str = Field(min_length=1)
-    event_version: str = Field(pattern=r"^\d+\.\d+$")
-    occurred_at: AwareDatetime
+    event_name: str
     correlation_id: UUID
-    causation_id: UUID | None = None
-    payload: dict[str, Any]
-    metadata: dict[str, Any]
 
 
 async def start_consumers(
@@ -103,19 +112,23 @@ async def start_consumers(
     topology: Topology | None = None,
     events: Mapping[str, EventSpec] | None = None,
     envelopes: Mapping[str, type[BaseModel]] | None = None,
+    schemas: Mapping[str, JsonSchema] | None = None,
 ) -> None:
     """Subscribe every queue of the service, its handlers resolved first.
 
-    `topology`, `events` and `envelopes` (the model of each event's whole envelope) default to
-    the service definition's; tests pass their own.
+    `topology`, `events`, `envelopes` (the model of each event's whole envelope) and `schemas`
+    (the JSON Schema of each event's whole envelope) default to the service definition's;
+    tests pass their own.
     """
     definition = ctx.definition
     topology = topology or definition.topology
     if events is None:
         events, envelopes = definition.events, definition.envelopes
+        schemas = definition.envelope_schemas
     envelopes = envelopes or {}
+    schemas = schemas or {}
     for queue in topology.queues_for(definition.name):
-        handlers = resolve_handlers(ctx, queue, envelopes)
+        handlers = resolve_handlers(ctx, queue, envelopes, schemas)
         missing = [name for name in queue.consumes if name not in handlers]
         if missing:
             log.warning(
@@ -123,17 +136,23 @@ async def start_consumers(
                 definition.name,
                 ", ".join(missing),
             )
-        await ctx.bus.subscribe(queue, MessageConsumer(ctx, queue, events, envelopes, handlers))
+        # Compiled once, at start-up: each message then costs one jsonschema-rs pass.
+        compiled = {name: CompiledSchema(schemas[name]) for name in handlers}
+        consumer = MessageConsumer(ctx, queue, events, envelopes, compiled, handlers)
+        await ctx.bus.subscribe(queue, consumer)
 
 
 def resolve_handlers(
-    ctx: ServiceContext, queue: QueueSpec, envelopes: Mapping[str, type[BaseModel]]
+    ctx: ServiceContext,
+    queue: QueueSpec,
+    envelopes: Mapping[str, type[BaseModel]],
+    schemas: Mapping[str, JsonSchema],
 ) -> dict[str, Handler]:
     """The handler of each event `queue` delivers, from the definition's consumers object.
 
     Refuses to start (RuntimeError) when the queue's declared inbox does not match the service
     (the generated Protocol would then promise the wrong first argument), when a handler is not
-    a coroutine function, or when an event it handles has no envelope model.
+    a coroutine function, or when an event it handles has no envelope model or schema.
     """
     definition = ctx.definition
     inbox = "database" if ctx.has_database else "redis"
@@ -154,6 +173,8 @@ def resolve_handlers(
             )
         if name not in envelopes:
             raise RuntimeError(f"{definition.name}: no envelope model for {name}")
+        if name not in schemas:
+            raise RuntimeError(f"{definition.name}: no envelope JSON Schema for {name}")
         handlers[name] = handler
     return handlers
 
@@ -167,12 +188,14 @@ class MessageConsumer:
         queue: QueueSpec,
         events: Mapping[str, EventSpec],
         envelopes: Mapping[str, type[BaseModel]],
+        schemas: Mapping[str, CompiledSchema],
         handlers: Mapping[str, Handler],
     ) -> None:
         self.ctx = ctx
         self.queue = queue
         self.events = events
         self.envelopes = envelopes
+        self.schemas = schemas
         self.handlers = handlers
         self.service = ctx.definition.name
 
@@ -211,15 +234,19 @@ class MessageConsumer:
                     self._count(event_name, "dead_lettered")
                     return
                 except Exception as error:
-                    if attempt > len(delays):
+                    failure = database_failure(error)
+                    if attempt > len(delays) or (failure is not None and failure.permanent):
                         log.exception(
-                            "%s: %s %s failed %d times: dead-lettered",
+                            "%s: %s %s failed (attempt %d%s): dead-lettered",
                             self.service,
                             event_name,
                             model.event_id,
                             attempt,
+                            ", it would fail again" if attempt <= len(delays) else "",
                         )
-                        reason = str(error) or repr(error)
+                        # A database error's text holds the statement: the header gets its
+                        # SQLSTATE only (the log above has the rest).
+                        reason = failure.reason if failure else (str(error) or repr(error))
                         await self._dead_letter(message, error, reason, attempts=attempt)
                         self._count(event_name, "dead_lettered")
                         return
@@ -246,33 +273,51 @@ class MessageConsumer:
             raise InvalidMessage(f"body is not JSON: {error}") from error
         if not isinstance(envelope, dict):
             raise InvalidMessage("body is not a JSON object (an event envelope)")
-        try:
-            model = Envelope.model_validate(envelope)
-        except ValidationError as error:
-            raise InvalidMessage(f"envelope: {_describe(error)}") from error
-        spec = self.events.get(model.event_name)
+        # The routing key is what the broker routed on (and what bindings and permissions
+        # see); the body only claims a name.
+        name = message.routing_key
+        spec = self.events.get(name)
         if spec is None:
-            raise InvalidMessage(f"unknown event {model.event_name!r}")
-        if model.event_version.split(".")[0] != spec.version.split(".")[0]:
+            raise InvalidMessage(f"routing key: unknown event {name!r}")
+        if message.exchange != spec.exchange:
             raise InvalidMessage(
-                f"{model.event_name} version {model.event_version} is not supported "
-                f"(this service reads {spec.version})"
+                f"routing key: {name} is published on {spec.exchange}, not on {message.exchange!r}"
             )
-        handler = self.handlers.get(model.event_name)
+        claimed = envelope.get("event_name")
+        if isinstance(claimed, str) and claimed != name:
+            raise InvalidMessage(
+                f"routing key: the body's event_name {claimed[:100]!r} is not the routing key "
+                f"{name!r}"
+            )
+        handler = self.handlers.get(name)
         if handler is None:
-            raise InvalidMessage(f"{self.service} has no handler for {model.event_name}")
+            raise InvalidMessage(f"{self.service} has no handler for {name}")
+        schema = self.schemas[name]
+        if not schema.is_valid(envelope):
+            raise InvalidMessage(f"schema: {_schema_failures(schema, envelope)}")
+        # Valid against the schema: metadata.service and event_version are strings now.
+        producer = envelope["metadata"]["service"]
+        if producer != spec.producer:
+            raise InvalidMessage(
+                f"producer: {name} is published by {spec.producer}, not by {producer!r} "
+                "(metadata.service)"
+            )
+        version = envelope["event_version"]
+        if version.split(".")[0] != spec.version.split(".")[0]:
+            raise InvalidMessage(
+                f"{name} version {version} is not supported (this service reads {spec.version})"
+            )
         try:
-            # First on its own: a payload error is reported as such ("payload: field: ...").
-            spec.payload_model.model_validate(model.payload)
-        except ValidationError as error:
-            raise InvalidMessage(f"payload: {_describe(error)}") from error
-        try:
-            # The generated envelope model is the whole schema (no extra fields, metadata), and
-            # what the handler gets.
-            event = self.envelopes[model.event_name].model_validate(envelope)
+            # The generated model of the whole envelope: what the handler gets.
+            event = self.envelopes[name].model_validate(envelope)
         except ValidationError as error:
             raise InvalidMessage(f"envelope: {_describe(error)}") from error
-        return model, event, handler
+        facts = Envelope(
+            event_id=UUID(envelope["event_id"]),
+            event_name=name,
+            correlation_id=UUID(envelope["correlation_id"]),
+        )
+        return facts, event, handler
 
     async def _run(self, handler: Handler, model: Envelope, event: BaseModel) -> bool:
         """One attempt; False when the event had been handled before (a duplicate)."""
@@ -340,6 +385,42 @@ def _conversation(service: str, envelope: Envelope) -> Iterator[None]:
             yield
     finally:
         requestctx.service.reset(token)
+
+
+_SIZE_KEYWORDS = {
+    "maxItems": "at most {limit} items, not {size}",
+    "minItems": "at least {limit} items, not {size}",
+    "maxLength": "at most {limit} characters, not {size}",
+    "minLength": "at least {limit} characters, not {size}",
+    "maxProperties": "at most {limit} members, not {size}",
+}
+
+
+def _schema_failures(schema: CompiledSchema, envelope: Any) -> str:
+    """`field: what is wrong; ...`, each once, sorted by field. A size check says the sizes
+    rather than quoting the whole (possibly huge) value, as jsonschema's own message does."""
+    listed: dict[str, None] = {}
+    for error in schema.violations(envelope):
+        field = ".".join(str(part) for part in error.absolute_path) or "(root)"
+        template = _SIZE_KEYWORDS.get(str(error.validator))
+        if template is not None and isinstance(error.instance, list | str | dict):
+            message = template.format(limit=error.validator_value, size=len(error.instance))
+        elif error.validator == "required" and isinstance(error.instance, dict):
+            missing = [name for name in error.validator_value if name not in error.instance]
+            for name in missing:
+                listed[f"{field}.{name}".removeprefix("(root).") + ": is required"] = None
+            continue
+        elif error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            declared = error.schema.get("properties", {})
+            for name in error.instance:
+                if name not in declared:
+                    listed[f"{field}.{name}".removeprefix("(root).") + ": is not allowed"] = None
+            continue
+        else:
+            message = error.message[:200]
+        listed[f"{field}: {message}"] = None
+    # jsonschema-rs refused it; its Python twin should always say why, but never say nothing.
+    return "; ".join(sorted(listed)) or "the envelope does not match its schema"
 
 
 def _describe(error: ValidationError) -> str:

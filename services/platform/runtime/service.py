@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 from sqlalchemy import MetaData
 
-from services.platform.core.contracts import EventSpec, OperationInfo, Topology
+from services.platform.core.contracts import EventSpec, JsonSchema, OperationInfo, Topology
 from services.platform.core.settings import Settings
 from services.platform.http.security import ApiKeyVerifier, KeySource
 from services.platform.messaging.bus import MessageBus
@@ -64,6 +64,8 @@ class ServiceDefinition:
     topology: Topology = field(default_factory=Topology.empty)
     events: Mapping[str, EventSpec] = field(default_factory=dict)  # event name -> spec
     envelopes: Mapping[str, type[BaseModel]] = field(default_factory=dict)  # whole-message models
+    # The JSON Schema of each event's whole envelope: consumers check messages against it.
+    envelope_schemas: Mapping[str, JsonSchema] = field(default_factory=dict)
     api_keys: Callable[[ServiceContext], ApiKeyVerifier] | None = None
     signing_keys: Callable[[ServiceContext], KeySource] | None = None  # None → JWKS over HTTP
 

@@ -1,0 +1,268 @@
+"""Forged events against `erp serve inventory` on the real RabbitMQ (issue 7, item 11).
+
+Each probe publishes, to `sales.events`, a `sales.order.*` message that a careless consumer
+would apply — a quantity of the wrong JSON type, a body whose `event_name` disagrees with its
+routing key, an event from a service that does not produce it, an array beyond its `maxItems`,
+a number out of range — and asserts the refusal: the message is in `inventory.dlq` at once
+(no attempt, well before the first retry), with a reason naming the check and no SQL, and the
+product's stock and the order's reservation are as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aio_pika
+import httpx
+import pytest
+
+from tests.support.orders import order_created
+from tests.support.polling import eventually
+from tests.support.processes import ServiceProcess
+
+pytestmark = pytest.mark.integration
+
+# Long enough to tell "dead-lettered at once" from "dead-lettered after the retries".
+RETRY_DELAYS = (1.0, 1.5, 2.0)
+SALES_EXCHANGE = "sales.events"
+INVENTORY_DLQ = "inventory.dlq"
+
+
+@pytest.fixture(scope="module")
+def module_env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
+    return {
+        **scoped_env("forged_events"),
+        "ERP_RETRY_DELAYS": ",".join(str(delay) for delay in RETRY_DELAYS),
+    }
+
+
+@pytest.fixture(scope="module")
+def auth_url(auth_service: ServiceProcess) -> str:
+    return auth_service.url
+
+
+@pytest.fixture
+async def api(
+    inventory_service: ServiceProcess, admin_token: str
+) -> AsyncIterator[httpx.AsyncClient]:
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    async with httpx.AsyncClient(
+        base_url=inventory_service.url, headers=headers, timeout=15
+    ) as client:
+        yield client
+
+
+@pytest.fixture
+async def channel(
+    inventory_service: ServiceProcess, module_env: Mapping[str, str]
+) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    connection = await aio_pika.connect_robust(module_env["ERP_AMQP_URL"])
+    try:
+        yield await connection.channel(publisher_confirms=True)
+    finally:
+        await connection.close()
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    sku: str
+    name: str
+    price: str
+
+
+async def product_with_stock(api: httpx.AsyncClient, quantity: int) -> Product:
+    sku = f"FRG-{uuid.uuid4().hex[:12].upper()}"
+    created = await api.post(
+        "/api/v1/products",
+        json={"sku": sku, "name": f"Forged {sku}", "price": "9.90"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert created.status_code == 201, created.text
+    body = created.json()
+    received = await api.post(
+        "/api/v1/stock/receive",
+        json={"product_id": body["id"], "quantity": quantity, "reason": "forged event probe"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert received.status_code == 201, received.text
+    return Product(body["id"], body["sku"], body["name"], body["price"])
+
+
+async def stock_levels(api: httpx.AsyncClient, product: Product) -> tuple[int, int]:
+    response = await api.get(f"/api/v1/products/{product.id}/stock")
+    assert response.status_code == 200, response.text
+    stock = response.json()
+    return int(stock["on_hand"]), int(stock["reserved"])
+
+
+async def reservation_exists(api: httpx.AsyncClient, order_id: str) -> bool:
+    response = await api.get(f"/api/v1/stock/reservations/{order_id}")
+    assert response.status_code in (200, 404), response.text
+    return response.status_code == 200
+
+
+async def publish_raw(
+    channel: aio_pika.abc.AbstractChannel, envelope: dict[str, Any], routing_key: str
+) -> None:
+    """As a producer would, but with whatever body and routing key the forger chose."""
+    exchange = await channel.get_exchange(SALES_EXCHANGE)
+    await exchange.publish(
+        aio_pika.Message(
+            json.dumps(envelope).encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope["event_id"],
+            correlation_id=envelope["correlation_id"],
+        ),
+        routing_key=routing_key,
+        mandatory=True,
+    )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    headers: Mapping[str, Any]
+    body: bytes
+    after: float  # seconds from publishing to finding it in the DLQ
+
+    def header(self, name: str) -> Any:
+        value = self.headers.get(name)
+        return value.decode() if isinstance(value, bytes) else value
+
+
+async def dead_letter_of(channel: aio_pika.abc.AbstractChannel, message_id: str) -> Refusal:
+    """Take `message_id` off `inventory.dlq`; other letters are put back as they were."""
+    started = time.monotonic()
+    queue = await channel.declare_queue(INVENTORY_DLQ, passive=True)
+
+    async def look() -> Refusal | None:
+        held: list[aio_pika.abc.AbstractIncomingMessage] = []
+        try:
+            while (message := await queue.get(no_ack=False, fail=False)) is not None:
+                if message.message_id == message_id:
+                    await message.ack()
+                    return Refusal(dict(message.headers), message.body, time.monotonic() - started)
+                held.append(message)
+            return None
+        finally:
+            for message in held:
+                await message.nack(requeue=True)
+
+    refusal: Refusal = await eventually(
+        look, what=f"{message_id} in {INVENTORY_DLQ}", within=30, every=0.05
+    )
+    return refusal
+
+
+async def assert_refused(
+    api: httpx.AsyncClient,
+    channel: aio_pika.abc.AbstractChannel,
+    product: Product,
+    forged: dict[str, Any],
+    routing_key: str,
+    reason: str,
+) -> None:
+    before = await stock_levels(api, product)
+    await publish_raw(channel, forged, routing_key)
+    refusal = await dead_letter_of(channel, forged["event_id"])
+
+    assert refusal.header("x-erp-error") == "InvalidMessage"
+    assert refusal.header("x-erp-error-reason") == reason
+    assert refusal.header("x-erp-attempts") == 0  # refused, never tried
+    assert refusal.after < RETRY_DELAYS[0] + RETRY_DELAYS[1], refusal.after
+    assert refusal.header("x-erp-original-routing-key") == routing_key
+    assert json.loads(refusal.body) == forged  # kept as it came, for a human to look at
+    assert await stock_levels(api, product) == before
+    assert not await reservation_exists(api, forged["payload"]["order_id"])
+
+
+@pytest.mark.parametrize(
+    ("quantity", "shown"),
+    [("5", "'5'"), (5.0, "5.0"), (True, "True")],
+)
+async def test_a_quantity_of_another_json_type_is_not_coerced(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, quantity: Any, shown: str
+) -> None:
+    product = await product_with_stock(api, 10)
+    forged = order_created([(product, 1)])
+    forged["payload"]["items"][0]["quantity"] = quantity
+    await assert_refused(
+        api,
+        channel,
+        product,
+        forged,
+        "sales.order.created",
+        f"schema: payload.items.0.quantity: {shown} is not of type 'integer'",
+    )
+
+
+async def test_the_routing_key_decides_what_the_event_is(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    # A body that would reserve, routed as a cancellation: neither is applied.
+    product = await product_with_stock(api, 10)
+    forged = order_created([(product, 2)])
+    await assert_refused(
+        api,
+        channel,
+        product,
+        forged,
+        "sales.order.cancelled",
+        "routing key: the body's event_name 'sales.order.created' is not the routing key "
+        "'sales.order.cancelled'",
+    )
+
+
+async def test_an_order_event_not_from_sales_is_refused(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    product = await product_with_stock(api, 10)
+    forged = order_created([(product, 2)])
+    forged["metadata"]["service"] = "notification"
+    await assert_refused(
+        api,
+        channel,
+        product,
+        forged,
+        "sales.order.created",
+        "producer: sales.order.created is published by sales, not by 'notification' "
+        "(metadata.service)",
+    )
+
+
+async def test_an_order_beyond_max_items_is_refused(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    product = await product_with_stock(api, 1000)
+    forged = order_created([(product, 1)] * 101)
+    await assert_refused(
+        api,
+        channel,
+        product,
+        forged,
+        "sales.order.created",
+        "schema: payload.items: at most 100 items, not 101",
+    )
+
+
+async def test_a_quantity_out_of_range_is_refused_at_once_without_sql(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
+) -> None:
+    # Beyond the int4 column: once retried 3 times with the statement in the reason.
+    product = await product_with_stock(api, 10)
+    forged = order_created([(product, 1)])
+    forged["payload"]["items"][0]["quantity"] = 2**31
+    await assert_refused(
+        api,
+        channel,
+        product,
+        forged,
+        "sales.order.created",
+        "schema: payload.items.0.quantity: 2147483648 is greater than the maximum of 1000000",
+    )
