@@ -3,12 +3,16 @@ and never the submitted value (it may be a password or a token)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, Field
 
+from services.platform.core.contracts import BodyInfo, OperationInfo
 from services.platform.core.problems import Problem
-from services.platform.http.validation import CompiledSchema, parse_json
+from services.platform.http.requests import RequestParser
+from services.platform.http.validation import CompiledSchema, each_field_once, parse_json
 
 SECRET = "hunter2-Sup3r-s3cret"
 
@@ -106,4 +110,36 @@ def test_a_number_out_of_range_is_refused_without_echoing_it() -> None:
     assert refused.value.detail == "The body is not valid JSON: a number is out of range"
     assert refused.value.errors == [
         {"field": "body", "message": "The body is not valid JSON: a number is out of range"}
+    ]
+
+
+def test_problems_are_grouped_one_per_field_in_first_seen_order() -> None:
+    pairs = [("a", "x"), ("b", "y"), ("a", "z"), ("a", "x")]
+    assert each_field_once(pairs) == [
+        {"field": "a", "message": "x; z"},
+        {"field": "b", "message": "y"},
+    ]
+
+
+class StrictLogin(BaseModel):
+    password: str = Field(max_length=10)
+
+
+LOOSE_LOGIN = OperationInfo(
+    operation_id="login",
+    method="POST",
+    path="/login",
+    permissions=(),
+    public=True,
+    parameters=(),
+    body=BodyInfo(True, {"type": "object"}, StrictLogin),
+)
+
+
+def test_when_only_the_model_refuses_the_body_the_secret_is_not_echoed_either() -> None:
+    parser = RequestParser(LOOSE_LOGIN, {})
+    with pytest.raises(Problem) as refused:
+        parser.body(json.dumps({"password": SECRET}).encode(), None)
+    assert refused.value.errors == [
+        {"field": "password", "message": "String should have at most 10 characters"}
     ]

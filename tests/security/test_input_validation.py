@@ -4,6 +4,7 @@ secret; no response builds a URL from the client's Host header."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,8 +72,10 @@ def test_a_field_breaking_two_rules_counts_once_and_each_message_states_its_limi
         ("POST", "/api/v1/auth/login", {"email": "probe@example.com"}),
         ("POST", "/api/v1/auth/reset-password", {"token": "t" * 20}),
         ("POST", "/api/v1/users", {"name": "Probe", "email": "probe@example.com"}),
+        # The body is checked before the user is looked up: any id will do.
+        ("PATCH", f"/api/v1/users/{uuid.uuid4()}", {}),
     ],
-    ids=["register", "login", "reset-password", "create-user"],
+    ids=["register", "login", "reset-password", "create-user", "update-user"],
 )
 def test_no_refusal_echoes_a_submitted_password(
     api: Api,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -174,6 +174,17 @@ def _rule_message(error: jsonschema.ValidationError) -> str:
     return f"breaks the schema's {rule!r} rule"
 
 
+def each_field_once(problems: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    """(field, message) pairs as {field, message}, one per field in first-seen order, its
+    distinct messages joined by "; "."""
+    messages: dict[str, list[str]] = {}
+    for field, message in problems:
+        listed = messages.setdefault(field, [])
+        if message not in listed:
+            listed.append(message)
+    return [{"field": field, "message": "; ".join(found)} for field, found in messages.items()]
+
+
 def schema_errors(
     validator: jsonschema.protocols.Validator, instance: Any, base: str
 ) -> list[dict[str, str]]:
@@ -181,31 +192,29 @@ def schema_errors(
 
     jsonschema reports `required` once per missing property, each error naming the whole list,
     may report a property again through `allOf` branches, and reports each broken rule of one
-    field separately: a field appears once, with its distinct messages joined by "; ".
+    field separately: a field appears once, with its distinct messages.
     """
-    messages: dict[str, list[str]] = {}
+    return each_field_once(_field_problems(validator, instance, base))
 
-    def add(field: str, message: str) -> None:
-        listed = messages.setdefault(field, [])
-        if message not in listed:
-            listed.append(message)
 
+def _field_problems(
+    validator: jsonschema.protocols.Validator, instance: Any, base: str
+) -> Iterator[tuple[str, str]]:
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
         field = _join(base, error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
             for name in error.validator_value:
                 if name not in error.instance:
-                    add(_join(field, [name]), "is required")
+                    yield _join(field, [name]), "is required"
             continue
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             declared = error.schema.get("properties", {})
             patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
             for name in error.instance:
                 if name not in declared and not any(p.search(name) for p in patterns):
-                    add(_join(field, [name]), "is not allowed")
+                    yield _join(field, [name]), "is not allowed"
             continue
-        add(field or "body", _short(_rule_message(error)))
-    return [{"field": field, "message": "; ".join(found)} for field, found in messages.items()]
+        yield field or "body", _short(_rule_message(error))
 
 
 def _reject_constant(name: str) -> Any:
