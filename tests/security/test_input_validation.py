@@ -106,6 +106,12 @@ def test_a_trailing_slash_is_a_404_problem_without_a_redirect(api: Api) -> None:
     assert "location" not in response.headers
 
 
+def test_the_one_redirect_swagger_ui_slash_is_relative_whatever_the_host(api: Api) -> None:
+    response = api.get("/ui", headers={"Host": FORGED_HOST}, follow_redirects=False)
+    assert response.status_code == 307
+    assert response.headers["location"] == "/ui/"
+
+
 def test_the_location_of_a_created_resource_never_uses_the_host_header(
     api: Api, admin_token: str
 ) -> None:

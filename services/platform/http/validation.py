@@ -93,6 +93,7 @@ def _in_range(bounds: tuple[int, int]) -> Callable[[object], bool]:
 
 
 def _short(message: str) -> str:
+    # A message quotes only the schema, but an enum or a pattern there may be long.
     if len(message) <= MAX_MESSAGE_LENGTH:
         return message
     return message[: MAX_MESSAGE_LENGTH - 1] + "…"
