@@ -92,6 +92,16 @@ def test_no_refusal_echoes_a_submitted_password(
     assert SECRET[:5] not in response.text
 
 
+def test_a_password_breaking_the_policy_is_not_echoed(api: Api) -> None:
+    weak = "Hunter-without-digits"  # well-formed for the schema; the policy wants a digit
+    body = {"name": "Probe", "email": unique_email("policy"), "password": weak}
+    response = api.post("/api/v1/auth/register", json=body)
+    assert problem(response, 422)["errors"] == [
+        {"field": "password", "message": "must contain a letter and a digit"}
+    ]
+    assert "without-digits" not in response.text
+
+
 def test_an_overlong_token_is_not_echoed(api: Api) -> None:
     response = api.post("/api/v1/auth/refresh", json={"refresh_token": SECRET * 40})
     assert problem(response, 400)["errors"] == [
