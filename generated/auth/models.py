@@ -68,7 +68,7 @@ class RegisterRequest(BaseModel):
     email: Annotated[
         EmailStr,
         Field(
-            description="E-mail address (stored lower-case).",
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
             examples=["maria@example.com"],
             max_length=254,
             min_length=3,
@@ -93,7 +93,7 @@ class LoginRequest(BaseModel):
     email: Annotated[
         EmailStr,
         Field(
-            description="E-mail address (stored lower-case).",
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
             examples=["maria@example.com"],
             max_length=254,
             min_length=3,
@@ -163,7 +163,7 @@ class ForgotPasswordRequest(BaseModel):
     email: Annotated[
         EmailStr,
         Field(
-            description="E-mail address (stored lower-case).",
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
             examples=["maria@example.com"],
             max_length=254,
             min_length=3,
@@ -214,7 +214,7 @@ class UserCreate(BaseModel):
     email: Annotated[
         EmailStr,
         Field(
-            description="E-mail address (stored lower-case).",
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
             examples=["maria@example.com"],
             max_length=254,
             min_length=3,
@@ -253,7 +253,7 @@ class UserUpdate(BaseModel):
     email: Annotated[
         EmailStr | MISSING,
         Field(
-            description="E-mail address (stored lower-case).",
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
             examples=["maria@example.com"],
             max_length=254,
             min_length=3,
@@ -368,7 +368,7 @@ class User(BaseModel):
     email: Annotated[
         EmailStr,
         Field(
-            description="E-mail address (stored lower-case).",
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
             examples=["maria@example.com"],
             max_length=254,
             min_length=3,

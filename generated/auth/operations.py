@@ -54,7 +54,7 @@ SCHEMAS: Mapping[str, Any] = {
             "format": "email",
             "minLength": 3,
             "maxLength": 254,
-            "description": "E-mail address (stored lower-case).",
+            "description": "E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case): every spelling of a mailbox is one account.",
         },
         "Password": {
             "type": "string",

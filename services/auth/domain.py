@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 
 from services.platform import FieldError, api_key_digest
+from services.platform import normalise_email as canonical_email
 
 # --- lifetimes ------------------------------------------------------------------------------
 
@@ -41,8 +42,9 @@ MIN_LOCAL_PART_CHECKED: Final = 3
 
 
 def normalise_email(email: str) -> str:
-    """The stored form of an address: trimmed and lower-case (the unique key of a user)."""
-    return email.strip().lower()
+    """The stored form of an address, the unique key of a user: the platform's canonical form
+    (NFC, Unicode domain, lower-case; ADR 0010). Every lookup and write goes through it."""
+    return canonical_email(email)
 
 
 def email_errors(email: str) -> list[FieldError]:

@@ -9,6 +9,7 @@ change needs (`lock=True`).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -261,5 +262,7 @@ def _validate(model: type[M], row: object, **fields: Any) -> M:
 
 
 def _like(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    # NFC, as addresses are stored (ADR 0010): a search typed in NFD still finds them.
+    folded = unicodedata.normalize("NFC", text.lower())
+    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"

@@ -36,7 +36,7 @@ class User(AuthTable, table=True):
 
     id: UUID = Field(default_factory=uuid4, primary_key=True)
     name: str = Field(max_length=255)
-    email: str = Field(max_length=254, unique=True)  # lower-case (domain.normalise_email)
+    email: str = Field(max_length=254, unique=True)  # canonical form (domain.normalise_email)
     password_hash: str = Field(max_length=255)
     is_active: bool = True
     email_verified_at: datetime | None = utc_timestamp(nullable=True)

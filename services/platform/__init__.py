@@ -13,6 +13,7 @@ below it (enforced by `tests/platform/test_layers.py` with import-linter):
 """
 
 from services.platform.core.contracts import EventSink, EventSpec, OperationInfo, Topology
+from services.platform.core.emails import normalise_email
 from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
 from services.platform.core.problems import Problem, unauthorized, validation_problem
@@ -108,6 +109,7 @@ __all__ = [
     "kit_tables_upgrade",
     "load_settings",
     "newest_first",
+    "normalise_email",
     "page_of",
     "paginate",
     "parse_uuid",

@@ -219,7 +219,7 @@ def test_a_missing_handler_fails_at_build_time_naming_all_of_them() -> None:
 
 def test_a_bad_uuid_in_the_path_is_a_400_not_a_500(client: TestClient) -> None:
     body = problem(client.get("/api/v1/things/not-a-uuid"), 400)
-    assert fields(body) == {"thing_id": "'not-a-uuid' is not a 'uuid'"}
+    assert fields(body) == {"thing_id": "must be a UUID"}
 
 
 def test_every_bad_field_of_a_body_is_reported_once(client: TestClient) -> None:
@@ -355,8 +355,8 @@ def test_unknown_and_mistyped_query_parameters_are_400s(
     headers = bearer(key, "kit.things.view")
     response = client.get(f"{THINGS}?page=zero&per_page=500&debug=1", headers=headers)
     assert fields(problem(response, 400)) == {
-        "page": "'zero' is not of type 'integer'",
-        "per_page": "500 is greater than the maximum of 100",
+        "page": "must be an integer",
+        "per_page": "must be at most 100",
         "debug": "is not a parameter of this operation",
     }
     listed = client.get(f"{THINGS}?page=2", headers=headers).json()

@@ -31,7 +31,12 @@ from services.platform.core.contracts import (
     ParameterInfo,
 )
 from services.platform.core.problems import Problem, validation_problem
-from services.platform.http.validation import CompiledSchema, body_problem, parse_json
+from services.platform.http.validation import (
+    CompiledSchema,
+    body_problem,
+    each_field_once,
+    parse_json,
+)
 
 JSON_SUFFIX = "json"
 
@@ -189,12 +194,10 @@ class RequestParser:
             return self._body_model.model_validate(data), data
         except ValidationError as error:
             # The schema let it through but the model refuses it: still the client's input.
+            # pydantic's `msg` never quotes the input (that is `e["input"]`, left out).
             raise validation_problem(
-                [
-                    {
-                        "field": ".".join(str(part) for part in e["loc"]) or "body",
-                        "message": e["msg"],
-                    }
+                each_field_once(
+                    (".".join(str(part) for part in e["loc"]) or "body", e["msg"])
                     for e in error.errors()
-                ]
+                )
             ) from None

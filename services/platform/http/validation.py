@@ -4,7 +4,10 @@ Each schema is compiled once, at start-up, with jsonschema-rs (a Rust validator:
 every valid request and response takes, a few microseconds for a page of 15 rows where
 fastjsonschema's generated Python took 150). Only when it refuses an instance does jsonschema
 (Draft 4, in Python) walk it again to list every violation as `{field, message}`, so the
-common case pays microseconds and a client still learns everything that is wrong at once.
+common case pays microseconds and a client still learns everything that is wrong at once:
+each invalid field once, with the rule it breaks and its limit ("must be at most 128
+characters long"), and never the submitted value — any field may hold a password or a token,
+so messages are written from the schema, not from jsonschema's, which quote the instance.
 Formats our specs use: date and date-time (RFC 3339, zone required) are checked natively by
 both; uuid becomes a pattern and int32/int64 become bounds for the Rust side (Draft 4 does not
 know them); email calls the rule pydantic applies (email-validator) on both sides.
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
 from typing import Any
 
@@ -90,7 +93,7 @@ def _in_range(bounds: tuple[int, int]) -> Callable[[object], bool]:
 
 
 def _short(message: str) -> str:
-    # jsonschema quotes the offending value, which may be huge.
+    # A message quotes only the schema, but an enum or a pattern there may be long.
     if len(message) <= MAX_MESSAGE_LENGTH:
         return message
     return message[: MAX_MESSAGE_LENGTH - 1] + "…"
@@ -100,39 +103,119 @@ def _join(base: str, path: Iterable[object]) -> str:
     return ".".join([base, *(str(part) for part in path)] if base else [str(p) for p in path])
 
 
+_TYPE_NAMES: Mapping[str, str] = {
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "a boolean",
+    "object": "an object",
+    "array": "an array",
+    "null": "null",
+}
+_FORMAT_NAMES: Mapping[str, str] = {
+    "email": "an e-mail address",
+    "uuid": "a UUID",
+    "date": "a date (YYYY-MM-DD)",
+    "date-time": "an RFC 3339 date-time with a time zone",
+}
+
+
+def _listed(values: Iterable[object]) -> str:
+    return ", ".join(json.dumps(value) for value in values)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _rule_message(error: jsonschema.ValidationError) -> str:
+    """What `error` asks of the value, in words, naming the limit it breaks.
+
+    Built from the schema alone, never from the instance: jsonschema's own messages start with
+    the submitted value (\"'hunter2…' is too long\"), and a field may be a password or a token.
+    """
+    rule, limit, schema = error.validator, error.validator_value, error.schema
+    if rule == "type":
+        kinds = [limit] if isinstance(limit, str) else list(limit)
+        return "must be " + " or ".join(_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
+    if rule == "minLength":
+        return "must not be empty" if limit == 1 else f"must be at least {limit} characters long"
+    if rule == "maxLength":
+        return f"must be at most {limit} characters long"
+    if rule in ("minimum", "maximum"):
+        exclusive = isinstance(schema, Mapping) and schema.get(f"exclusive{rule.title()}") is True
+        if rule == "minimum":
+            return f"must be greater than {limit}" if exclusive else f"must be at least {limit}"
+        return f"must be less than {limit}" if exclusive else f"must be at most {limit}"
+    if rule == "multipleOf":
+        return f"must be a multiple of {limit}"
+    if rule == "minItems":
+        return f"must have at least {_plural(limit, 'item')}"
+    if rule == "maxItems":
+        return f"must have at most {_plural(limit, 'item')}"
+    if rule == "uniqueItems":
+        return "must not repeat an item"
+    if rule == "minProperties":
+        return f"must have at least {_plural(limit, 'field')}"
+    if rule == "maxProperties":
+        return f"must have at most {_plural(limit, 'field')}"
+    if rule == "enum":
+        return f"must be one of {_listed(limit)}"
+    if rule == "pattern":
+        return f"must match the pattern {limit}"
+    if rule == "format":
+        bounds = _INTEGER_BOUNDS.get(str(limit))
+        if bounds is not None:
+            return f"must be between {bounds[0]} and {bounds[1]} ({limit})"
+        return f"must be {_FORMAT_NAMES.get(str(limit), f'a valid {limit}')}"
+    if rule == "not" and isinstance(limit, Mapping) and "enum" in limit:
+        return f"must not be {_listed(limit['enum'])}"
+    if rule in ("oneOf", "anyOf"):
+        return "must match one of the allowed forms"
+    return f"breaks the schema's {rule!r} rule"
+
+
+def each_field_once(problems: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
+    """(field, message) pairs as {field, message}, one per field in first-seen order, its
+    distinct messages joined by "; "."""
+    messages: dict[str, list[str]] = {}
+    for field, message in problems:
+        listed = messages.setdefault(field, [])
+        if message not in listed:
+            listed.append(message)
+    return [{"field": field, "message": "; ".join(found)} for field, found in messages.items()]
+
+
 def schema_errors(
     validator: jsonschema.protocols.Validator, instance: Any, base: str
 ) -> list[dict[str, str]]:
-    """Every violation as {field, message}, each once; `field` is the dotted path below `base`.
+    """Every invalid field once, as {field, message}; `field` is the dotted path below `base`.
 
-    jsonschema reports `required` once per missing property (and may report a property twice
-    through `allOf` branches), and each such error names the whole list: pairs already listed
-    are skipped.
+    jsonschema reports `required` once per missing property, each error naming the whole list,
+    may report a property again through `allOf` branches, and reports each broken rule of one
+    field separately: a field appears once, with its distinct messages.
     """
-    errors: list[dict[str, str]] = []
-    listed: set[tuple[str, str]] = set()
+    return each_field_once(_field_problems(validator, instance, base))
 
-    def add(field: str, message: str) -> None:
-        if (field, message) not in listed:
-            listed.add((field, message))
-            errors.append({"field": field, "message": message})
 
+def _field_problems(
+    validator: jsonschema.protocols.Validator, instance: Any, base: str
+) -> Iterator[tuple[str, str]]:
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
         field = _join(base, error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
             for name in error.validator_value:
                 if name not in error.instance:
-                    add(_join(field, [name]), "is required")
+                    yield _join(field, [name]), "is required"
             continue
         if error.validator == "additionalProperties" and isinstance(error.instance, dict):
             declared = error.schema.get("properties", {})
             patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
             for name in error.instance:
                 if name not in declared and not any(p.search(name) for p in patterns):
-                    add(_join(field, [name]), "is not allowed")
+                    yield _join(field, [name]), "is not allowed"
             continue
-        add(field or "body", _short(error.message))
-    return errors
+        yield field or "body", _short(_rule_message(error))
 
 
 def _reject_constant(name: str) -> Any:
@@ -142,7 +225,7 @@ def _reject_constant(name: str) -> Any:
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"number out of range: {text[:40]}")
+        raise ValueError("a number is out of range")  # not the number: it may be a secret
     return value
 
 
@@ -213,9 +296,11 @@ class CompiledSchema:
         found = schema_errors(self._explainer(), instance, field)
         if found:
             return found
+        # The two validators disagree (they should not): name the place, not the value, since
+        # jsonschema-rs's message quotes it too.
         first = next(iter(self._check.iter_errors(instance)), None)
-        message = first.message if first is not None else "is not valid"
-        return [{"field": field or "body", "message": _short(message)}]
+        place = _join(field, first.instance_path) if first is not None else field
+        return [{"field": place or "body", "message": "is not valid"}]
 
     def violations(self, instance: Any) -> list[jsonschema.ValidationError]:
         """Every violation as jsonschema reports it ([] for a valid instance), for a caller that
