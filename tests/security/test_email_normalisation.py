@@ -215,9 +215,9 @@ def test_the_migration_rewrites_existing_rows_to_the_canonical_form(
         database_at_0001,
         [nfd("josé@example.com"), "maria@xn--bcher-kva.de", "plain@example.com"],
     )
-    command.upgrade(alembic_config(MIGRATIONS, database_at_0001), "0002")
+    command.upgrade(alembic_config(MIGRATIONS, database_at_0001), "0003")
     users, revision = users_and_revision(database_at_0001)
-    assert revision == "0002"
+    assert revision == "0003"
     assert users == {
         user_id: {
             nfd("josé@example.com"): nfc("josé@example.com"),
@@ -241,7 +241,7 @@ def test_the_migration_refuses_to_merge_accounts_and_changes_nothing(
         ],
     )
     with pytest.raises(RuntimeError) as refused:
-        command.upgrade(alembic_config(MIGRATIONS, database_at_0001), "0002")
+        command.upgrade(alembic_config(MIGRATIONS, database_at_0001), "0003")
     report = str(refused.value)
     assert "2 e-mail address(es) are held by more than one account" in report
     assert "Nothing was changed" in report

@@ -10,8 +10,8 @@ nothing, with a message listing every such group, and the operator decides (chan
 all but one of each, then start the service again). Collisions are looked for before any row
 is written, and the whole run is one transaction, so no database is ever left half-migrated.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from alembic import op
 
 from services.platform import normalise_email
 
-revision = "0002"
-down_revision = "0001"
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
