@@ -1,0 +1,124 @@
+"""What the probes of this suite share, started once per test session: auth and inventory under
+uvicorn (as `erp serve` serves them; inventory verifies tokens from auth's JWKS) on the real
+PostgreSQL, Redis and RabbitMQ, in databases, Redis keys and a body limit of the suite's own;
+a super-admin; and users made on demand.
+
+Names here never shadow the plugin's (`auth_server`, `admin_token`, ...): probe files added by
+other changes use those, module by module, and see none of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+
+import aio_pika
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Engine
+
+from services.auth.service import definition as auth_definition
+from services.inventory.service import definition as inventory_definition
+from services.platform.core.settings import Settings, load_settings
+from services.platform.runtime.app import create_app
+from tests.support.accounts import Account, Members, create_super_admin
+from tests.support.http import Api, new_ip
+from tests.support.processes import ServerThread
+from tests.support.servers import SERVICE_PORTS
+
+# Small enough that a probe crosses it quickly, far above any valid request of the specs.
+MAX_BODY_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="session")
+def security_env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
+    return {
+        **scoped_env("security"),
+        "ERP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        # A consumer failure is retried quickly: dead letters arrive within a second.
+        "ERP_RETRY_DELAYS": "0.05,0.1,0.2",
+    }
+
+
+@pytest.fixture(scope="session")
+def security_auth_settings(security_env: Mapping[str, str]) -> Settings:
+    return load_settings("auth", SERVICE_PORTS["auth"], security_env)
+
+
+@pytest.fixture(scope="session")
+def auth_app(security_auth_settings: Settings) -> Iterator[ServerThread]:
+    with ServerThread(create_app(auth_definition, security_auth_settings)).start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def security_inventory_settings(
+    security_env: Mapping[str, str], auth_app: ServerThread
+) -> Settings:
+    env = {**security_env, "ERP_AUTH_URL": auth_app.url}
+    return load_settings("inventory", SERVICE_PORTS["inventory"], env)
+
+
+@pytest.fixture(scope="session")
+def inventory_app(security_inventory_settings: Settings) -> Iterator[ServerThread]:
+    app = create_app(inventory_definition, security_inventory_settings)
+    with ServerThread(app).start() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def auth_db(security_auth_settings: Settings, auth_app: ServerThread) -> Iterator[Engine]:
+    """Auth's database (migrated by the running app), to read what the API must not show."""
+    engine = create_engine(security_auth_settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def inventory_db(
+    security_inventory_settings: Settings, inventory_app: ServerThread
+) -> Iterator[Engine]:
+    engine = create_engine(security_inventory_settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def root(security_env: Mapping[str, str]) -> Account:
+    """The suite's super-admin (every permission)."""
+    return create_super_admin(security_env)
+
+
+@pytest.fixture(scope="session")
+def root_token(root: Account, auth_app: ServerThread) -> str:
+    """A token of `root` for the whole session: no probe logs it out or changes its roles."""
+    return root.login(auth_app.url)
+
+
+@pytest.fixture(scope="session")
+def members(auth_app: ServerThread, root_token: str) -> Members:
+    return Members(auth_app.url, root_token)
+
+
+@pytest.fixture
+def auth_api(auth_app: ServerThread) -> Iterator[Api]:
+    """Auth as an anonymous caller from a client address of its own (pass `token=`)."""
+    with Api(auth_app.url, ip=new_ip()) as api:
+        yield api
+
+
+@pytest.fixture
+def inventory_api(inventory_app: ServerThread) -> Iterator[Api]:
+    with Api(inventory_app.url, ip=new_ip()) as api:
+        yield api
+
+
+@pytest.fixture(scope="session")
+async def amqp_channel(
+    security_env: Mapping[str, str], inventory_app: ServerThread
+) -> AsyncIterator[aio_pika.abc.AbstractChannel]:
+    """A channel on the suite's vhost, once inventory has declared the topology."""
+    connection = await aio_pika.connect_robust(security_env["ERP_AMQP_URL"])
+    try:
+        yield await connection.channel(publisher_confirms=True)
+    finally:
+        await connection.close()
