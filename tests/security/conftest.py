@@ -122,3 +122,10 @@ async def amqp_channel(
         yield await connection.channel(publisher_confirms=True)
     finally:
         await connection.close()
+
+
+@pytest.fixture(scope="session")
+def served(auth_app: ServerThread, inventory_app: ServerThread) -> Mapping[str, ServerThread]:
+    """Every service the suite runs, by name: a new service of `services.registry` starts
+    here too, or the probes that cover every operation fail naming it."""
+    return {"auth": auth_app, "inventory": inventory_app}
