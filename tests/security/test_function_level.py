@@ -12,35 +12,30 @@ to be absent, and expect them to fail.
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from functools import cache
 from typing import Any
 
 import pytest
 
 from services.platform.core.contracts import OperationInfo
-from services.platform.runtime.app import spec_path
-from services.platform.runtime.service import ServiceDefinition
-from services.registry import SERVICES, load_definition
+from services.registry import SERVICES
 from tests.support.accounts import Members
 from tests.support.http import Api, new_ip
+from tests.support.operations import all_operations, call, operation_of
 from tests.support.problems import refusal
 from tests.support.processes import ServerThread
 
 pytestmark = pytest.mark.integration
 
 KeyMaker = Callable[[tuple[str, ...]], str]
-METHODS = frozenset({"get", "put", "post", "delete", "patch"})
 
 
 def secured(*, with_permissions: bool) -> list[tuple[str, str]]:
     """(service, operationId) of every secured operation (with x-permissions, if asked)."""
     return [
         (service, operation.operation_id)
-        for service in SERVICES
-        for operation in load_definition(service).operations.values()
+        for service, operation in all_operations()
         if not operation.public and (operation.permissions or not with_permissions)
     ]
 
@@ -51,46 +46,6 @@ WITH_PERMISSIONS = secured(with_permissions=True)
 
 def ids(cases: list[tuple[str, str]]) -> list[str]:
     return [f"{service}.{operation_id}" for service, operation_id in cases]
-
-
-@cache
-def example_bodies(service: str) -> Mapping[tuple[str, str], Any]:
-    """The request body example of each (METHOD, path template) of the service's spec."""
-    document = json.loads(spec_path(service).read_text())
-    examples: dict[tuple[str, str], Any] = {}
-    for path, item in document["paths"].items():
-        for method, operation in item.items():
-            if method not in METHODS:  # a path item also holds `parameters`, `summary`
-                continue
-            content = operation.get("requestBody", {}).get("content", {})
-            if "example" in content.get("application/json", {}):
-                examples[(method.upper(), path)] = content["application/json"]["example"]
-    return examples
-
-
-def path_value(definition: ServiceDefinition, schema: Mapping[str, Any]) -> str:
-    """A value a client could send for a path parameter of this schema."""
-    ref = schema.get("$ref")
-    if isinstance(ref, str):
-        return path_value(definition, definition.schemas["definitions"][ref.split("/")[-1]])
-    if schema.get("format") == "uuid":
-        return str(uuid.uuid4())
-    if schema.get("type") == "integer":
-        return "1"
-    raise AssertionError(f"no value for a path parameter of schema {schema}: teach path_value")
-
-
-def call(api: Api, service: str, operation: OperationInfo, **credentials: Any) -> Any:
-    """The operation called as a client would, with `credentials` (token=, api_key=)."""
-    definition = load_definition(service)
-    path = operation.path
-    for parameter in operation.parameters:
-        if parameter.location == "path":
-            value = path_value(definition, parameter.schema)
-            path = path.replace(f"{{{parameter.wire_name}}}", value)
-    body = example_bodies(service).get((operation.method, operation.path))
-    json_body = {} if body is None else {"json": body}
-    return api(operation.method, path, **json_body, **credentials)
 
 
 def assert_refused_anonymous(api: Api, service: str, operation: OperationInfo) -> None:
@@ -110,10 +65,6 @@ def assert_refused_unknown_key(api: Api, service: str, operation: OperationInfo)
 def assert_forbidden(api: Api, service: str, operation: OperationInfo, **credentials: Any) -> None:
     detail = refusal(call(api, service, operation, **credentials), 403)["detail"]
     assert detail == f"Missing permission: {', '.join(sorted(operation.permissions))}", detail
-
-
-def operation_of(service: str, operation_id: str) -> OperationInfo:
-    return load_definition(service).operations[operation_id]
 
 
 @pytest.fixture(scope="module")
