@@ -1,6 +1,7 @@
 """What the probes of this suite share, started once per test session: auth and inventory under
 uvicorn (as `erp serve` serves them; inventory verifies tokens from auth's JWKS) on the real
-PostgreSQL, Redis and RabbitMQ, in databases, Redis keys and a body limit of the suite's own;
+PostgreSQL, Redis and RabbitMQ, with databases, Redis keys, a RabbitMQ vhost and a body limit
+of the suite's own;
 a super-admin; and users made on demand.
 
 Names here never shadow the plugin's (`auth_server`, `admin_token`, ...): probe files added by
@@ -22,17 +23,33 @@ from services.platform.core.settings import Settings, load_settings
 from services.platform.runtime.app import create_app
 from tests.support.accounts import Account, Members, create_super_admin
 from tests.support.http import Api, new_ip
-from tests.support.processes import ServerThread
-from tests.support.servers import SERVICE_PORTS
+from tests.support.processes import ServerThread, rabbitmqctl
+from tests.support.servers import AMQP_SERVER, SERVICE_PORTS
 
 # Small enough that a probe crosses it quickly, far above any valid request of the specs.
 MAX_BODY_BYTES = 64 * 1024
 
 
 @pytest.fixture(scope="session")
-def security_env(scoped_env: Callable[[str], Mapping[str, str]]) -> Mapping[str, str]:
+def security_vhost(amqp_vhost: str) -> Iterator[str]:
+    """A vhost of the suite's own: its services live for the whole session, and their
+    consumers must not compete for the queues of services other modules start."""
+    vhost = f"{amqp_vhost}-security"
+    rabbitmqctl("add_vhost", vhost)
+    try:
+        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield vhost
+    finally:
+        rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="session")
+def security_env(
+    scoped_env: Callable[[str], Mapping[str, str]], security_vhost: str
+) -> Mapping[str, str]:
     return {
         **scoped_env("security"),
+        "ERP_AMQP_URL": f"{AMQP_SERVER}/{security_vhost}",
         "ERP_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         # A consumer failure is retried quickly: dead letters arrive within a second.
         "ERP_RETRY_DELAYS": "0.05,0.1,0.2",
