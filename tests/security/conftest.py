@@ -1,8 +1,7 @@
 """What the probes of this suite share, started once per test session: auth and inventory under
 uvicorn (as `erp serve` serves them; inventory verifies tokens from auth's JWKS) on the real
 PostgreSQL, Redis and RabbitMQ, with databases, Redis keys, a RabbitMQ vhost and a body limit
-of the suite's own;
-a super-admin; and users made on demand.
+of the suite's own; a super-admin; and users made on demand.
 
 Names here never shadow the plugin's (`auth_server`, `admin_token`, ...): probe files added by
 other changes use those, module by module, and see none of this.
@@ -21,7 +20,7 @@ from services.auth.service import definition as auth_definition
 from services.inventory.service import definition as inventory_definition
 from services.platform.core.settings import Settings, load_settings
 from services.platform.runtime.app import create_app
-from tests.support.accounts import Account, Members, create_super_admin
+from tests.support.accounts import Account, Member, Members, create_super_admin
 from tests.support.http import Api, new_ip
 from tests.support.processes import ServerThread, rabbitmqctl
 from tests.support.servers import AMQP_SERVER, SERVICE_PORTS
@@ -146,3 +145,25 @@ def served(auth_app: ServerThread, inventory_app: ServerThread) -> Mapping[str, 
     """Every service the suite runs, by name: a new service of `services.registry` starts
     here too, or the probes that cover every operation fail naming it."""
     return {"auth": auth_app, "inventory": inventory_app}
+
+
+# Users many probes act as. Shared by the whole session, so a probe never logs them out,
+# deletes, deactivates or re-roles them (it makes its own with `members.new` for that).
+
+
+@pytest.fixture(scope="session")
+def plain_member(members: Members) -> Member:
+    """A user without roles: authenticated, no permission at all."""
+    return members.new(tag="plain")
+
+
+@pytest.fixture(scope="session")
+def stock_member(members: Members) -> Member:
+    """A stock-manager: every inventory permission, none of auth's."""
+    return members.new(["stock-manager"], tag="stock")
+
+
+@pytest.fixture(scope="session")
+def admin_member(members: Members) -> Member:
+    """An admin: every permission but auth.roles.manage."""
+    return members.new(["admin"], tag="admin")

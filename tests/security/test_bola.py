@@ -34,14 +34,14 @@ ON_A_USER: dict[str, tuple[str, str, dict[str, Any] | None]] = {
 
 
 @pytest.fixture(scope="module")
-def victim(members: Members) -> Member:
-    return members.new(["stock-manager"], tag="victim")
+def victim(stock_member: Member) -> Member:
+    return stock_member
 
 
 @pytest.fixture(scope="module")
-def intruder(members: Members) -> Member:
+def intruder(plain_member: Member) -> Member:
     """A user without roles, who would like to reach other accounts."""
-    return members.new(tag="intruder")
+    return plain_member
 
 
 @pytest.fixture(scope="module")
@@ -87,18 +87,12 @@ def other_super_admin(members: Members) -> Member:
     return members.new(["super-admin"], tag="super")
 
 
-@pytest.fixture(scope="module")
-def admin(members: Members) -> Member:
-    """Every permission but auth.roles.manage."""
-    return members.new(["admin"], tag="admin")
-
-
 @pytest.mark.parametrize("action", sorted(set(ON_A_USER) - {"read", "set-roles"}))
 def test_an_admin_cannot_take_over_a_super_admin(
-    admin: Member, other_super_admin: Member, auth_api: Api, as_root: Api, action: str
+    admin_member: Member, other_super_admin: Member, auth_api: Api, as_root: Api, action: str
 ) -> None:
     before = user_state(as_root, other_super_admin.id)
-    refused = act_on(auth_api, other_super_admin.id, action, token=admin.access_token)
+    refused = act_on(auth_api, other_super_admin.id, action, token=admin_member.access_token)
     assert refusal(refused, 403)["detail"] == OUTRANKED
     assert user_state(as_root, other_super_admin.id) == before
     auth_api.from_another_address().login(other_super_admin.email, PASSWORD)

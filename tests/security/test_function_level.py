@@ -20,7 +20,7 @@ import pytest
 
 from services.platform.core.contracts import OperationInfo
 from services.registry import SERVICES
-from tests.support.accounts import Members
+from tests.support.accounts import Member
 from tests.support.http import Api, new_ip
 from tests.support.operations import all_operations, call, operation_of
 from tests.support.problems import refusal
@@ -76,12 +76,6 @@ def clients(served: Mapping[str, ServerThread]) -> Iterator[Mapping[str, Api]]:
 
 
 @pytest.fixture(scope="module")
-def plain_token(members: Members) -> str:
-    """A user without roles: authenticated, no permission at all."""
-    return members.new(tag="plain").access_token
-
-
-@pytest.fixture(scope="module")
 def catalogue(clients: Mapping[str, Api], root_token: str) -> frozenset[str]:
     listed = clients["auth"].get("/api/v1/permissions", token=root_token)
     assert listed.status_code == 200, listed.text
@@ -125,10 +119,13 @@ def test_an_anonymous_caller_is_refused(
 
 @pytest.mark.parametrize(("service", "operation_id"), WITH_PERMISSIONS, ids=ids(WITH_PERMISSIONS))
 def test_a_user_without_the_permission_is_refused(
-    clients: Mapping[str, Api], plain_token: str, service: str, operation_id: str
+    clients: Mapping[str, Api], plain_member: Member, service: str, operation_id: str
 ) -> None:
     assert_forbidden(
-        clients[service], service, operation_of(service, operation_id), token=plain_token
+        clients[service],
+        service,
+        operation_of(service, operation_id),
+        token=plain_member.access_token,
     )
 
 

@@ -29,8 +29,8 @@ def create_product(api: Api, token: str, key: str, body: dict[str, Any]) -> Any:
 
 
 @pytest.fixture(scope="module")
-def owner(members: Members) -> Member:
-    return members.new(["stock-manager"], tag="owner")
+def owner(stock_member: Member) -> Member:
+    return stock_member
 
 
 @pytest.fixture(scope="module")
@@ -75,16 +75,17 @@ def test_another_users_same_key_with_another_body_is_no_conflict(
 
 
 def test_a_partner_key_secret_is_never_replayed_to_another_admin(
-    auth_app: ServerThread, root_token: str, members: Members
+    auth_app: ServerThread, root_token: str, admin_member: Member
 ) -> None:
-    admin = members.new(["admin"], tag="admin")
     key = str(uuid.uuid4())
     body = {"name": "Same request", "permissions": ["inventory.stock.view"]}
     with Api(auth_app.url, ip=new_ip()) as auth:
         headers = {"Idempotency-Key": key}
         first = auth.post("/api/v1/api-keys", json=body, token=root_token, headers=headers)
         assert first.status_code == 201, first.text
-        theirs = auth.post("/api/v1/api-keys", json=body, token=admin.access_token, headers=headers)
+        theirs = auth.post(
+            "/api/v1/api-keys", json=body, token=admin_member.access_token, headers=headers
+        )
         assert theirs.status_code == 201, theirs.text
     assert REPLAYED not in theirs.headers
     assert theirs.json()["id"] != first.json()["id"]

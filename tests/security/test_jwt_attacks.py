@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from services.auth.tokens import public_jwk, thumbprint
-from tests.support.accounts import Members
+from tests.support.accounts import Member, Members
 from tests.support.http import Api
 from tests.support.problems import refusal
 from tests.support.processes import ServerThread
@@ -305,10 +305,5 @@ def test_the_tokens_of_a_deleted_or_deactivated_user_are_refused(
         assert_refused(refused_by.bearer(member.access_token), "revoked")
 
 
-@pytest.fixture(scope="module")
-def refresh_token(members: Members) -> str:
-    return members.new(["stock-manager"]).refresh_token
-
-
-def test_a_refresh_token_is_no_access_token(refresh_token: str, target: Target) -> None:
-    assert_refused(target.bearer(refresh_token), "malformed")
+def test_a_refresh_token_is_no_access_token(stock_member: Member, target: Target) -> None:
+    assert_refused(target.bearer(stock_member.refresh_token), "malformed")

@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
-from tests.support.accounts import PASSWORD, Member, Members
+from tests.support.accounts import PASSWORD, Member
 from tests.support.http import Api, new_ip, unique_email
 from tests.support.problems import refusal
 from tests.support.processes import ServerThread
@@ -65,8 +65,8 @@ def inventory(inventory_app: ServerThread, root_token: str) -> Iterator[Api]:
 
 
 @pytest.fixture(scope="module")
-def member(members: Members) -> Member:
-    return members.new(["stock-manager"], tag="property")
+def member(stock_member: Member) -> Member:
+    return stock_member
 
 
 # --- mass assignment ------------------------------------------------------------------------
@@ -102,13 +102,12 @@ def test_updating_a_user_changes_no_role_flag_or_server_owned_property(
 
 
 def test_an_admin_cannot_hand_out_roles_when_creating_a_user(
-    members: Members, auth_api: Api, auth_db: Engine
+    admin_member: Member, auth_api: Api, auth_db: Engine
 ) -> None:
     """Roles are assigned by whoever manages roles (super-admin): an admin's create with
     `roles` is refused, though every other property of it is the admin's to set."""
-    admin = members.new(["admin"], tag="admin")
     body = {**new_user_body(), "roles": ["super-admin"]}
-    refusal(auth_api.post("/api/v1/users", json=body, token=admin.access_token), 403)
+    refusal(auth_api.post("/api/v1/users", json=body, token=admin_member.access_token), 403)
     assert count_users(auth_db, body["email"]) == 0
 
 
