@@ -7,6 +7,8 @@ Requests name a random id in each path parameter and carry the spec's own exampl
 they are the calls a client would make: without the check under attack they would reach the
 handler. `test_the_probes_catch_*` run the same probes against operations whose check is known
 to be absent, and expect them to fail.
+
+API9 Improper inventory management too: nothing answers but the spec's operations.
 """
 
 from __future__ import annotations
@@ -157,6 +159,29 @@ def test_another_spelling_of_the_path_reaches_nothing(
         response = clients[service](operation.method, respell(path))
         assert response.status_code == 404, (spelling, response.status_code, response.text)
         refusal(response, 404)
+
+
+# Old versions, debug and admin consoles, files a deployment may leave behind (API9).
+UNDECLARED = [
+    "/api/v2/users",
+    "/api/v0/products",
+    "/api/users",
+    "/admin",
+    "/debug",
+    "/docs",
+    "/redoc",
+    "/.env",
+    "/.git/config",
+    "/server-status",
+    "/actuator/env",
+    "/openapi.yaml",
+]
+
+
+@pytest.mark.parametrize("path", UNDECLARED)
+def test_no_undeclared_endpoint_answers(clients: Mapping[str, Api], path: str) -> None:
+    for api in clients.values():
+        refusal(api.get(path), 404)
 
 
 # --- the probes themselves ------------------------------------------------------------------
