@@ -225,6 +225,11 @@ ATTACKS: dict[str, tuple[Callable[[Forge], str], str]] = {
         for claim in ("exp", "iat", "iss", "aud", "sub", "jti")
     },
     "unknown-kid": (lambda f: f.sign(f.fresh_claims(), kid="no-such-key"), "unknown key"),
+    "kid-sql": (lambda f: f.sign(f.fresh_claims(), kid=f"{f.kid}' OR '1'='1"), "unknown key"),
+    "kid-path-traversal": (
+        lambda f: f.sign(f.fresh_claims(), kid="../../../../dev/null"),
+        "unknown key",
+    ),
     "no-kid": (
         lambda f: jwt.encode(f.fresh_claims(), f.private_key, algorithm="RS256"),
         "names no signing key",
