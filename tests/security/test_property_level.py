@@ -10,6 +10,7 @@ creation, a refresh token outside the answers that issue it, or a private signin
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Iterator
@@ -273,6 +274,44 @@ def test_an_api_key_secret_is_shown_once_and_its_hash_never(
         assert key_hash not in answer.text, name
         assert '"key"' not in answer.text, name
         assert '"key_hash"' not in answer.text, name
+
+
+def one_time_token(auth_db: Engine, event_name: str, email: str, field: str) -> str:
+    """The token auth published for `email` (to be e-mailed by notification), from the outbox."""
+    with auth_db.connect() as connection:
+        bodies = connection.execute(
+            text("SELECT body FROM outbox WHERE event_name = :name ORDER BY id DESC"),
+            {"name": event_name},
+        ).scalars()
+        for body in bodies:
+            payload = json.loads(body)["payload"]
+            if payload["email"] == email:
+                token: str = payload[field]
+                return token
+    raise AssertionError(f"no {event_name} for {email}")
+
+
+def test_one_time_tokens_go_out_by_e_mail_only(auth_api: Api, auth: Api, auth_db: Engine) -> None:
+    """The verification and reset tokens prove the caller reads the mailbox: no answer, and no
+    audit entry, may carry them."""
+    body = new_user_body()
+    registered = auth_api.post("/api/v1/auth/register", json=body)
+    assert registered.status_code == 201, registered.text
+    verification = one_time_token(
+        auth_db, "auth.user.registered", body["email"], "email_verification_token"
+    )
+    forgot = auth_api.post("/api/v1/auth/forgot-password", json={"email": body["email"]})
+    assert forgot.status_code == 202, forgot.text
+    reset = one_time_token(
+        auth_db, "auth.user.password_reset_requested", body["email"], "reset_token"
+    )
+    user_id = registered.json()["user"]["id"]
+    audit = auth.get("/api/v1/auth/audit-log", params={"subject_id": user_id})
+    assert audit.status_code == 200, audit.text
+    assert audit.json()["data"], audit.text
+    for answer in (registered, forgot, audit):
+        assert verification not in answer.text
+        assert reset not in answer.text
 
 
 def test_the_jwks_carries_public_keys_only(auth_api: Api) -> None:
