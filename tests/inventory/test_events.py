@@ -29,6 +29,7 @@ from tests.support.events import assert_conforms
 from tests.support.orders import order_confirmed, order_created
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess, erp
+from tests.support.wire import publish_body, take_dead_letter
 
 pytestmark = pytest.mark.integration
 
@@ -133,22 +134,18 @@ async def channel(
 async def publish(
     channel: aio_pika.abc.AbstractChannel, envelope: dict[str, Any], *, validate: bool = True
 ) -> None:
-    """Publish like a producer of the platform: persistent JSON, message_id = event_id, to the
-    domain exchange with the event name as routing key, confirmed by the broker."""
+    """Publish like a producer of the platform, to the domain exchange with the event name as
+    routing key."""
     body = _body(envelope)
     if validate:
         assert_conforms(body)
-    exchange = await channel.get_exchange(SALES_EXCHANGE)
-    await exchange.publish(
-        aio_pika.Message(
-            body,
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=envelope["event_id"],
-            correlation_id=envelope["correlation_id"],
-        ),
-        routing_key=envelope["event_name"],
-        mandatory=True,
+    await publish_body(
+        channel,
+        SALES_EXCHANGE,
+        envelope["event_name"],
+        body,
+        message_id=envelope["event_id"],
+        correlation_id=envelope["correlation_id"],
     )
 
 
@@ -220,51 +217,6 @@ async def captured(
         yield Capture(queue)
     finally:
         await queue.delete(if_unused=False, if_empty=False)
-
-
-@dataclass(frozen=True)
-class DeadLetterSeen:
-    message_id: str | None
-    headers: Mapping[str, Any]
-    body: bytes
-    arrived_after: float  # seconds from the start of the wait
-
-
-async def take_dead_letter(
-    channel: aio_pika.abc.AbstractChannel, message_id: str, within: float = 30
-) -> DeadLetterSeen:
-    """Wait for `message_id` in `inventory.dlq` and take it off the queue; every other letter
-    is put back as it was (held unacknowledged while looking, then requeued)."""
-    started = time.monotonic()
-    queue = await channel.declare_queue(INVENTORY_DLQ, passive=True)
-
-    async def look() -> DeadLetterSeen | None:
-        held: list[aio_pika.abc.AbstractIncomingMessage] = []
-        try:
-            while (message := await queue.get(no_ack=False, fail=False)) is not None:
-                if message.message_id == message_id:
-                    await message.ack()
-                    return DeadLetterSeen(
-                        message.message_id,
-                        dict(message.headers),
-                        message.body,
-                        time.monotonic() - started,
-                    )
-                held.append(message)
-            return None
-        finally:
-            for message in held:
-                await message.nack(requeue=True)
-
-    letter: DeadLetterSeen = await eventually(
-        look, what=f"{message_id} in {INVENTORY_DLQ}", within=within, every=0.05
-    )
-    return letter
-
-
-def _header(letter: DeadLetterSeen, name: str) -> Any:
-    value = letter.headers.get(name)
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _assert_caused_by(seen: Seen, cause: dict[str, Any]) -> None:
@@ -373,14 +325,16 @@ async def test_a_payload_that_breaks_its_schema_is_dead_lettered_at_once(
 
     await publish(channel, broken, validate=False)
 
-    letter = await take_dead_letter(channel, broken["event_id"], within=sum(RETRY_DELAYS) * 3)
+    letter = await take_dead_letter(
+        channel, INVENTORY_DLQ, broken["event_id"], within=sum(RETRY_DELAYS) * 3
+    )
     # Well before the first retry would have run: no attempt at all.
     assert letter.arrived_after < RETRY_DELAYS[0] + RETRY_DELAYS[1], letter.arrived_after
-    assert _header(letter, "x-erp-attempts") == 0
-    assert _header(letter, "x-erp-error") == "InvalidMessage"
-    assert "quantity" in _header(letter, "x-erp-error-reason")
-    assert _header(letter, "x-erp-original-exchange") == SALES_EXCHANGE
-    assert _header(letter, "x-erp-original-routing-key") == "sales.order.created"
+    assert letter.header("x-erp-attempts") == 0
+    assert letter.header("x-erp-error") == "InvalidMessage"
+    assert "quantity" in letter.header("x-erp-error-reason")
+    assert letter.header("x-erp-original-exchange") == SALES_EXCHANGE
+    assert letter.header("x-erp-original-routing-key") == "sales.order.created"
     assert json.loads(letter.body) == broken  # the original body, untouched
     assert (await _stock(api, product))["reserved"] == 0
     assert await _reservation(api, broken["payload"]["order_id"]) is None
@@ -394,11 +348,13 @@ async def test_confirmed_for_an_unknown_order_is_dead_lettered_with_its_reason(
 
     await publish(channel, confirmed)
 
-    letter = await take_dead_letter(channel, confirmed["event_id"], within=sum(RETRY_DELAYS) * 3)
-    assert _header(letter, "x-erp-error") == "DeadLetter"
-    assert _header(letter, "x-erp-attempts") == 1  # refused, not retried
-    assert confirmed["payload"]["order_id"] in _header(letter, "x-erp-error-reason")
-    assert _header(letter, "x-erp-original-routing-key") == "sales.order.confirmed"
+    letter = await take_dead_letter(
+        channel, INVENTORY_DLQ, confirmed["event_id"], within=sum(RETRY_DELAYS) * 3
+    )
+    assert letter.header("x-erp-error") == "DeadLetter"
+    assert letter.header("x-erp-attempts") == 1  # refused, not retried
+    assert confirmed["payload"]["order_id"] in letter.header("x-erp-error-reason")
+    assert letter.header("x-erp-original-routing-key") == "sales.order.confirmed"
     assert letter.arrived_after < RETRY_DELAYS[0] + RETRY_DELAYS[1], letter.arrived_after
     stock = await _stock(api, product)
     assert (stock["on_hand"], stock["reserved"]) == (5, 0)
@@ -440,7 +396,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
             )
             await publish(channel, created)
 
-            letter = await take_dead_letter(channel, created["event_id"], within=60)
+            letter = await take_dead_letter(channel, INVENTORY_DLQ, created["event_id"], within=60)
         finally:
             await database.execute(
                 sql.SQL("DROP TRIGGER IF EXISTS {} ON reservations").format(sql.Identifier(name))
@@ -449,14 +405,14 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
                 sql.SQL("DROP FUNCTION IF EXISTS {}()").format(sql.Identifier(name))
             )
 
-    assert _header(letter, "x-erp-attempts") == len(RETRY_DELAYS) + 1
+    assert letter.header("x-erp-attempts") == len(RETRY_DELAYS) + 1
     assert letter.arrived_after >= sum(RETRY_DELAYS), letter.arrived_after  # backed off
     # The SQLSTATE, not the database's text (which carries the statement and its values).
-    assert _header(letter, "x-erp-error-reason") == (
+    assert letter.header("x-erp-error-reason") == (
         "database: plpgsql_error (SQLSTATE P0001 raise_exception)"
     )
-    assert _header(letter, "x-erp-original-exchange") == SALES_EXCHANGE
-    assert _header(letter, "x-erp-original-routing-key") == "sales.order.created"
+    assert letter.header("x-erp-original-exchange") == SALES_EXCHANGE
+    assert letter.header("x-erp-original-routing-key") == "sales.order.created"
     assert await _reservation(api, order_id) is None
     assert (await _stock(api, product))["reserved"] == 0
     await captured.drain()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 from services.auth.admin import create_admin
 from services.platform.core.settings import load_settings
-from tests.support.http import login, unique_email
+from tests.support.http import Api, login, new_ip, unique_email
 
 PASSWORD = "S3cure-passw0rd"
 
@@ -30,3 +31,34 @@ def create_super_admin(env: Mapping[str, str]) -> Account:
     settings = load_settings("auth", 8001, env)
     asyncio.run(create_admin(settings, admin.email, admin.password, "Root"))
     return admin
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user made by an administrator, and the session it logged in with."""
+
+    id: str
+    email: str
+    password: str
+    access_token: str
+    refresh_token: str
+
+
+@dataclass
+class Members:
+    """`members.new(roles=[...])`: a new user, created through auth at `auth_url` by the holder
+    of `admin_token`, logged in from a client address of its own."""
+
+    auth_url: str
+    admin_token: str
+    _made: itertools.count[int] = field(default_factory=itertools.count)
+
+    def new(self, roles: Sequence[str] = (), *, tag: str = "member") -> Member:
+        email = unique_email(f"{tag}{next(self._made)}")
+        body = {"name": f"Member {tag}", "email": email, "password": PASSWORD, "roles": list(roles)}
+        with Api(self.auth_url, self.admin_token, ip=new_ip()) as auth:
+            created = auth.created("/api/v1/users", body)
+            tokens = auth.as_caller(None).login(email, PASSWORD)["tokens"]
+        return Member(
+            created["id"], email, PASSWORD, tokens["access_token"], tokens["refresh_token"]
+        )

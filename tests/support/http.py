@@ -8,6 +8,7 @@ trusts it; auth's rate limits are per address, so a fresh address is a fresh buc
 from __future__ import annotations
 
 import itertools
+import socket
 import uuid
 from typing import Any
 
@@ -122,3 +123,16 @@ def login(auth_url: str, email: str, password: str) -> str:
     with Api(auth_url, ip=new_ip()) as auth:
         token: str = auth.login(email, password)["tokens"]["access_token"]
         return token
+
+
+def send_raw(base_url: str, request: bytes, timeout: float = 10) -> bytes:
+    """Bytes on a fresh connection to the server at `base_url`, and everything it answers until
+    it closes: for requests an HTTP client refuses to send (control characters in a header,
+    dot segments in a path). End `request` with `Connection: close`."""
+    host, _, port = base_url.removeprefix("http://").partition(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection.sendall(request)
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+        return answer

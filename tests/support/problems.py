@@ -12,3 +12,11 @@ def problem(response: Any, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["status"] == status
     return body
+
+
+def refusal(response: Any, status: int) -> dict[str, Any]:
+    """`problem(response, status)` of the kit's generic kind (`type` about:blank, as every
+    refusal of the specs is): what a security probe asserts of each refusal."""
+    body = problem(response, status)
+    assert body["type"] == "about:blank", body
+    return body
