@@ -38,6 +38,14 @@ DEFAULT_AUTH_URL = "http://127.0.0.1:8001"
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0)
 DEFAULT_PORTS = {"postgresql": 5432, "rabbitmq": 5672, "redis": 6379}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "console")
+# Browser origins embedded mode allows when ERP_CORS_ORIGINS is unset: the dev servers of the
+# usual front-end tool chains (Vite 5173, create-react-app/Next 3000, Angular 4200, 8080).
+DEV_CORS_ORIGINS = tuple(
+    f"http://{host}:{port}"
+    for host in ("localhost", "127.0.0.1")
+    for port in (3000, 4200, 5173, 8080)
+)
 
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
@@ -75,6 +83,10 @@ class Settings:
     validate_responses: bool = True
     # Request bodies larger than this are refused with 413 before they are read any further.
     max_body_bytes: int = 1 << 20
+    # Browser origins allowed to call the API (CORS); "*" allows any, () none.
+    cors_origins: tuple[str, ...] = ()
+    # "json" or "console"; None: console on a terminal, JSON otherwise (core/logs.py).
+    log_format: str | None = None
 
 
 def service_variable(service: str, name: str) -> str:
@@ -127,6 +139,8 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
         data_dir=data_dir,
         validate_responses=reader.flag("ERP_VALIDATE_RESPONSES", default=True),
         max_body_bytes=reader.size("ERP_MAX_BODY_BYTES", default=1 << 20),
+        cors_origins=reader.origins("ERP_CORS_ORIGINS", DEV_CORS_ORIGINS if embedded else ()),
+        log_format=reader.log_format("ERP_LOG_FORMAT"),
     )
     if reader.errors:
         raise SettingsError(reader.errors)
@@ -162,6 +176,20 @@ def _accepts(host: str, port: int, timeout: float) -> bool:
             return True
     except OSError:
         return False
+
+
+def _is_origin(value: str) -> bool:
+    """What a browser sends as `Origin`: scheme, host and optional port, nothing more."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.path or parts.query or parts.fragment or parts.username)
+    )
 
 
 def _service_database(server_url: str, database: str) -> str:
@@ -288,6 +316,33 @@ class _Reader:
             self.fail(name, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
             return "INFO"
         return value
+
+    def origins(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated `scheme://host[:port]` origins, or `*` alone."""
+        value = self.get(name)
+        if value is None:
+            return default
+        origins = tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+        if origins == ("*",):
+            return origins
+        bad = [origin for origin in origins if not _is_origin(origin)]
+        if bad or not origins:
+            self.fail(
+                name,
+                "expected comma-separated origins like https://app.example.com,"
+                f"http://localhost:5173 (or * alone), got {value!r}",
+            )
+            return default
+        return origins
+
+    def log_format(self, name: str) -> str | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        if value.lower() not in LOG_FORMATS:
+            self.fail(name, f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
+            return None
+        return value.lower()
 
     def redis_prefix(self, name: str) -> str:
         value = self.get(name) or "erp:"
