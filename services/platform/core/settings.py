@@ -10,9 +10,10 @@ Where each URL comes from (first match wins):
   fakeredis) → the local defaults `amqp://guest:guest@127.0.0.1:5672/`, `redis://127.0.0.1:6379/0`.
 
 "Embedded" is `ERP_EMBEDDED=1`. `load_settings` never probes the network, so a service always
-starts the same way for the same environment; `erp up` calls `detect_embedded` first and sets
-`ERP_EMBEDDED=1` when nothing is configured and no server answers on the default ports. An
-explicitly configured URL always wins, also in embedded mode.
+starts the same way for the same environment; every `erp` command that touches data calls
+`choose_mode` first (one rule, and it says which mode and why) and sets `ERP_EMBEDDED=1` when
+nothing is configured and no server answers on the default ports. An explicitly configured URL
+always wins, also in embedded mode.
 
 Empty variables count as unset (compose files often pass `VAR=` through).
 """
@@ -147,27 +148,72 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
     return settings
 
 
+@dataclass(frozen=True)
+class Mode:
+    """Embedded or real servers, and why: what every `erp` command says before it acts."""
+
+    embedded: bool
+    reason: str
+
+
+def choose_mode(env: Mapping[str, str] = os.environ, timeout: float = 0.3) -> Mode:
+    """The one rule every `erp` command follows (see `detect_embedded`), with its reason."""
+    explicit = (env.get("ERP_EMBEDDED") or "").strip().lower()
+    if explicit in _TRUE | _FALSE:
+        return Mode(explicit in _TRUE, f"ERP_EMBEDDED={env['ERP_EMBEDDED'].strip()}")
+    configured = sorted(
+        key
+        for key, value in env.items()
+        if value.strip()
+        and key.startswith("ERP_")
+        and key.endswith(("DATABASE_URL", "AMQP_URL", "REDIS_URL"))
+    )
+    if configured:
+        return Mode(False, f"{', '.join(configured)} set")
+    with ThreadPoolExecutor(max_workers=len(DEFAULT_PORTS)) as pool:
+        reachable = dict(
+            zip(
+                DEFAULT_PORTS,
+                pool.map(lambda port: _accepts("127.0.0.1", port, timeout), DEFAULT_PORTS.values()),
+                strict=True,
+            )
+        )
+    listening = ", ".join(f"{name} :{DEFAULT_PORTS[name]}" for name, up in reachable.items() if up)
+    if all(reachable.values()):
+        return Mode(False, f"no server URL set; local {listening} answer")
+    missing = ", ".join(
+        f"{name} :{DEFAULT_PORTS[name]}" for name, up in reachable.items() if not up
+    )
+    return Mode(True, f"no server URL set and nothing answers on 127.0.0.1 for {missing}")
+
+
 def detect_embedded(env: Mapping[str, str] = os.environ, timeout: float = 0.3) -> bool:
-    """Whether `erp up` should run embedded.
+    """Whether `erp` commands should run embedded.
 
     `ERP_EMBEDDED` decides when set. Otherwise: any configured server URL means real servers;
     with none configured, real servers are used only when PostgreSQL, RabbitMQ and Redis all
     accept TCP on 127.0.0.1 at their default ports. A partial set (say, only a local Redis)
     runs embedded, because a half-local platform would fail at start-up.
     """
-    explicit = (env.get("ERP_EMBEDDED") or "").strip().lower()
-    if explicit in _TRUE | _FALSE:
-        return explicit in _TRUE
-    if any(
-        value and key.startswith("ERP_") and key.endswith(("DATABASE_URL", "AMQP_URL", "REDIS_URL"))
-        for key, value in env.items()
-    ):
-        return False
-    with ThreadPoolExecutor(max_workers=len(DEFAULT_PORTS)) as pool:
-        reachable = pool.map(
-            lambda port: _accepts("127.0.0.1", port, timeout), DEFAULT_PORTS.values()
-        )
-        return not all(reachable)
+    return choose_mode(env, timeout).embedded
+
+
+def describe_servers(settings: Settings) -> str:
+    """Where `settings` point, passwords hidden: "PostgreSQL 127.0.0.1:5432/auth_db, ..." or,
+    embedded, the SQLite file and the in-process stand-ins."""
+
+    def where(url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname else url
+
+    database = make_url(settings.database_url)
+    if database.drivername.startswith("sqlite"):
+        store = f"SQLite {database.database}"
+    else:
+        store = f"PostgreSQL {database.host}:{database.port or 5432}/{database.database}"
+    broker = f"RabbitMQ {where(settings.amqp_url)}" if settings.amqp_url else "in-process broker"
+    redis = f"Redis {where(settings.redis_url)}" if settings.redis_url else "in-process Redis"
+    return f"{store}, {broker}, {redis}"
 
 
 def _accepts(host: str, port: int, timeout: float) -> bool:
