@@ -1,9 +1,9 @@
 """`erp` — the one command line of the platform.
 
-Every command that touches data (serve, up, users, demo, dlq) picks embedded mode or the real servers
-by one rule (`choose_mode`: ERP_EMBEDDED, else any server URL set, else whether PostgreSQL,
-RabbitMQ and Redis answer on their default local ports) and says on stderr which it picked and
-why, before it acts. A server it cannot reach is one line naming it, not a traceback.
+Every command that touches data (serve, up, users, demo, dlq) picks embedded mode or the real
+servers by one rule (`choose_mode`: ERP_EMBEDDED, else any server URL set, else whether
+PostgreSQL, RabbitMQ and Redis answer on their default local ports) and says on stderr which it
+picked and why, before it acts. A server it cannot reach is one line naming it, not a traceback.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def _demo_seed(args: argparse.Namespace) -> int:
     for name in names:
         definition = load_definition(name)
         settings = _settings_in_mode(name)
-        _reaching(settings, lambda: asyncio.run(_seed(definition, settings)))  # noqa: B023 - run now
+        _reaching(settings, partial(asyncio.run, _seed(definition, settings)))
         print(f"demo data of {name} loaded")
     print(f"log in as {DEMO_LOGIN} (demo only: not for a production database)")
     return 0
