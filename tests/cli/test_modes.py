@@ -70,6 +70,15 @@ def test_create_admin_without_servers_runs_embedded_and_says_so(tmp_path: Path) 
     assert emails == ["ana@example.com"]  # where `erp up` (embedded) will find it
 
 
+def test_demo_seed_without_servers_runs_embedded_and_says_so(tmp_path: Path) -> None:
+    result = run_erp("demo", "seed", "auth", env={"ERP_DATA_DIR": str(tmp_path)}, offline=True)
+    assert result.returncode == 0, result.stderr
+    line = mode_line(result)
+    assert line.startswith("erp: running embedded (no server URL set")
+    assert str(tmp_path / "auth.db") in line
+    assert "demo data of auth loaded" in result.stdout
+
+
 def test_serve_without_servers_runs_embedded_and_says_so(tmp_path: Path) -> None:
     env = {"ERP_DATA_DIR": str(tmp_path), "PORT": str(free_port())}
     base = {k: v for k, v in os.environ.items() if not k.startswith("ERP_") and k != "PORT"}
