@@ -1,26 +1,26 @@
 # Two commands matter: `make up` runs the platform, `make test` runs every test.
 # Both install what they need first (Python venv + pinned packages, the AsyncAPI JSON Schema).
+# PYTHON picks the interpreter (3.11 to 3.13): `make up PYTHON=python3.12`; a venv made by
+# another one is made again (tools/dev/make_venv.py).
 
 VENV      := .venv
 BIN       := $(VENV)/bin
 PYTHON    ?= python3
-STAMP     := $(VENV)/.installed
 ASYNCAPI  := .tools/node_modules/@asyncapi/specs/schemas/3.0.0.json
 
-.PHONY: install up test lint typecheck codegen check-codegen servers clean bench
+.PHONY: install venv up test lint typecheck codegen check-codegen servers clean bench
 
-install: $(STAMP) $(ASYNCAPI)
+install: venv $(ASYNCAPI)
 
-$(STAMP): pyproject.toml requirements.lock
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip==25.3
-	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
-	touch $(STAMP)
+# Checked on every run (quiet when up to date): the interpreter, who made the venv, the stamp.
+venv:
+	@$(PYTHON) tools/dev/make_venv.py $(VENV)
 
 $(ASYNCAPI):
-	npm install --silent --no-audit --no-fund --prefix .tools @asyncapi/specs@6.11.1
+	@echo "install: the AsyncAPI 3.0 JSON Schema (npm, into .tools/)"
+	@npm install --silent --no-audit --no-fund --prefix .tools @asyncapi/specs@6.11.1
 
-up: $(STAMP)
+up: venv
 	$(BIN)/erp up
 
 servers:

@@ -1,4 +1,10 @@
-"""`erp` — the one command line of the platform."""
+"""`erp` — the one command line of the platform.
+
+Every command that touches data (serve, up, users, demo, dlq) picks embedded mode or the real
+servers by one rule (`choose_mode`: ERP_EMBEDDED, else any server URL set, else whether
+PostgreSQL, RabbitMQ and Redis answer on their default local ports) and says on stderr which it
+picked and why, before it acts. A server it cannot reach is one line naming it, not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,34 @@ import json
 import os
 import signal
 import sys
-import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from functools import partial
-from typing import Any
+from functools import cache, partial
+from typing import Any, TypeVar
 
+import aiormq
+import psycopg
+import redis.exceptions
+import sqlalchemy.exc
 import uvicorn
 
 from generated.topology import TOPOLOGY
 from services.auth.demo import DEMO_USER_EMAIL, DEMO_USER_PASSWORD
+from services.platform.core.settings import Mode, Settings, choose_mode, describe_servers
 from services.registry import DEMO_DATA, SERVICES, load_definition, with_demo_data
 
-# connexion imports starlette's test client, which warns about httpx on every start: not ours.
-warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+T = TypeVar("T")
+
+# What a server that is down or misaddressed raises, from each client library.
+UNREACHABLE = (
+    psycopg.OperationalError,
+    sqlalchemy.exc.OperationalError,
+    aiormq.exceptions.AMQPConnectionError,
+    redis.exceptions.ConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
+EXIT_REFUSED = 2  # the command cannot do what was asked (bad input, no such thing, no server)
 
 DEMO_LOGIN = f"{DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD}"
 
@@ -92,7 +112,7 @@ def _codegen(args: argparse.Namespace) -> int:
     return run(check=args.check)
 
 
-def _settings(service: str, default_port: int) -> Any:
+def _settings(service: str, default_port: int) -> Settings:
     from services.platform.core.settings import SettingsError, load_settings
 
     try:
@@ -101,13 +121,49 @@ def _settings(service: str, default_port: int) -> Any:
         raise SystemExit(f"erp: invalid configuration\n{error}") from None
 
 
+@cache  # once per command: the services it touches all run in the mode picked first
+def _choose_mode() -> Mode:
+    """Embedded or servers, by the one rule; ERP_EMBEDDED is set so every service loads the
+    same settings."""
+    mode = choose_mode(os.environ)
+    os.environ["ERP_EMBEDDED"] = "1" if mode.embedded else "0"
+    return mode
+
+
+def _say_mode(mode: Mode, where: str) -> None:
+    how = "running embedded" if mode.embedded else "running on the servers"
+    print(f"erp: {how} ({mode.reason}) — {where}", file=sys.stderr, flush=True)
+
+
+def _settings_in_mode(service: str) -> Settings:
+    """The service's settings in the mode the rule picks, after saying which it is."""
+    mode = _choose_mode()
+    definition = load_definition(service)
+    settings = _settings(definition.name, definition.default_port)
+    _say_mode(mode, describe_servers(settings))
+    return settings
+
+
+def _reaching(settings: Settings, run: Callable[[], T]) -> T:
+    """`run()`, with a server that does not answer turned into one clear line."""
+    try:
+        return run()
+    except UNREACHABLE as error:
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise SystemExit(
+            f"erp: cannot reach the servers ({describe_servers(settings)}): {reason}\n"
+            "Start them (make servers), point the ERP_*_URL variables at them, or run "
+            "embedded with ERP_EMBEDDED=1."
+        ) from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from services.platform.core.logs import configure_logging
     from services.platform.runtime.app import create_app, server_config
 
     definition = load_definition(args.service)
-    settings = _settings(definition.name, definition.default_port)
-    configure_logging(definition.name, settings.log_level)
+    settings = _settings_in_mode(definition.name)
+    configure_logging(definition.name, settings.log_level, settings.log_format)
     port = args.port or settings.port
     app = create_app(definition, settings)
     uvicorn.Server(server_config(app, args.host, port)).run()
@@ -123,31 +179,24 @@ class _SharedSignalServer(uvicorn.Server):
 
 def _up(args: argparse.Namespace) -> int:
     from services.platform.core.logs import configure_logging
-    from services.platform.core.settings import detect_embedded
     from services.platform.runtime.app import create_app, server_config
 
-    embedded = detect_embedded(os.environ)
-    if embedded:
-        why = (
-            "ERP_EMBEDDED=1"
-            if os.environ.get("ERP_EMBEDDED") == "1"
-            else "no ERP_DATABASE_URL/ERP_AMQP_URL/ERP_REDIS_URL set and nothing listening on "
-            "127.0.0.1:5432/5672/6379"
-        )
-        os.environ["ERP_EMBEDDED"] = "1"
+    mode = _choose_mode()
+    every = {name: load_definition(name) for name in SERVICES}
+    settings_of = {name: _settings(d.name, d.default_port) for name, d in every.items()}
+    first = settings_of[next(iter(SERVICES))]
+    if mode.embedded:
         data = os.environ.get("ERP_DATA_DIR") or ".data"
-        print(
-            f"erp: {why} — running embedded (SQLite under {data}/, in-process broker, "
-            "in-process Redis stand-in)."
-        )
-    configure_logging("erp", os.environ.get("ERP_LOG_LEVEL", "INFO"))
+        _say_mode(mode, f"SQLite under {data}/, in-process broker, in-process Redis stand-in")
+    else:
+        _say_mode(mode, f"{describe_servers(first)} (each service its own database)")
+    configure_logging("erp", first.log_level, first.log_format)
     servers: list[uvicorn.Server] = []
     lines: list[str] = []
-    for name in SERVICES:
-        definition = load_definition(name)
-        settings = _settings(definition.name, definition.default_port)
+    for name, definition in every.items():
+        settings = settings_of[name]
         # Embedded mode is the demo: the data set the docs' examples use is loaded with it.
-        lifespan = partial(with_demo_data, definition, settings) if embedded else None
+        lifespan = partial(with_demo_data, definition, settings) if mode.embedded else None
         app = create_app(definition, settings, lifespan=lifespan)
         config = server_config(app, args.host, settings.port)
         servers.append(_SharedSignalServer(config))
@@ -156,7 +205,7 @@ def _up(args: argparse.Namespace) -> int:
             f"  {name:<13} {base}  docs {base}/ui/  spec {base}/openapi.json  health {base}/health"
         )
     print("erp: services\n" + "\n".join(lines), flush=True)
-    if embedded:
+    if mode.embedded:
         print(f"erp: demo data loaded; log in as {DEMO_LOGIN} (demo only)", flush=True)
     asyncio.run(_serve_all(servers))
     return 0
@@ -183,10 +232,11 @@ def _demo_seed(args: argparse.Namespace) -> int:
     unknown = sorted(set(names) - set(DEMO_DATA))
     if unknown:
         print(f"erp: no demo data for {', '.join(unknown)}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
     for name in names:
         definition = load_definition(name)
-        asyncio.run(_seed(definition, _settings(definition.name, definition.default_port)))
+        settings = _settings_in_mode(name)
+        _reaching(settings, partial(asyncio.run, _seed(definition, settings)))
         print(f"demo data of {name} loaded")
     print(f"log in as {DEMO_LOGIN} (demo only: not for a production database)")
     return 0
@@ -200,22 +250,46 @@ async def _seed(definition: Any, settings: Any) -> None:
 def _create_admin(args: argparse.Namespace) -> int:
     from services.auth.admin import AdminError, create_admin
 
-    definition = load_definition("auth")
-    settings = _settings(definition.name, definition.default_port)
+    settings = _settings_in_mode("auth")
     try:
-        user_id = asyncio.run(create_admin(settings, args.email, args.password, args.name))
+        user_id = _reaching(
+            settings,
+            lambda: asyncio.run(create_admin(settings, args.email, args.password, args.name)),
+        )
     except AdminError as error:
         print(f"erp: cannot create the admin: {error}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
     print(f"super-admin {args.email} ready (id {user_id})")
     return 0
+
+
+def _dlq_settings(service: str) -> Settings:
+    """The settings to read `service`'s dead letters with; SystemExit with one clear line
+    when it has none to read (it consumes nothing, or embedded mode has no RabbitMQ)."""
+    from services.platform.messaging import dlq
+
+    load_definition(service)  # an unknown service is named as such
+    try:
+        dlq.dead_letter_queues(service, TOPOLOGY)
+    except LookupError as error:
+        raise SystemExit(f"erp: {error}.") from None
+    settings = _settings_in_mode(service)
+    if settings.amqp_url is None:
+        raise SystemExit(
+            "erp: embedded mode keeps dead letters in the broker inside the running `erp up`, "
+            "which another command cannot read; run on RabbitMQ (ERP_AMQP_URL) to use `erp dlq`."
+        )
+    return settings
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
     from services.platform.messaging import dlq
 
-    settings = _settings(args.service, load_definition(args.service).default_port)
-    letters = asyncio.run(dlq.list_dead_letters(settings, TOPOLOGY, args.service, args.limit))
+    settings = _dlq_settings(args.service)
+    letters = _reaching(
+        settings,
+        lambda: asyncio.run(dlq.list_dead_letters(settings, TOPOLOGY, args.service, args.limit)),
+    )
     for letter in letters:
         print(json.dumps(letter.summary(), sort_keys=True))
     print(f"{len(letters)} dead letter(s) in {args.service}.dlq", file=sys.stderr)
@@ -225,8 +299,10 @@ def _dlq_list(args: argparse.Namespace) -> int:
 def _dlq_show(args: argparse.Namespace) -> int:
     from services.platform.messaging import dlq
 
-    settings = _settings(args.service, load_definition(args.service).default_port)
-    letter = asyncio.run(dlq.show(settings, TOPOLOGY, args.service, args.message_id))
+    settings = _dlq_settings(args.service)
+    letter = _reaching(
+        settings, lambda: asyncio.run(dlq.show(settings, TOPOLOGY, args.service, args.message_id))
+    )
     if letter is None:
         print(f"no dead letter {args.message_id} in {args.service}.dlq", file=sys.stderr)
         return 1
@@ -237,7 +313,12 @@ def _dlq_show(args: argparse.Namespace) -> int:
 def _dlq_replay(args: argparse.Namespace) -> int:
     from services.platform.messaging import dlq
 
-    settings = _settings(args.service, load_definition(args.service).default_port)
-    count = asyncio.run(dlq.replay(settings, TOPOLOGY, args.service, args.message_id or dlq.ALL))
+    settings = _dlq_settings(args.service)
+    count = _reaching(
+        settings,
+        lambda: asyncio.run(
+            dlq.replay(settings, TOPOLOGY, args.service, args.message_id or dlq.ALL)
+        ),
+    )
     print(f"replayed {count} message(s) from {args.service}.dlq")
     return 0 if count or args.message_id is None else 1

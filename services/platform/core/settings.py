@@ -10,9 +10,10 @@ Where each URL comes from (first match wins):
   fakeredis) → the local defaults `amqp://guest:guest@127.0.0.1:5672/`, `redis://127.0.0.1:6379/0`.
 
 "Embedded" is `ERP_EMBEDDED=1`. `load_settings` never probes the network, so a service always
-starts the same way for the same environment; `erp up` calls `detect_embedded` first and sets
-`ERP_EMBEDDED=1` when nothing is configured and no server answers on the default ports. An
-explicitly configured URL always wins, also in embedded mode.
+starts the same way for the same environment; every `erp` command that touches data calls
+`choose_mode` first (one rule, and it says which mode and why) and sets `ERP_EMBEDDED=1` when
+nothing is configured and no server answers on the default ports. An explicitly configured URL
+always wins, also in embedded mode.
 
 Empty variables count as unset (compose files often pass `VAR=` through).
 """
@@ -38,6 +39,14 @@ DEFAULT_AUTH_URL = "http://127.0.0.1:8001"
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0)
 DEFAULT_PORTS = {"postgresql": 5432, "rabbitmq": 5672, "redis": 6379}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_FORMATS = ("json", "console")
+# Browser origins embedded mode allows when ERP_CORS_ORIGINS is unset: the dev servers of the
+# usual front-end tool chains (Vite 5173, create-react-app/Next 3000, Angular 4200, 8080).
+DEV_CORS_ORIGINS = tuple(
+    f"http://{host}:{port}"
+    for host in ("localhost", "127.0.0.1")
+    for port in (3000, 4200, 5173, 8080)
+)
 
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _POSTGRES_DRIVERS = {"postgresql", "postgres", "postgresql+psycopg"}
@@ -75,6 +84,10 @@ class Settings:
     validate_responses: bool = True
     # Request bodies larger than this are refused with 413 before they are read any further.
     max_body_bytes: int = 1 << 20
+    # Browser origins allowed to call the API (CORS); "*" allows any, () none.
+    cors_origins: tuple[str, ...] = ()
+    # "json" or "console"; None: console on a terminal, JSON otherwise (core/logs.py).
+    log_format: str | None = None
 
 
 def service_variable(service: str, name: str) -> str:
@@ -127,33 +140,80 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
         data_dir=data_dir,
         validate_responses=reader.flag("ERP_VALIDATE_RESPONSES", default=True),
         max_body_bytes=reader.size("ERP_MAX_BODY_BYTES", default=1 << 20),
+        cors_origins=reader.origins("ERP_CORS_ORIGINS", DEV_CORS_ORIGINS if embedded else ()),
+        log_format=reader.log_format("ERP_LOG_FORMAT"),
     )
     if reader.errors:
         raise SettingsError(reader.errors)
     return settings
 
 
+@dataclass(frozen=True)
+class Mode:
+    """Embedded or real servers, and why: what every `erp` command says before it acts."""
+
+    embedded: bool
+    reason: str
+
+
+def choose_mode(env: Mapping[str, str] = os.environ, timeout: float = 0.3) -> Mode:
+    """The one rule every `erp` command follows (see `detect_embedded`), with its reason."""
+    explicit = (env.get("ERP_EMBEDDED") or "").strip().lower()
+    if explicit in _TRUE | _FALSE:
+        return Mode(explicit in _TRUE, f"ERP_EMBEDDED={env['ERP_EMBEDDED'].strip()}")
+    configured = sorted(
+        key
+        for key, value in env.items()
+        if value.strip()
+        and key.startswith("ERP_")
+        and key.endswith(("DATABASE_URL", "AMQP_URL", "REDIS_URL"))
+    )
+    if configured:
+        return Mode(False, f"{', '.join(configured)} set")
+    with ThreadPoolExecutor(max_workers=len(DEFAULT_PORTS)) as pool:
+        reachable = dict(
+            zip(
+                DEFAULT_PORTS,
+                pool.map(lambda port: _accepts("127.0.0.1", port, timeout), DEFAULT_PORTS.values()),
+                strict=True,
+            )
+        )
+    listening = ", ".join(f"{name} :{DEFAULT_PORTS[name]}" for name, up in reachable.items() if up)
+    if all(reachable.values()):
+        return Mode(False, f"no server URL set; local {listening} answer")
+    missing = ", ".join(
+        f"{name} :{DEFAULT_PORTS[name]}" for name, up in reachable.items() if not up
+    )
+    return Mode(True, f"no server URL set and nothing answers on 127.0.0.1 for {missing}")
+
+
 def detect_embedded(env: Mapping[str, str] = os.environ, timeout: float = 0.3) -> bool:
-    """Whether `erp up` should run embedded.
+    """Whether `erp` commands should run embedded.
 
     `ERP_EMBEDDED` decides when set. Otherwise: any configured server URL means real servers;
     with none configured, real servers are used only when PostgreSQL, RabbitMQ and Redis all
     accept TCP on 127.0.0.1 at their default ports. A partial set (say, only a local Redis)
     runs embedded, because a half-local platform would fail at start-up.
     """
-    explicit = (env.get("ERP_EMBEDDED") or "").strip().lower()
-    if explicit in _TRUE | _FALSE:
-        return explicit in _TRUE
-    if any(
-        value and key.startswith("ERP_") and key.endswith(("DATABASE_URL", "AMQP_URL", "REDIS_URL"))
-        for key, value in env.items()
-    ):
-        return False
-    with ThreadPoolExecutor(max_workers=len(DEFAULT_PORTS)) as pool:
-        reachable = pool.map(
-            lambda port: _accepts("127.0.0.1", port, timeout), DEFAULT_PORTS.values()
-        )
-        return not all(reachable)
+    return choose_mode(env, timeout).embedded
+
+
+def describe_servers(settings: Settings) -> str:
+    """Where `settings` point, passwords hidden: "PostgreSQL 127.0.0.1:5432/auth_db, ..." or,
+    embedded, the SQLite file and the in-process stand-ins."""
+
+    def where(url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname else url
+
+    database = make_url(settings.database_url)
+    if database.drivername.startswith("sqlite"):
+        store = f"SQLite {database.database}"
+    else:
+        store = f"PostgreSQL {database.host}:{database.port or 5432}/{database.database}"
+    broker = f"RabbitMQ {where(settings.amqp_url)}" if settings.amqp_url else "in-process broker"
+    redis = f"Redis {where(settings.redis_url)}" if settings.redis_url else "in-process Redis"
+    return f"{store}, {broker}, {redis}"
 
 
 def _accepts(host: str, port: int, timeout: float) -> bool:
@@ -162,6 +222,20 @@ def _accepts(host: str, port: int, timeout: float) -> bool:
             return True
     except OSError:
         return False
+
+
+def _is_origin(value: str) -> bool:
+    """What a browser sends as `Origin`: scheme, host and optional port, nothing more."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and not (parts.path or parts.query or parts.fragment or parts.username)
+    )
 
 
 def _service_database(server_url: str, database: str) -> str:
@@ -288,6 +362,33 @@ class _Reader:
             self.fail(name, f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
             return "INFO"
         return value
+
+    def origins(self, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """Comma-separated `scheme://host[:port]` origins, or `*` alone."""
+        value = self.get(name)
+        if value is None:
+            return default
+        origins = tuple(item.strip().rstrip("/") for item in value.split(",") if item.strip())
+        if origins == ("*",):
+            return origins
+        bad = [origin for origin in origins if not _is_origin(origin)]
+        if bad or not origins:
+            self.fail(
+                name,
+                "expected comma-separated origins like https://app.example.com,"
+                f"http://localhost:5173 (or * alone), got {value!r}",
+            )
+            return default
+        return origins
+
+    def log_format(self, name: str) -> str | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        if value.lower() not in LOG_FORMATS:
+            self.fail(name, f"expected one of {', '.join(LOG_FORMATS)}, got {value!r}")
+            return None
+        return value.lower()
 
     def redis_prefix(self, name: str) -> str:
         value = self.get(name) or "erp:"

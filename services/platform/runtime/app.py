@@ -6,6 +6,7 @@ One pass per request, no middleware stack (docs/adr/0004-kit-v2.md says why):
 
 1. request and correlation ids read (or made) and bound, with the service's context;
 2. route: the operation for (method, path), or 404 / 405 with every allowed method;
+   a CORS preflight is answered here (`http/cors.py`: from the path's operations);
 3. security: bearer JWT or X-API-Key, then the operation's x-permissions (401 / 403);
 4. parameters and the JSON body parsed and checked with validators compiled at start-up, the
    body turned into the operation's generated request model (400 listing every problem);
@@ -13,7 +14,8 @@ One pass per request, no middleware stack (docs/adr/0004-kit-v2.md says why):
    commits — under the idempotency store when the operation takes an Idempotency-Key;
 6. the result rendered as the spec declares (status, ETag from `version`, Location of a created
    resource), checked against the response schema when `settings.validate_responses`;
-7. any error as problem+json; one access-log line and the route's metrics.
+7. any error as problem+json, CORS headers for an allowed origin; one access-log line and
+   the route's metrics.
 
 Connexion still loads the bundled document for Swagger UI (`/ui/`); `/openapi.json` serves the
 bundle byte for byte.
@@ -46,6 +48,7 @@ from services.platform.core.problems import Problem
 from services.platform.core.scope import Caller
 from services.platform.core.settings import Settings
 from services.platform.http.access_log import log_request
+from services.platform.http.cors import CorsPolicy, is_preflight
 from services.platform.http.errors import (
     contract_breach,
     method_not_allowed,
@@ -156,6 +159,7 @@ class ServiceApp:
         self.state = AppState(service=definition.name, version=str(document["info"]["version"]))
         self._authenticator = Authenticator(definition, settings)
         self._metrics = RequestMetrics(definition.name)
+        self._cors = CorsPolicy(settings.cors_origins, definition.operations.values())
         endpoints = _endpoints(definition, settings, _kit_handlers(self.state))
         self.router: Router[Endpoint] = Router((e.operation, e) for e in endpoints)
         self._swagger = SwaggerUIMiddleware(self._not_found)
@@ -186,6 +190,7 @@ class ServiceApp:
         route: str | None = None
         stored = False  # whether a shared cache may keep the answer (public reads only)
         client = scope.get("client")
+        preflight = is_preflight(method, headers)
         with bind_request(self.state, headers, client[0] if client else None) as ids:
             try:
                 found = self.router.match(method, path)
@@ -206,15 +211,23 @@ class ServiceApp:
                 else:
                     route = found.route.template
                     endpoint = found.target
-                    if endpoint is None:
+                    if endpoint is None and preflight:
+                        granted = self._cors.preflight(headers["origin"], route, headers)
+                        rendered = Rendered(204, b"", granted)
+                    elif endpoint is None:
                         raise method_not_allowed(method, found.route.allow)
-                    stored = endpoint.cacheable
-                    rendered = await self._serve(
-                        endpoint, scope, receive, headers, found.path_parameters, ids.caller
-                    )
+                    else:
+                        stored = endpoint.cacheable
+                        rendered = await self._serve(
+                            endpoint, scope, receive, headers, found.path_parameters, ids.caller
+                        )
             except Exception as error:
                 rendered = render_problem(to_problem(error, method, path), path)
             extra = ids.response_headers if stored else {**ids.response_headers, **NO_STORE}
+            # A preflight's answer has its own CORS headers (none when refused).
+            cors = {} if preflight else self._cors.response_headers(headers.get("origin"))
+            if cors:
+                extra = {**extra, **cors}
             await _send(send, rendered, extra, head=method == "HEAD")
             seconds = time.perf_counter() - started
             self._metrics.record(method, route, rendered.status, seconds)
