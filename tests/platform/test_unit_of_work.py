@@ -6,6 +6,7 @@ transaction going."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
 from services.platform.persistence.db import Database
+from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import InboxMessage, OutboxMessage, kit_metadata
 from services.platform.persistence.uow import AFTER_COMMIT_FAILURES, AfterCommit, UnitOfWork
 from tests.support.embedded import embedded_settings
@@ -302,3 +304,27 @@ async def test_savepoints_nest(database: Database) -> None:
         await uow.commit()
     assert await inbox(database) == {outer, middle}
     assert [e["payload"]["n"] for e in uow.emitted] == [2]
+
+
+async def test_on_sqlite_a_savepoint_that_reads_first_still_writes_beside_another_writer(
+    database: Database,
+) -> None:
+    """A transaction the savepoint opens on SQLite holds the write lock from its start: a
+    deferred one would read, then fail at once ("database is locked", WAL's stale snapshot)
+    when another connection — the relay, a consumer — committed a write in between."""
+    first, second = uuid4(), uuid4()
+    async with unit(database) as uow:
+        async with uow.savepoint():
+            assert await uow.fetch_all(Sql("SELECT count(*) AS n FROM inbox")) == [{"n": 0}]
+            writer = asyncio.create_task(_mark_handled_elsewhere(database, second))
+            await asyncio.sleep(0.05)  # the other writer waits for the lock meanwhile
+            await uow.mark_handled("c", first)
+        await uow.commit()
+    await writer
+    assert await inbox(database) == {first, second}
+
+
+async def _mark_handled_elsewhere(database: Database, event_id: UUID) -> None:
+    async with unit(database) as uow:
+        await uow.mark_handled("c", event_id)
+        await uow.commit()

@@ -16,7 +16,7 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Final
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from pydantic import MISSING
 from redis.exceptions import WatchError
@@ -49,7 +49,12 @@ log = logging.getLogger("services.auth.api_keys")
 
 
 async def create_api_key(
-    ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.ApiKeyCreate
+    ctx: ServiceContext,
+    uow: UnitOfWork,
+    caller: Caller,
+    body: models.ApiKeyCreate,
+    *,
+    new_id: UUID | None = None,
 ) -> models.ApiKeyCreated:
     permissions = sorted({permission.root for permission in body.permissions})
     requested_expiry = None if body.expires_at is MISSING else body.expires_at
@@ -68,6 +73,7 @@ async def create_api_key(
         raise unprocessable(detail, errors)
     secret = domain.new_api_key()
     api_key = ApiKey(
+        id=new_id or uuid4(),
         name=body.name,
         prefix=secret.prefix,
         key_hash=secret.key_hash,

@@ -36,7 +36,9 @@ from services.platform import (
 )
 
 
-async def create_role(uow: UnitOfWork, caller: Caller, body: models.RoleCreate) -> models.Role:
+async def create_role(
+    uow: UnitOfWork, caller: Caller, body: models.RoleCreate, *, new_id: UUID | None = None
+) -> models.Role:
     granted = sorted({permission.root for permission in body.permissions})
     _check_permissions(granted)
     session = uow.session
@@ -45,6 +47,7 @@ async def create_role(uow: UnitOfWork, caller: Caller, body: models.RoleCreate) 
         raise _slug_taken(body.slug)
     now = utc_now()
     role = Role(
+        id=new_id or uuid4(),
         slug=body.slug,
         name=body.name,
         description=None if body.description is MISSING else body.description,

@@ -59,7 +59,9 @@ from services.platform import (
 )
 
 
-async def create_user(uow: UnitOfWork, caller: Caller, body: models.UserCreate) -> models.User:
+async def create_user(
+    uow: UnitOfWork, caller: Caller, body: models.UserCreate, *, new_id: UUID | None = None
+) -> models.User:
     roles = [] if body.roles is MISSING else [slug.root for slug in body.roles]
     # Assigning roles is role management: without this check auth.users.create would be a
     # way to mint a super-admin.
@@ -74,6 +76,7 @@ async def create_user(uow: UnitOfWork, caller: Caller, body: models.UserCreate) 
     password_hash = await hash_password(password)
     now = utc_now()
     user = User(
+        id=new_id or uuid4(),
         name=body.name,
         email=email,
         password_hash=password_hash,

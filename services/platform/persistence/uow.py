@@ -236,11 +236,14 @@ class UnitOfWork:
     async def _begin_sqlite_transaction(self) -> None:
         """Python's sqlite3 (legacy transaction control) opens a transaction only before the
         first INSERT/UPDATE/DELETE: a SAVEPOINT before that would be a transaction of its own,
-        committed by its RELEASE. Begin the real transaction first."""
+        committed by its RELEASE. Begin the real transaction first, IMMEDIATE (the write lock
+        from the start): a deferred one that reads first fails at once with "database is
+        locked" when it comes to write after another connection (the relay, a consumer) has
+        committed meanwhile (WAL's stale snapshot, which no busy timeout waits out)."""
         connection = await self.session.connection()
         raw = await connection.get_raw_connection()
         if not getattr(raw.driver_connection, "in_transaction", True):
-            await connection.exec_driver_sql("BEGIN")
+            await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     def _mark(self) -> tuple[int, int, int]:
         return len(self.emitted), self._pending_events, len(self._after_commit)
