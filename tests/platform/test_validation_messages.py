@@ -3,16 +3,26 @@ and never the submitted value (it may be a password or a token)."""
 
 from __future__ import annotations
 
+import itertools
 import json
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
+import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
 from services.platform.core.contracts import BodyInfo, OperationInfo
-from services.platform.core.problems import Problem
+from services.platform.core.problems import MAX_FIELD_ERRORS, Problem, validation_problem
 from services.platform.http.requests import RequestParser
-from services.platform.http.validation import CompiledSchema, each_field_once, parse_json
+from services.platform.http.validation import (
+    MAX_EXPLAINED_ERRORS,
+    CompiledSchema,
+    _has_lone_surrogate,
+    each_field_once,
+    parse_json,
+    schema_errors,
+)
 
 SECRET = "hunter2-Sup3r-s3cret"
 
@@ -143,3 +153,50 @@ def test_when_only_the_model_refuses_the_body_the_secret_is_not_echoed_either() 
     assert refused.value.errors == [
         {"field": "password", "message": "String should have at most 10 characters"}
     ]
+
+
+class EndlessViolations:
+    """A validator whose instance breaks the schema without end: explaining must stop."""
+
+    drawn = 0
+
+    def iter_errors(self, instance: object) -> Iterator[jsonschema.ValidationError]:
+        for index in itertools.count():
+            self.drawn += 1
+            if self.drawn > 10 * MAX_FIELD_ERRORS:
+                raise AssertionError("every violation is being explained")
+            yield jsonschema.ValidationError(
+                "1 is not of type 'string'",
+                validator="type",
+                validator_value="string",
+                instance=1,
+                path=[index],
+                schema={"type": "string"},
+            )
+
+
+def test_only_the_violations_a_problem_can_list_are_explained() -> None:
+    validator = EndlessViolations()
+    found = schema_errors(cast(jsonschema.protocols.Validator, validator), [], "permissions")
+    assert len(found) == MAX_EXPLAINED_ERRORS
+    assert validation_problem(found).errors == found[:MAX_FIELD_ERRORS]
+    assert found[0] == {"field": "permissions.0", "message": "must be a string"}
+
+
+def test_a_huge_array_of_wrong_items_is_refused_with_a_bounded_list() -> None:
+    schema = CompiledSchema({"type": "array", "items": {"type": "string"}})
+    found = schema.errors([1] * 200_000, "permissions")
+    assert len(found) == MAX_EXPLAINED_ERRORS
+    assert len(schema.violations([1] * 200_000)) == MAX_EXPLAINED_ERRORS
+
+
+def test_a_lone_surrogate_deep_down_is_found_without_recursion() -> None:
+    depth = 5_000  # deeper than the interpreter's recursion limit
+    nested: Any = "\ud800"
+    for _ in range(depth):
+        nested = [nested]
+    assert _has_lone_surrogate(nested)
+    nested = "\u00e9"
+    for _ in range(depth):
+        nested = {"a": nested}
+    assert not _has_lone_surrogate(nested)

@@ -145,7 +145,7 @@ def test_a_body_of_exactly_the_limit_is_served(clients: Mapping[str, Api]) -> No
 
 
 # The deepest fits in the body limit as objects too (six bytes a level).
-NESTING = [64, 1_000, 10_000]
+NESTING = [64, 500, 1_000, 10_000]
 
 
 @pytest.mark.parametrize("depth", NESTING)
@@ -154,11 +154,18 @@ NESTING = [64, 1_000, 10_000]
     [("auth", "create_user"), ("inventory", "create_product")],
 )
 @pytest.mark.parametrize("container", ["array", "object"])
+@pytest.mark.parametrize("core", ["1", '"\\u00e9"'], ids=["number", "escaped-text"])
 def test_deeply_nested_json_is_a_400(
-    clients: Mapping[str, Api], service: str, operation_id: str, depth: int, container: str
+    clients: Mapping[str, Api],
+    service: str,
+    operation_id: str,
+    depth: int,
+    container: str,
+    core: str,
 ) -> None:
+    # An escape at the core makes the kit look for lone surrogates all the way down.
     opening, closing = ("[", "]") if container == "array" else ('{"a":', "}")
-    body = opening * depth + "1" + closing * depth
+    body = opening * depth + core + closing * depth
     response = call(
         clients[service],
         service,

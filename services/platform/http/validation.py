@@ -20,6 +20,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date
+from itertools import islice
 from typing import Any
 
 import jsonschema
@@ -27,9 +28,11 @@ import jsonschema_rs
 from email_validator import EmailNotValidError, validate_email
 
 from services.platform.core.contracts import JsonSchema
-from services.platform.core.problems import Problem
+from services.platform.core.problems import MAX_FIELD_ERRORS, Problem
 
 MAX_MESSAGE_LENGTH = 300
+# Enough for every field a problem lists (a field may break several rules), never more.
+MAX_EXPLAINED_ERRORS = 4 * MAX_FIELD_ERRORS
 DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 
 
@@ -193,7 +196,9 @@ def schema_errors(
 
     jsonschema reports `required` once per missing property, each error naming the whole list,
     may report a property again through `allOf` branches, and reports each broken rule of one
-    field separately: a field appears once, with its distinct messages.
+    field separately: a field appears once, with its distinct messages. Only the first
+    `MAX_EXPLAINED_ERRORS` violations are explained: a 1 MB array of wrong items holds half a
+    million, and explaining them all took a minute of the event loop.
     """
     return each_field_once(_field_problems(validator, instance, base))
 
@@ -201,7 +206,8 @@ def schema_errors(
 def _field_problems(
     validator: jsonschema.protocols.Validator, instance: Any, base: str
 ) -> Iterator[tuple[str, str]]:
-    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.path))):
+    explained = islice(validator.iter_errors(instance), MAX_EXPLAINED_ERRORS)
+    for error in sorted(explained, key=lambda e: list(map(str, e.path))):
         field = _join(base, error.absolute_path)
         if error.validator == "required" and isinstance(error.instance, dict):
             for name in error.validator_value:
@@ -307,7 +313,7 @@ class CompiledSchema:
         words its own messages (the event consumers)."""
         if self._check.is_valid(instance):
             return []
-        return list(self._explainer().iter_errors(instance))
+        return list(islice(self._explainer().iter_errors(instance), MAX_EXPLAINED_ERRORS))
 
     def _explainer(self) -> jsonschema.protocols.Validator:
         # Built on the first refusal: valid instances never pay for it.
@@ -337,16 +343,21 @@ def parse_json(raw: bytes) -> Any:
 
 
 def _has_lone_surrogate(value: Any) -> bool:
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, dict):
-        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_lone_surrogate(item) for item in value)
+    # A walk with a list, not recursion: json.loads nests deeper than the stack has room for
+    # below this frame, and a RecursionError here would be a 500.
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
     return False
 
 
