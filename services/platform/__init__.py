@@ -52,7 +52,7 @@ from services.platform.persistence.uow import UnitOfWork, rfc3339
 from services.platform.runtime.app import create_app
 from services.platform.runtime.calls import Call, WriteCall
 from services.platform.runtime.consumers import DeadLetter
-from services.platform.runtime.ratelimit import rate_limit
+from services.platform.runtime.ratelimit import rate_limit, refund_rate_limit
 from services.platform.runtime.service import (
     PeriodicJob,
     ServiceContext,
@@ -110,6 +110,7 @@ __all__ = [
     "parse_uuid",
     "prepare_database",
     "rate_limit",
+    "refund_rate_limit",
     "require_if_match",
     "require_principal",
     "rfc3339",

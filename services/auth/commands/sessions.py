@@ -61,6 +61,11 @@ ACCEPTED: Final = models.Accepted(status="accepted")
 # DESIGN §5 sets register and login; the others protect the token and e-mail endpoints.
 REGISTER_LIMIT: Final = Limit("register", 3, 600)
 LOGIN_LIMIT: Final = Limit("login", 5, 60)
+# Failed logins (a right password gives its hit back): per client address whatever the e-mail
+# (one address trying many accounts), and per account whatever the address (many addresses
+# trying one account). See ADR 0006.
+LOGIN_FAILURES_PER_IP: Final = Limit("login-failures-ip", 20, 600)
+LOGIN_FAILURES_PER_ACCOUNT: Final = Limit("login-failures-account", 10, 900)
 REFRESH_LIMIT: Final = Limit("refresh", 30, 60)
 VERIFY_LIMIT: Final = Limit("verify-email", 10, 60)
 RESEND_LIMIT: Final = Limit("verify-email-resend", 3, 600)
@@ -100,7 +105,10 @@ async def login(
     ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.LoginRequest
 ) -> models.AuthSession:
     email = domain.normalise_email(body.email)
-    await LOGIN_LIMIT.hit(ctx, caller.client_ip, domain.token_hash(email)[:32])
+    account = domain.token_hash(email)[:32]  # the same bucket whether the account exists or not
+    await LOGIN_LIMIT.hit(ctx, caller.client_ip, account)
+    await LOGIN_FAILURES_PER_IP.hit(ctx, caller.client_ip)
+    await LOGIN_FAILURES_PER_ACCOUNT.hit(ctx, account)
     password = body.password.get_secret_value()
     user = await user_by_email(uow.session, email)
     if user is not None and user.deleted_at is not None:
@@ -111,6 +119,8 @@ async def login(
         subject = user.id if user else None
         audit(uow, "auth.login.failed", caller, subject_id=subject, email=email)
         raise await uow.refuse(unauthorized(INVALID_CREDENTIALS))
+    await LOGIN_FAILURES_PER_IP.refund(ctx, caller.client_ip)
+    await LOGIN_FAILURES_PER_ACCOUNT.refund(ctx, account)
     # Only after the password is proven, so that probing cannot find inactive accounts.
     if not user.is_active:
         audit(uow, "auth.login.failed", caller, subject_id=user.id, reason="inactive")

@@ -90,9 +90,20 @@ class MissingHandlersError(RuntimeError):
 
 def server_config(app: ServiceApp, host: str, port: int) -> uvicorn.Config:
     """How uvicorn runs every app (`erp serve`, `erp up`, tests): logging is the kit's (JSON
-    lines, its own access log), and no `Server` header tells a scanner which stack answers."""
+    lines, its own access log), and no `Server` header tells a scanner which stack answers.
+
+    `X-Forwarded-For` sets the client address (rate limits, audit log) only when the peer is
+    one of `ERP_TRUSTED_PROXIES`; uvicorn's own default would trust any local process."""
+    trusted = app.settings.trusted_proxies
     return uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, server_header=False
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=list(trusted),
     )
 
 
