@@ -17,7 +17,13 @@ from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
 from services.platform.core.problems import Problem, unauthorized, validation_problem
 from services.platform.core.rules import FieldError, utc_now
-from services.platform.core.scope import Caller, Principal, current_principal, require_principal
+from services.platform.core.scope import (
+    Caller,
+    Principal,
+    current_principal,
+    on_behalf_of,
+    require_principal,
+)
 from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
 from services.platform.http.idempotency import idempotent
 from services.platform.http.responses import Reply
@@ -105,6 +111,7 @@ __all__ = [
     "kit_tables_upgrade",
     "load_settings",
     "newest_first",
+    "on_behalf_of",
     "page_of",
     "paginate",
     "parse_uuid",

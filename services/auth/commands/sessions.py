@@ -18,10 +18,8 @@ from pydantic import MISSING
 from sqlmodel import col, select
 
 from generated.auth import models
-from generated.events import publishers as events
-from generated.events.models import AuthUserPasswordResetRequestedPayload
 from services.auth import domain
-from services.auth.commands import user_events
+from services.auth.commands import password_resets, user_events
 from services.auth.commands.common import (
     Limit,
     audit,
@@ -70,7 +68,7 @@ REFRESH_LIMIT: Final = Limit("refresh", 30, 60)
 VERIFY_LIMIT: Final = Limit("verify-email", 10, 60)
 RESEND_LIMIT: Final = Limit("verify-email-resend", 3, 600)
 FORGOT_LIMIT: Final = Limit("forgot-password", 5, 900)
-FORGOT_PER_EMAIL_LIMIT: Final = Limit("forgot-password-email", 3, 3600)
+FORGOT_PER_EMAIL_LIMIT: Final = Limit("forgot-password-email-ip", 3, 3600)
 RESET_LIMIT: Final = Limit("reset-password", 10, 60)
 
 
@@ -229,31 +227,18 @@ async def resend_verification_email(
 async def forgot_password(
     ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.ForgotPasswordRequest
 ) -> models.Accepted:
-    """Always accepted (no user enumeration); only a live account gets the e-mail."""
+    """Always accepted, in the same time for any address (no user enumeration): the request is
+    queued and a job e-mails a live account (`password_resets`)."""
     await FORGOT_LIMIT.hit(ctx, caller.client_ip)
     email = domain.normalise_email(body.email)
     try:
-        # Per address too, silently: nobody can flood someone's inbox from many addresses.
-        await FORGOT_PER_EMAIL_LIMIT.hit(ctx, domain.token_hash(email)[:32])
+        # Per address and client, silently: nobody floods an inbox, and nobody spends the
+        # account owner's own requests (keyed on the e-mail alone, three requests by anyone
+        # would block the owner's reset for an hour).
+        await FORGOT_PER_EMAIL_LIMIT.hit(ctx, domain.token_hash(email)[:32], caller.client_ip)
     except Problem:
         return ACCEPTED
-    user = await user_by_email(uow.session, email)
-    if user is None or user.deleted_at is not None or not user.is_active:
-        return ACCEPTED
-    token, expires_at = await issue_one_time_token(
-        uow.session, user, TokenPurpose.PASSWORD_RESET, domain.PASSWORD_RESET_TTL, utc_now()
-    )
-    events.publish_auth_user_password_reset_requested(
-        uow,
-        AuthUserPasswordResetRequestedPayload(
-            user_id=user.id,
-            name=user.name,
-            email=user.email,
-            reset_token=token,
-            expires_at=expires_at,
-        ),
-    )
-    audit(uow, "auth.password.reset_requested", caller, subject_id=user.id)
+    await password_resets.queue_reset(ctx, caller, email)
     return ACCEPTED
 
 
