@@ -115,6 +115,8 @@ class ResponseInfo:
     schema: JsonSchema | None = None
     headers: tuple[str, ...] = ()  # declared response headers, e.g. ("Location", "ETag")
     content_type: str | None = "application/json"
+    # Dotted paths of the body's `x-erp-secret` properties: shown once, never stored/replayed.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

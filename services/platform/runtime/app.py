@@ -270,6 +270,7 @@ class ServiceApp:
                 body=data,
                 principal=who.subject,
                 run=effect,
+                secrets=operation.success.secrets if operation.success else (),
             )
         finally:
             scope_vars.principal.reset(token)
