@@ -61,7 +61,7 @@ SCHEMAS: Mapping[str, Any] = {
             "format": "password",
             "minLength": 8,
             "maxLength": 128,
-            "description": "Password (at least 8 characters, with a letter and a digit).",
+            "description": "Password: 8 to 128 characters with a letter and a digit, not containing the e-mail\naddress and not one of the 30,000 most common passwords (`422` otherwise).\n",
         },
         "PersonName": {
             "type": "string",
