@@ -439,6 +439,42 @@ async def test_same_key_same_body_replays_the_first_response(ctx: ServiceContext
     assert await _count_widgets(ctx, name) == 2
 
 
+async def test_secrets_are_not_stored_and_a_repeat_is_409(ctx: ServiceContext) -> None:
+    key, name = str(uuid4()), f"idem-{uuid4()}"
+
+    async def create_with_secrets(uow: UnitOfWork) -> Rendered:
+        body = {"id": "w1", "name": name, "key": "s3cret-1", "pair": {"token": "s3cret-2", "n": 1}}
+        return Rendered(201, json.dumps(body).encode(), {"location": "/widgets/w1"})
+
+    secrets = ("key", "pair.token", "absent.field")
+    first = await idempotent(
+        ctx,
+        operation_id="create_widget",
+        key=key,
+        body={},
+        run=create_with_secrets,
+        secrets=secrets,
+    )
+    assert b"s3cret-1" in first.body  # the first answer shows them, once
+    async with ctx.database.session() as session:
+        row = await session.get(IdempotentRequest, ("anonymous", "create_widget", key))
+    assert row is not None
+    assert json.loads(row.response_body or "") == {"id": "w1", "name": name, "pair": {"n": 1}}
+
+    with pytest.raises(Problem) as raised:
+        await idempotent(
+            ctx,
+            operation_id="create_widget",
+            key=key,
+            body={},
+            run=create_with_secrets,
+            secrets=secrets,
+        )
+    assert raised.value.status == 409
+    assert raised.value.headers["Location"] == "/widgets/w1"
+    assert "shown only once" in (raised.value.detail or "")
+
+
 async def test_same_key_other_body_is_422(ctx: ServiceContext) -> None:
     key, name = str(uuid4()), f"idem-{uuid4()}"
     await idempotent(
