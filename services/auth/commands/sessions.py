@@ -68,7 +68,7 @@ REFRESH_LIMIT: Final = Limit("refresh", 30, 60)
 VERIFY_LIMIT: Final = Limit("verify-email", 10, 60)
 RESEND_LIMIT: Final = Limit("verify-email-resend", 3, 600)
 FORGOT_LIMIT: Final = Limit("forgot-password", 5, 900)
-FORGOT_PER_EMAIL_LIMIT: Final = Limit("forgot-password-email-ip", 3, 3600)
+FORGOT_PER_EMAIL_AND_IP_LIMIT: Final = Limit("forgot-password-email-ip", 3, 3600)
 RESET_LIMIT: Final = Limit("reset-password", 10, 60)
 
 
@@ -235,7 +235,9 @@ async def forgot_password(
         # Per address and client, silently: nobody floods an inbox, and nobody spends the
         # account owner's own requests (keyed on the e-mail alone, three requests by anyone
         # would block the owner's reset for an hour).
-        await FORGOT_PER_EMAIL_LIMIT.hit(ctx, domain.token_hash(email)[:32], caller.client_ip)
+        await FORGOT_PER_EMAIL_AND_IP_LIMIT.hit(
+            ctx, domain.token_hash(email)[:32], caller.client_ip
+        )
     except Problem:
         return ACCEPTED
     await password_resets.queue_reset(ctx, caller, email)
