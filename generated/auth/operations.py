@@ -768,6 +768,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 required=True,
                 schema={"$ref": "#/definitions/RegisterRequest"},
                 model=models.RegisterRequest,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=201,
@@ -927,6 +928,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 required=True,
                 schema={"$ref": "#/definitions/ResetPasswordRequest"},
                 model=models.ResetPasswordRequest,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=204, model=None, schema=None, headers=(), content_type=None
@@ -1070,7 +1072,10 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 ),
             ),
             body=BodyInfo(
-                required=True, schema={"$ref": "#/definitions/UserCreate"}, model=models.UserCreate
+                required=True,
+                schema={"$ref": "#/definitions/UserCreate"},
+                model=models.UserCreate,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=201,
@@ -1134,7 +1139,10 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 ),
             ),
             body=BodyInfo(
-                required=True, schema={"$ref": "#/definitions/UserUpdate"}, model=models.UserUpdate
+                required=True,
+                schema={"$ref": "#/definitions/UserUpdate"},
+                model=models.UserUpdate,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=200,

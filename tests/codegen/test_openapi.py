@@ -352,11 +352,14 @@ def test_secret_fields_are_found_through_refs_all_of_and_nested_objects() -> Non
     }
     create = _operation(document, "create_thing")
     assert create.success.secrets == ("pair.token", "key")
+    assert create.body.secrets == ("pair.token", "key")  # the request body is a Thing too
     index = ModelIndex({"Thing": ("Thing",), "Pair": ("Pair",)})
     source = render_operations("things", document, "t.yaml", index)
-    assert "secrets=('pair.token', 'key')" in source
+    assert "model=models.Thing, secrets=('pair.token', 'key'))" in source  # BodyInfo
+    assert "content_type='application/json', secrets=('pair.token', 'key'))" in source
     # Nothing marked: nothing rendered (the other operations' generated code stays the same).
-    assert _operation(_created(), "create_thing").success.secrets == ()
+    plain = _operation(_created(), "create_thing")
+    assert (plain.success.secrets, plain.body.secrets) == ((), ())
 
 
 def test_x_location_names_the_created_resource_without_a_sibling() -> None:

@@ -49,6 +49,8 @@ class Body:
     required: bool
     schema: JsonObject  # JSON Schema (draft 4), `$ref`s into SCHEMAS
     schema_name: str | None  # the component schema it references; None when inline
+    # Dotted paths of the properties marked `x-erp-secret: true` (kept out of what is stored).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -352,6 +354,7 @@ def _json_body(document: JsonObject, raw: Any, where: str) -> Body | None:
         required=bool(body.get("required", False)),
         schema=json_schema(schema, f"{where}: requestBody"),
         schema_name=_schema_name(schema),
+        secrets=tuple(_secret_properties(document, schema, where)),
     )
 
 
@@ -601,9 +604,11 @@ def _operation_info(operation: Operation, index: ModelIndex, source: str) -> str
     body = "None"
     if operation.body is not None:
         model = _model(index, operation.body.schema_name, "request", where)
+        body_secrets = operation.body.secrets
+        secrets = f", secrets={py_literal(body_secrets)}" if body_secrets else ""
         body = (
             f"BodyInfo(required={operation.body.required!r}, "
-            f"schema={py_literal(operation.body.schema)}, model={model})"
+            f"schema={py_literal(operation.body.schema)}, model={model}{secrets})"
         )
     success = "None"
     if operation.success is not None:

@@ -104,6 +104,9 @@ class BodyInfo:
     required: bool
     schema: JsonSchema
     model: type[BaseModel]
+    # Dotted paths of the body's `x-erp-secret` properties (a password): never part of what the
+    # kit stores, not even hashed into an idempotency fingerprint.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

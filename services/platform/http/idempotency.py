@@ -13,7 +13,8 @@ see the key.
 * keys are scoped by principal and operation, so two callers never see each other's responses;
 * a response that carries secrets (the spec marks them `x-erp-secret`, e.g. a new API key) is
   stored without them and never replayed: a repeat is a 409 naming the created resource's
-  `Location` (a secret is shown once; docs/adr/0006-abuse.md).
+  `Location` (a secret is shown once; docs/adr/0006-abuse.md). Secrets of the request (a
+  password) are left out of the body's fingerprint.
 
 The key is first *claimed* in a short transaction of its own (so that a concurrent retry sees
 it), then the response is stored in the transaction of the effect, so the effect and its stored
@@ -76,13 +77,16 @@ async def idempotent(
     run: Effect,
     principal: str | None = None,
     lock_timeout: float = 60.0,
-    secrets: tuple[str, ...] = (),
+    request_secrets: tuple[str, ...] = (),
+    response_secrets: tuple[str, ...] = (),
 ) -> Rendered:
     """Run `run(uow)` at most once per (principal, operation, key) and commit its unit of work.
 
     `run` does the effect inside the given unit of work and returns the response; it must not
     commit. Without a key it simply runs. `principal` defaults to the caller's subject.
-    `secrets`: dotted paths of the response body's secret fields (never stored, never replayed).
+    `request_secrets` / `response_secrets`: dotted paths of the body's secret fields (the
+    spec's `x-erp-secret`). Request secrets (a password) are left out of the fingerprint, so
+    not even their hash is stored; response secrets are neither stored nor replayed.
     """
     if key is None:
         async with ctx.unit_of_work() as uow:
@@ -91,13 +95,14 @@ async def idempotent(
             return response
     _check_key(key)
     scope = _Scope(principal or _current_subject(), operation_id, key)
-    claim = await _claim(ctx.database, scope, fingerprint(body), lock_timeout, secrets)
+    request_hash = fingerprint(body, without=request_secrets)
+    claim = await _claim(ctx.database, scope, request_hash, lock_timeout, response_secrets)
     if isinstance(claim, Rendered):
         return claim
     try:
         async with ctx.unit_of_work() as uow:
             response = await run(uow)
-            status, stored_body, headers = _stored_form(response, secrets)
+            status, stored_body, headers = _stored_form(response, response_secrets)
             stored = await uow.session.execute(
                 update(IdempotentRequest)
                 .where(scope.where(), col(IdempotentRequest.lock_token) == claim)
@@ -120,11 +125,13 @@ async def idempotent(
     return response
 
 
-def fingerprint(body: Any) -> str:
-    """SHA-256 of the body in canonical JSON (key order and spacing do not matter)."""
-    canonical = json.dumps(
-        to_jsonable_python(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+def fingerprint(body: Any, without: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the body in canonical JSON (key order and spacing do not matter), leaving out
+    the fields at the dotted paths `without` (secrets: a hash of a password is not stored)."""
+    data = to_jsonable_python(body)  # a new object: the caller's body is left as it is
+    for path in without:
+        _drop(data, path.split("."))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -273,7 +273,8 @@ class ServiceApp:
                 body=data,
                 principal=who.subject,
                 run=effect,
-                secrets=operation.success.secrets if operation.success else (),
+                request_secrets=operation.body.secrets if operation.body else (),
+                response_secrets=operation.success.secrets if operation.success else (),
             )
         finally:
             scope_vars.principal.reset(token)
