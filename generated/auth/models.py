@@ -77,7 +77,7 @@ class RegisterRequest(BaseModel):
     password: Annotated[
         SecretStr,
         Field(
-            description="Password (at least 8 characters, with a letter and a digit).",
+            description="Password: 8 to 128 characters with a letter and a digit, not containing the e-mail\naddress and not one of the 30,000 most common passwords (`422` otherwise).\n",
             examples=["S3cure-passw0rd"],
             max_length=128,
             min_length=8,
@@ -189,7 +189,7 @@ class ResetPasswordRequest(BaseModel):
     password: Annotated[
         SecretStr,
         Field(
-            description="Password (at least 8 characters, with a letter and a digit).",
+            description="Password: 8 to 128 characters with a letter and a digit, not containing the e-mail\naddress and not one of the 30,000 most common passwords (`422` otherwise).\n",
             examples=["S3cure-passw0rd"],
             max_length=128,
             min_length=8,
@@ -223,7 +223,7 @@ class UserCreate(BaseModel):
     password: Annotated[
         SecretStr,
         Field(
-            description="Password (at least 8 characters, with a letter and a digit).",
+            description="Password: 8 to 128 characters with a letter and a digit, not containing the e-mail\naddress and not one of the 30,000 most common passwords (`422` otherwise).\n",
             examples=["S3cure-passw0rd"],
             max_length=128,
             min_length=8,
@@ -262,7 +262,7 @@ class UserUpdate(BaseModel):
     password: Annotated[
         SecretStr | MISSING,
         Field(
-            description="Password (at least 8 characters, with a letter and a digit).",
+            description="Password: 8 to 128 characters with a letter and a digit, not containing the e-mail\naddress and not one of the 30,000 most common passwords (`422` otherwise).\n",
             examples=["S3cure-passw0rd"],
             max_length=128,
             min_length=8,

@@ -61,7 +61,7 @@ SCHEMAS: Mapping[str, Any] = {
             "format": "password",
             "minLength": 8,
             "maxLength": 128,
-            "description": "Password (at least 8 characters, with a letter and a digit).",
+            "description": "Password: 8 to 128 characters with a letter and a digit, not containing the e-mail\naddress and not one of the 30,000 most common passwords (`422` otherwise).\n",
         },
         "PersonName": {
             "type": "string",
@@ -772,6 +772,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 required=True,
                 schema={"$ref": "#/definitions/RegisterRequest"},
                 model=models.RegisterRequest,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=201,
@@ -779,6 +780,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 schema={"$ref": "#/definitions/AuthSession"},
                 headers=(),
                 content_type="application/json",
+                secrets=("tokens.access_token", "tokens.refresh_token"),
             ),
             location=None,
         ),
@@ -800,6 +802,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 schema={"$ref": "#/definitions/AuthSession"},
                 headers=(),
                 content_type="application/json",
+                secrets=("tokens.access_token", "tokens.refresh_token"),
             ),
             location=None,
         ),
@@ -821,6 +824,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 schema={"$ref": "#/definitions/TokenPair"},
                 headers=(),
                 content_type="application/json",
+                secrets=("access_token", "refresh_token"),
             ),
             location=None,
         ),
@@ -928,6 +932,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 required=True,
                 schema={"$ref": "#/definitions/ResetPasswordRequest"},
                 model=models.ResetPasswordRequest,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=204, model=None, schema=None, headers=(), content_type=None
@@ -1071,7 +1076,10 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 ),
             ),
             body=BodyInfo(
-                required=True, schema={"$ref": "#/definitions/UserCreate"}, model=models.UserCreate
+                required=True,
+                schema={"$ref": "#/definitions/UserCreate"},
+                model=models.UserCreate,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=201,
@@ -1135,7 +1143,10 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 ),
             ),
             body=BodyInfo(
-                required=True, schema={"$ref": "#/definitions/UserUpdate"}, model=models.UserUpdate
+                required=True,
+                schema={"$ref": "#/definitions/UserUpdate"},
+                model=models.UserUpdate,
+                secrets=("password",),
             ),
             success=ResponseInfo(
                 status=200,
@@ -1475,6 +1486,7 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                 schema={"$ref": "#/definitions/ApiKeyCreated"},
                 headers=("Location",),
                 content_type="application/json",
+                secrets=("key",),
             ),
             location="/api/v1/api-keys/{id}",
         ),

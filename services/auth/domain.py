@@ -21,6 +21,7 @@ from uuid import UUID
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from services.platform import FieldError, api_key_digest
 from services.platform import normalise_email as canonical_email
@@ -39,6 +40,9 @@ PASSWORD_MIN_LENGTH: Final = 8
 PASSWORD_MAX_LENGTH: Final = 128
 # A shorter local part ("jo@...") would forbid most passwords containing two common letters.
 MIN_LOCAL_PART_CHECKED: Final = 3
+# The 30,000 most common passwords (lower case; the xato list zxcvbn ships): the first that
+# an attacker tries, whatever else they look like ("password1", "qwerty123", "passw0rd").
+COMMON_PASSWORDS: Final = frozenset(FREQUENCY_LISTS["passwords"])
 
 
 def normalise_email(email: str) -> str:
@@ -64,8 +68,9 @@ def email_errors(email: str) -> list[FieldError]:
 def password_errors(password: str, email: str | None = None) -> list[FieldError]:
     """Why `password` breaks the policy (empty when it is acceptable).
 
-    8 to 128 characters, at least one letter and one digit, and not containing the local part
-    of the user's e-mail address (case-insensitive).
+    8 to 128 characters, at least one letter and one digit, not containing the local part of
+    the user's e-mail address (case-insensitive), and not one of the most common passwords
+    (checked once the rest holds: the message never repeats the password).
     """
     errors: list[str] = []
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
@@ -76,6 +81,8 @@ def password_errors(password: str, email: str | None = None) -> list[FieldError]
         local = normalise_email(email).split("@", 1)[0]
         if len(local) >= MIN_LOCAL_PART_CHECKED and local in password.lower():
             errors.append("must not contain the e-mail address")
+    if not errors and password.lower() in COMMON_PASSWORDS:
+        errors.append("is one of the most commonly used passwords; choose a less guessable one")
     return [FieldError("password", message) for message in errors]
 
 

@@ -10,7 +10,7 @@ from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.topology import TOPOLOGY
 from services.auth import tokens
-from services.auth.commands import api_keys, roles
+from services.auth.commands import api_keys, password_resets, roles
 from services.auth.tables import metadata
 from services.platform import (
     ApiKeyVerifier,
@@ -47,7 +47,15 @@ definition = ServiceDefinition(
         tokens.start_signing_keys,
         api_keys.publish_api_keys,
     ],
-    periodic=[PeriodicJob("publish-api-keys", every_seconds=30, run=api_keys.publish_api_keys)],
+    periodic=[
+        PeriodicJob("publish-api-keys", every_seconds=30, run=api_keys.publish_api_keys),
+        PeriodicJob(
+            "password-reset-emails",
+            every_seconds=1,
+            run=password_resets.send_requested_resets,
+            run_at_start=True,
+        ),
+    ],
     api_keys=_api_keys,
     signing_keys=_signing_keys,
 )

@@ -18,7 +18,13 @@ from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
 from services.platform.core.problems import Problem, unauthorized, validation_problem
 from services.platform.core.rules import FieldError, utc_now
-from services.platform.core.scope import Caller, Principal, current_principal, require_principal
+from services.platform.core.scope import (
+    Caller,
+    Principal,
+    current_principal,
+    on_behalf_of,
+    require_principal,
+)
 from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
 from services.platform.http.idempotency import idempotent
 from services.platform.http.responses import Reply
@@ -54,7 +60,7 @@ from services.platform.persistence.uow import UnitOfWork, rfc3339
 from services.platform.runtime.app import create_app
 from services.platform.runtime.calls import Call, WriteCall
 from services.platform.runtime.consumers import DeadLetter
-from services.platform.runtime.ratelimit import rate_limit
+from services.platform.runtime.ratelimit import rate_limit, refund_rate_limit
 from services.platform.runtime.runner import run_service
 from services.platform.runtime.service import (
     PeriodicJob,
@@ -110,11 +116,13 @@ __all__ = [
     "load_settings",
     "newest_first",
     "normalise_email",
+    "on_behalf_of",
     "page_of",
     "paginate",
     "parse_uuid",
     "prepare_database",
     "rate_limit",
+    "refund_rate_limit",
     "require_if_match",
     "require_principal",
     "rfc3339",

@@ -45,9 +45,20 @@ def test_password_policy_rejects(password: str, message: str) -> None:
     assert all(error.field == "password" for error in errors)
 
 
-@pytest.mark.parametrize("password", ["S3cure-passw0rd", "abcdefg1", "Á" * 7 + "9", "a1" * 64])
+@pytest.mark.parametrize("password", ["S3cure-passw0rd", "abcdefg9x", "Á" * 7 + "9", "a1" * 64])
 def test_password_policy_accepts(password: str) -> None:
     assert domain.password_errors(password, "maria@example.com") == []
+
+
+@pytest.mark.parametrize("password", ["password1", "Passw0rd", "QWERTY123", "1qaz2wsx", "abcdefg1"])
+def test_common_passwords_are_refused_without_repeating_them(password: str) -> None:
+    errors = domain.password_errors(password, "maria@example.com")
+    assert errors == [
+        FieldError(
+            "password", "is one of the most commonly used passwords; choose a less guessable one"
+        )
+    ]
+    assert password.lower() not in errors[0].message.lower()
 
 
 def test_short_local_parts_are_not_checked_in_passwords() -> None:

@@ -359,6 +359,35 @@ def test_a_created_resource_is_located_by_its_sibling_get() -> None:
     assert "headers=('Location', 'ETag'), content_type='application/json')" in source
 
 
+def test_secret_fields_are_found_through_refs_all_of_and_nested_objects() -> None:
+    document = _created()
+    document["components"]["schemas"] = {
+        "Thing": {
+            "allOf": [
+                {"type": "object", "properties": {"id": {"type": "string"}}},
+                {"type": "object", "properties": {"key": {"type": "string", "x-erp-secret": True}}},
+            ]
+        },
+        "Pair": {
+            "type": "object",
+            "properties": {"token": {"type": "string", "x-erp-secret": True}, "kind": {}},
+        },
+    }
+    document["components"]["schemas"]["Thing"]["allOf"][0]["properties"]["pair"] = {
+        "$ref": "#/components/schemas/Pair"
+    }
+    create = _operation(document, "create_thing")
+    assert create.success.secrets == ("pair.token", "key")
+    assert create.body.secrets == ("pair.token", "key")  # the request body is a Thing too
+    index = ModelIndex({"Thing": ("Thing",), "Pair": ("Pair",)})
+    source = render_operations("things", document, "t.yaml", index)
+    assert "model=models.Thing, secrets=('pair.token', 'key'))" in source  # BodyInfo
+    assert "content_type='application/json', secrets=('pair.token', 'key'))" in source
+    # Nothing marked: nothing rendered (the other operations' generated code stays the same).
+    plain = _operation(_created(), "create_thing")
+    assert (plain.success.secrets, plain.body.secrets) == ((), ())
+
+
 def test_x_location_names_the_created_resource_without_a_sibling() -> None:
     document = _created({"x-location": "/api/v1/other/{id}"}, get=False)
     assert _operation(document, "create_thing").location == "/api/v1/other/{id}"

@@ -439,6 +439,52 @@ async def test_same_key_same_body_replays_the_first_response(ctx: ServiceContext
     assert await _count_widgets(ctx, name) == 2
 
 
+async def test_secrets_are_not_stored_and_a_repeat_is_409(ctx: ServiceContext) -> None:
+    key, name = str(uuid4()), f"idem-{uuid4()}"
+
+    async def create_with_secrets(uow: UnitOfWork) -> Rendered:
+        body = {"id": "w1", "name": name, "key": "s3cret-1", "pair": {"token": "s3cret-2", "n": 1}}
+        return Rendered(201, json.dumps(body).encode(), {"location": "/widgets/w1"})
+
+    secrets = ("key", "pair.token", "absent.field")
+    first = await idempotent(
+        ctx,
+        operation_id="create_widget",
+        key=key,
+        body={},
+        run=create_with_secrets,
+        response_secrets=secrets,
+    )
+    assert b"s3cret-1" in first.body  # the first answer shows them, once
+    async with ctx.database.session() as session:
+        row = await session.get(IdempotentRequest, ("anonymous", "create_widget", key))
+    assert row is not None
+    assert json.loads(row.response_body or "") == {"id": "w1", "name": name, "pair": {"n": 1}}
+
+    with pytest.raises(Problem) as raised:
+        await idempotent(
+            ctx,
+            operation_id="create_widget",
+            key=key,
+            body={},
+            run=create_with_secrets,
+            response_secrets=secrets,
+        )
+    assert raised.value.status == 409
+    assert raised.value.headers["Location"] == "/widgets/w1"
+    assert "shown only once" in (raised.value.detail or "")
+
+
+def test_request_secrets_are_left_out_of_the_fingerprint() -> None:
+    body = {"name": "n", "password": "S3cret-pass", "nested": {"token": "t", "kept": 1}}
+    without = ("password", "nested.token")
+    assert fingerprint(body, without=without) == fingerprint({"name": "n", "nested": {"kept": 1}})
+    other_secrets = {**body, "password": "0ther-pass", "nested": {"token": "u", "kept": 1}}
+    assert fingerprint(other_secrets, without=without) == fingerprint(body, without=without)
+    assert fingerprint(body) != fingerprint(body, without=without)
+    assert body["password"] == "S3cret-pass"  # the caller's body is left as it was
+
+
 async def test_same_key_other_body_is_422(ctx: ServiceContext) -> None:
     key, name = str(uuid4()), f"idem-{uuid4()}"
     await idempotent(

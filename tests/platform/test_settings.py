@@ -89,6 +89,17 @@ def test_the_body_limit_is_a_setting() -> None:
     assert load_settings("auth", 8001, {"ERP_MAX_BODY_BYTES": "4096"}).max_body_bytes == 4096
 
 
+def test_the_header_limit_is_a_setting() -> None:
+    assert load_settings("auth", 8001, {}).max_header_bytes == 16 << 10
+    assert load_settings("auth", 8001, {"ERP_MAX_HEADER_BYTES": "8192"}).max_header_bytes == 8192
+
+
+def test_no_proxy_is_trusted_unless_configured() -> None:
+    assert load_settings("auth", 8001, {}).trusted_proxies == ()
+    env = {"ERP_TRUSTED_PROXIES": "10.0.0.5, 10.1.0.0/16,::1"}
+    assert load_settings("auth", 8001, env).trusted_proxies == ("10.0.0.5", "10.1.0.0/16", "::1")
+
+
 def test_every_bad_value_is_reported_on_its_own_line() -> None:
     env = {
         "ERP_DATABASE_URL": "mysql://root@db/x",
@@ -102,6 +113,8 @@ def test_every_bad_value_is_reported_on_its_own_line() -> None:
         "ERP_EMBEDDED": "maybe",
         "ERP_REDIS_PREFIX": "has space",
         "ERP_MAX_BODY_BYTES": "1MB",
+        "ERP_TRUSTED_PROXIES": "10.0.0.1,proxy.internal",
+        "ERP_MAX_HEADER_BYTES": "16k",
     }
     with pytest.raises(SettingsError) as raised:
         load_settings("auth", 8001, env)

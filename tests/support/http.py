@@ -1,8 +1,9 @@
 """The one HTTP client of the tests, and logging in to auth.
 
 `Api` sends requests to one service (a base URL) as one caller: an optional bearer token, and
-an optional client address of its own (`X-Forwarded-For`, trusted from 127.0.0.1 as `erp serve`
-trusts it; auth's rate limits are per address, so a fresh address is a fresh bucket).
+an optional client address of its own (`X-Forwarded-For`, which the test services believe from
+127.0.0.1: `ERP_TRUSTED_PROXIES` in `service_env`; auth's rate limits are per address, so a
+fresh address is a fresh bucket).
 """
 
 from __future__ import annotations

@@ -121,6 +121,8 @@ def service_env(amqp_vhost: str, redis_prefix: str, test_databases: None) -> Map
         "ERP_REDIS_URL": REDIS_URL,
         "ERP_REDIS_PREFIX": redis_prefix,
         "ERP_RETRY_DELAYS": "0.05,0.1,0.2",
+        # The tests stand in for the platform's proxy: `Api(ip=...)` sets X-Forwarded-For.
+        "ERP_TRUSTED_PROXIES": "127.0.0.1",
     }
     for service in SERVICE_PORTS:
         env[service_variable(service, "DATABASE_URL")] = run_database_url(service)

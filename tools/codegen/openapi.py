@@ -49,6 +49,8 @@ class Body:
     required: bool
     schema: JsonObject  # JSON Schema (draft 4), `$ref`s into SCHEMAS
     schema_name: str | None  # the component schema it references; None when inline
+    # Dotted paths of the properties marked `x-erp-secret: true` (kept out of what is stored).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,8 @@ class Success:
     schema: JsonObject | None
     schema_name: str | None  # the component schema of a JSON body; None when inline or none
     headers: tuple[str, ...]
+    # Dotted paths of the properties marked `x-erp-secret: true` (shown once, never stored).
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -359,6 +363,7 @@ def _json_body(document: JsonObject, raw: Any, where: str) -> Body | None:
         required=bool(body.get("required", False)),
         schema=json_schema(schema, f"{where}: requestBody"),
         schema_name=_schema_name(schema),
+        secrets=tuple(_secret_properties(document, schema, where)),
     )
 
 
@@ -396,7 +401,28 @@ def _success(document: JsonObject, operation: JsonObject, where: str) -> Success
         schema=json_schema(schema, f"{where}: {status} response"),
         schema_name=_schema_name(schema),
         headers=headers,
+        secrets=tuple(_secret_properties(document, schema, where)),
     )
+
+
+def _secret_properties(
+    document: JsonObject, schema: Any, where: str, prefix: str = ""
+) -> list[str]:
+    """Dotted paths of the properties marked `x-erp-secret: true`, through `$ref`s, `allOf`
+    and nested objects (e.g. "key", "tokens.refresh_token")."""
+    schema = deref(document, schema, where)
+    if not isinstance(schema, dict):
+        return []
+    found: list[str] = []
+    for name, prop in (schema.get("properties") or {}).items():
+        resolved = deref(document, prop, where)
+        if isinstance(resolved, dict) and resolved.get("x-erp-secret") is True:
+            found.append(prefix + name)
+        else:
+            found += _secret_properties(document, prop, where, f"{prefix}{name}.")
+    for part in schema.get("allOf") or []:
+        found += _secret_properties(document, part, where, prefix)
+    return found
 
 
 def _has_property(document: JsonObject, schema: Any, name: str, where: str) -> bool:
@@ -587,9 +613,11 @@ def _operation_info(operation: Operation, index: ModelIndex, source: str) -> str
     body = "None"
     if operation.body is not None:
         model = _model(index, operation.body.schema_name, "request", where)
+        body_secrets = operation.body.secrets
+        secrets = f", secrets={py_literal(body_secrets)}" if body_secrets else ""
         body = (
             f"BodyInfo(required={operation.body.required!r}, "
-            f"schema={py_literal(operation.body.schema)}, model={model})"
+            f"schema={py_literal(operation.body.schema)}, model={model}{secrets})"
         )
     success = "None"
     if operation.success is not None:
@@ -597,10 +625,11 @@ def _operation_info(operation: Operation, index: ModelIndex, source: str) -> str
         model = "None"
         if result.content_type is not None and _is_json(result.content_type):
             model = _model(index, result.schema_name, "response", where)
+        secrets = f", secrets={py_literal(result.secrets)}" if result.secrets else ""
         success = (
             f"ResponseInfo(status={result.status!r}, model={model}, "
             f"schema={py_literal(result.schema)}, headers={py_literal(result.headers)}, "
-            f"content_type={result.content_type!r})"
+            f"content_type={result.content_type!r}{secrets})"
         )
     return (
         f"OperationInfo(operation_id={operation.operation_id!r}, method={operation.method!r}, "

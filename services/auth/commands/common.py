@@ -23,6 +23,7 @@ from services.platform import (
     ServiceContext,
     UnitOfWork,
     rate_limit,
+    refund_rate_limit,
 )
 
 # --- who is calling -------------------------------------------------------------------------
@@ -63,8 +64,14 @@ class Limit:
 
     async def hit(self, ctx: ServiceContext, *parts: object) -> None:
         """Count one request of the bucket `parts` (e.g. the client's address); 429 beyond."""
-        key = ctx.keys("auth", "ratelimit", self.name, *parts)
-        await rate_limit(ctx.redis, key, self.limit, self.window_seconds)
+        await rate_limit(ctx.redis, self._key(ctx, parts), self.limit, self.window_seconds)
+
+    async def refund(self, ctx: ServiceContext, *parts: object) -> None:
+        """Take back this request's hit (a limit that counts only failed attempts)."""
+        await refund_rate_limit(ctx.redis, self._key(ctx, parts))
+
+    def _key(self, ctx: ServiceContext, parts: tuple[object, ...]) -> str:
+        return ctx.keys("auth", "ratelimit", self.name, *parts)
 
 
 # --- credentials ----------------------------------------------------------------------------

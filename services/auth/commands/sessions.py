@@ -19,10 +19,8 @@ from pydantic import MISSING
 from sqlmodel import col, select
 
 from generated.auth import models
-from generated.events import publishers as events
-from generated.events.models import AuthUserPasswordResetRequestedPayload
 from services.auth import domain
-from services.auth.commands import user_events
+from services.auth.commands import password_resets, user_events
 from services.auth.commands.common import (
     Limit,
     audit,
@@ -63,11 +61,16 @@ ACCEPTED: Final = models.Accepted(status="accepted")
 # DESIGN §5 sets register and login; the others protect the token and e-mail endpoints.
 REGISTER_LIMIT: Final = Limit("register", 3, 600)
 LOGIN_LIMIT: Final = Limit("login", 5, 60)
+# Failed logins (a right password gives its hit back): per client address whatever the e-mail
+# (one address trying many accounts), and per account whatever the address (many addresses
+# trying one account). See ADR 0006.
+LOGIN_FAILURES_PER_IP: Final = Limit("login-failures-ip", 20, 600)
+LOGIN_FAILURES_PER_ACCOUNT: Final = Limit("login-failures-account", 10, 900)
 REFRESH_LIMIT: Final = Limit("refresh", 30, 60)
 VERIFY_LIMIT: Final = Limit("verify-email", 10, 60)
 RESEND_LIMIT: Final = Limit("verify-email-resend", 3, 600)
 FORGOT_LIMIT: Final = Limit("forgot-password", 5, 900)
-FORGOT_PER_EMAIL_LIMIT: Final = Limit("forgot-password-email", 3, 3600)
+FORGOT_PER_EMAIL_AND_IP_LIMIT: Final = Limit("forgot-password-email-ip", 3, 3600)
 RESET_LIMIT: Final = Limit("reset-password", 10, 60)
 
 
@@ -102,7 +105,10 @@ async def login(
     ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.LoginRequest
 ) -> models.AuthSession:
     email = domain.normalise_email(body.email)
-    await LOGIN_LIMIT.hit(ctx, caller.client_ip, domain.token_hash(email)[:32])
+    account = domain.token_hash(email)[:32]  # the same bucket whether the account exists or not
+    await LOGIN_LIMIT.hit(ctx, caller.client_ip, account)
+    await LOGIN_FAILURES_PER_IP.hit(ctx, caller.client_ip)
+    await LOGIN_FAILURES_PER_ACCOUNT.hit(ctx, account)
     password = body.password.get_secret_value()
     user = await user_by_email(uow.session, email)
     if user is not None and user.deleted_at is not None:
@@ -113,6 +119,8 @@ async def login(
         subject = user.id if user else None
         audit(uow, "auth.login.failed", caller, subject_id=subject, email=email)
         raise await uow.refuse(unauthorized(INVALID_CREDENTIALS))
+    await LOGIN_FAILURES_PER_IP.refund(ctx, caller.client_ip)
+    await LOGIN_FAILURES_PER_ACCOUNT.refund(ctx, account)
     # Only after the password is proven, so that probing cannot find inactive accounts.
     if not user.is_active:
         audit(uow, "auth.login.failed", caller, subject_id=user.id, reason="inactive")
@@ -231,31 +239,20 @@ async def resend_verification_email(
 async def forgot_password(
     ctx: ServiceContext, uow: UnitOfWork, caller: Caller, body: models.ForgotPasswordRequest
 ) -> models.Accepted:
-    """Always accepted (no user enumeration); only a live account gets the e-mail."""
+    """Always accepted, in the same time for any address (no user enumeration): the request is
+    queued and a job e-mails a live account (`password_resets`)."""
     await FORGOT_LIMIT.hit(ctx, caller.client_ip)
     email = domain.normalise_email(body.email)
     try:
-        # Per address too, silently: nobody can flood someone's inbox from many addresses.
-        await FORGOT_PER_EMAIL_LIMIT.hit(ctx, domain.token_hash(email)[:32])
+        # Per address and client, silently: nobody floods an inbox, and nobody spends the
+        # account owner's own requests (keyed on the e-mail alone, three requests by anyone
+        # would block the owner's reset for an hour).
+        await FORGOT_PER_EMAIL_AND_IP_LIMIT.hit(
+            ctx, domain.token_hash(email)[:32], caller.client_ip
+        )
     except Problem:
         return ACCEPTED
-    user = await user_by_email(uow.session, email)
-    if user is None or user.deleted_at is not None or not user.is_active:
-        return ACCEPTED
-    token, expires_at = await issue_one_time_token(
-        uow.session, user, TokenPurpose.PASSWORD_RESET, domain.PASSWORD_RESET_TTL, utc_now()
-    )
-    events.publish_auth_user_password_reset_requested(
-        uow,
-        AuthUserPasswordResetRequestedPayload(
-            user_id=user.id,
-            name=user.name,
-            email=user.email,
-            reset_token=token,
-            expires_at=expires_at,
-        ),
-    )
-    audit(uow, "auth.password.reset_requested", caller, subject_id=user.id)
+    await password_resets.queue_reset(ctx, caller, email)
     return ACCEPTED
 
 

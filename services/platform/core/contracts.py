@@ -104,6 +104,9 @@ class BodyInfo:
     required: bool
     schema: JsonSchema
     model: type[BaseModel]
+    # Dotted paths of the body's `x-erp-secret` properties (a password): never part of what the
+    # kit stores, not even hashed into an idempotency fingerprint.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +118,8 @@ class ResponseInfo:
     schema: JsonSchema | None = None
     headers: tuple[str, ...] = ()  # declared response headers, e.g. ("Location", "ETag")
     content_type: str | None = "application/json"
+    # Dotted paths of the body's `x-erp-secret` properties: shown once, never stored/replayed.
+    secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,3 +130,13 @@ class Caller:
         """`kind:subject` of the principal, "anonymous" without one (scopes idempotency keys)."""
         found = self.principal
         return f"{found.kind}:{found.subject}" if found is not None else "anonymous"
+
+
+@contextmanager
+def on_behalf_of(caller: Caller) -> Iterator[None]:
+    """Run deferred work (a job finishing what a request started) under that request's ids:
+    its events carry the request's correlation id, its logs the request id."""
+    with bind(
+        request=caller.request_id, correlation=caller.correlation_id, caller=caller.principal
+    ):
+        yield

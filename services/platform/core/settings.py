@@ -20,6 +20,7 @@ Empty variables count as unset (compose files often pass `VAR=` through).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -88,6 +89,11 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     # "json" or "console"; None: console on a terminal, JSON otherwise (core/logs.py).
     log_format: str | None = None
+    # A request line plus header fields larger than this is refused with 431 as it streams in.
+    max_header_bytes: int = 16 << 10
+    # Addresses (IPs or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    # Empty: nobody's, so a client can never choose the address its rate limits count against.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def service_variable(service: str, name: str) -> str:
@@ -142,6 +148,8 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
         max_body_bytes=reader.size("ERP_MAX_BODY_BYTES", default=1 << 20),
         cors_origins=reader.origins("ERP_CORS_ORIGINS", DEV_CORS_ORIGINS if embedded else ()),
         log_format=reader.log_format("ERP_LOG_FORMAT"),
+        max_header_bytes=reader.size("ERP_MAX_HEADER_BYTES", default=16 << 10),
+        trusted_proxies=reader.networks("ERP_TRUSTED_PROXIES"),
     )
     if reader.errors:
         raise SettingsError(reader.errors)
@@ -342,6 +350,20 @@ class _Reader:
             self.fail(name, f"expected a number of bytes 1-{1 << 30}, got {value!r}")
             return default
         return int(value)
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated IP addresses or CIDR networks (`10.0.0.5,10.1.0.0/16`)."""
+        value = self.get(name)
+        if value is None:
+            return ()
+        items = tuple(item.strip() for item in value.split(","))
+        try:
+            for item in items:
+                ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            self.fail(name, f"expected comma-separated IPs or CIDR networks, got {value!r}")
+            return ()
+        return items
 
     def delays(self, name: str) -> tuple[float, ...]:
         value = self.get(name)

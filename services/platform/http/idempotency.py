@@ -10,7 +10,11 @@ see the key.
 
 * the same key with the same body replays the first response (`Idempotent-Replayed: true`);
 * the same key with another body is a 422; a retry while the first request runs is a 409;
-* keys are scoped by principal and operation, so two callers never see each other's responses.
+* keys are scoped by principal and operation, so two callers never see each other's responses;
+* a response that carries secrets (the spec marks them `x-erp-secret`, e.g. a new API key) is
+  stored without them and never replayed: a repeat is a 409 naming the created resource's
+  `Location` (a secret is shown once; docs/adr/0006-abuse.md). Secrets of the request (a
+  password) are left out of the body's fingerprint.
 
 The key is first *claimed* in a short transaction of its own (so that a concurrent retry sees
 it), then the response is stored in the transaction of the effect, so the effect and its stored
@@ -73,11 +77,16 @@ async def idempotent(
     run: Effect,
     principal: str | None = None,
     lock_timeout: float = 60.0,
+    request_secrets: tuple[str, ...] = (),
+    response_secrets: tuple[str, ...] = (),
 ) -> Rendered:
     """Run `run(uow)` at most once per (principal, operation, key) and commit its unit of work.
 
     `run` does the effect inside the given unit of work and returns the response; it must not
     commit. Without a key it simply runs. `principal` defaults to the caller's subject.
+    `request_secrets` / `response_secrets`: dotted paths of the body's secret fields (the
+    spec's `x-erp-secret`). Request secrets (a password) are left out of the fingerprint, so
+    not even their hash is stored; response secrets are neither stored nor replayed.
     """
     if key is None:
         async with ctx.unit_of_work() as uow:
@@ -86,13 +95,14 @@ async def idempotent(
             return response
     _check_key(key)
     scope = _Scope(principal or _current_subject(), operation_id, key)
-    claim = await _claim(ctx.database, scope, fingerprint(body), lock_timeout)
+    request_hash = fingerprint(body, without=request_secrets)
+    claim = await _claim(ctx.database, scope, request_hash, lock_timeout, response_secrets)
     if isinstance(claim, Rendered):
         return claim
     try:
         async with ctx.unit_of_work() as uow:
             response = await run(uow)
-            status, stored_body, headers = _stored_form(response)
+            status, stored_body, headers = _stored_form(response, response_secrets)
             stored = await uow.session.execute(
                 update(IdempotentRequest)
                 .where(scope.where(), col(IdempotentRequest.lock_token) == claim)
@@ -115,11 +125,13 @@ async def idempotent(
     return response
 
 
-def fingerprint(body: Any) -> str:
-    """SHA-256 of the body in canonical JSON (key order and spacing do not matter)."""
-    canonical = json.dumps(
-        to_jsonable_python(body), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+def fingerprint(body: Any, without: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the body in canonical JSON (key order and spacing do not matter), leaving out
+    the fields at the dotted paths `without` (secrets: a hash of a password is not stored)."""
+    data = to_jsonable_python(body)  # a new object: the caller's body is left as it is
+    for path in without:
+        _drop(data, path.split("."))
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -160,7 +172,11 @@ def _in_flight() -> Problem:
 
 
 async def _claim(
-    database: Database, scope: _Scope, request_hash: str, lock_timeout: float
+    database: Database,
+    scope: _Scope,
+    request_hash: str,
+    lock_timeout: float,
+    secrets: tuple[str, ...],
 ) -> UUID | Rendered:
     """Claim the key (returns the claim's token) or answer from what is stored."""
     for _ in range(3):  # the row may vanish between our INSERT and SELECT (a released claim)
@@ -199,7 +215,7 @@ async def _claim(
                     "This Idempotency-Key was already used with a different request body.",
                 )
             if row.completed:
-                return _replay(row)
+                return _replay(row, secrets)
             stale = row.locked_at is None or row.locked_at < now - timedelta(seconds=lock_timeout)
             if not stale:
                 raise _in_flight()
@@ -240,11 +256,44 @@ async def _release(database: Database, scope: _Scope, token: UUID) -> None:
         log.exception("could not release an idempotency claim on %s", scope.operation_id)
 
 
-def _stored_form(response: Rendered) -> tuple[int, str | None, dict[str, str]]:
-    return response.status, response.body.decode() if response.body else None, response.headers
+def _stored_form(
+    response: Rendered, secrets: tuple[str, ...]
+) -> tuple[int, str | None, dict[str, str]]:
+    if not response.body:
+        return response.status, None, response.headers
+    if not secrets:
+        return response.status, response.body.decode(), response.headers
+    data = json.loads(response.body)
+    for path in secrets:
+        _drop(data, path.split("."))
+    return response.status, json.dumps(data, ensure_ascii=False), response.headers
 
 
-def _replay(row: IdempotentRequest) -> Rendered:
+def _drop(data: Any, path: list[str]) -> None:
+    """Remove the field at `path` (a secret) from a decoded JSON body, wherever it is present."""
+    if not isinstance(data, dict) or path[0] not in data:
+        return
+    if len(path) == 1:
+        del data[path[0]]
+    else:
+        _drop(data[path[0]], path[1:])
+
+
+def _replay(row: IdempotentRequest, secrets: tuple[str, ...]) -> Rendered:
+    if secrets and (row.response_status or 200) < 300:
+        stored = row.response_headers
+        location = next(
+            (value for name, value in stored.items() if name.lower() == "location"), None
+        )
+        where = f" The created resource is at {location}." if location else ""
+        raise Problem(
+            409,
+            "Conflict",
+            "The request with this Idempotency-Key already succeeded. Its response carried a "
+            "secret, which is shown only once and is kept nowhere, so it is not replayed."
+            f"{where} If the secret was lost, revoke that one and create another.",
+            headers={REPLAYED_HEADER: "true", **({"Location": location} if location else {})},
+        )
     headers = {**row.response_headers, REPLAYED_HEADER: "true"}
     body = (row.response_body or "").encode()
     return Rendered(row.response_status or 200, body, headers)

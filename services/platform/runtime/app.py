@@ -66,6 +66,7 @@ from services.platform.persistence.uow import UnitOfWork
 from services.platform.runtime import health
 from services.platform.runtime.authentication import Authenticator, warm_token_keys
 from services.platform.runtime.calls import Call, WriteCall
+from services.platform.runtime.protocol import BoundedHeadersProtocol
 from services.platform.runtime.requests import AppState, bind_request
 from services.platform.runtime.runner import run_service
 from services.platform.runtime.service import ServiceContext, ServiceDefinition, use_context
@@ -97,9 +98,22 @@ class MissingHandlersError(RuntimeError):
 
 def server_config(app: ServiceApp, host: str, port: int) -> uvicorn.Config:
     """How uvicorn runs every app (`erp serve`, `erp up`, tests): logging is the kit's (JSON
-    lines, its own access log), and no `Server` header tells a scanner which stack answers."""
+    lines, its own access log), and no `Server` header tells a scanner which stack answers.
+
+    `X-Forwarded-For` sets the client address (rate limits, audit log) only when the peer is
+    one of `ERP_TRUSTED_PROXIES`; uvicorn's own default would trust any local process. A
+    header section over `ERP_MAX_HEADER_BYTES` is a 431 (`runtime/protocol.py`)."""
+    trusted = app.settings.trusted_proxies
     return uvicorn.Config(
-        app, host=host, port=port, log_config=None, access_log=False, server_header=False
+        app,
+        host=host,
+        port=port,
+        http=BoundedHeadersProtocol.limited_to(app.settings.max_header_bytes),
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=list(trusted),
     )
 
 
@@ -286,6 +300,8 @@ class ServiceApp:
                 body=data,
                 principal=who.subject,
                 run=effect,
+                request_secrets=operation.body.secrets if operation.body else (),
+                response_secrets=operation.success.secrets if operation.success else (),
             )
         finally:
             scope_vars.principal.reset(token)

@@ -83,6 +83,14 @@ async def hit(redis: Redis, key: str, limit: int, window_seconds: float) -> Rate
     )
 
 
+async def refund_rate_limit(redis: Redis, key: str) -> None:
+    """Take back one hit on `key`: for limits that count only attempts that fail (a login whose
+    password was right). Admission stays atomic (every attempt is a `hit` first), so a burst
+    of parallel attempts can never slip past the limit before the failures are counted."""
+    if int(await redis.decr(key)) < 0:  # the window ended meanwhile: leave no counter behind
+        await redis.delete(key)
+
+
 async def rate_limit(redis: Redis, key: str, limit: int, window_seconds: float) -> RateLimitState:
     """Count a hit; raise Problem 429 with Retry-After once `limit` per window is exceeded.
 
