@@ -26,6 +26,7 @@ from services.platform.core.settings import Settings
 from services.platform.persistence.db import alembic_config
 from tests.support.accounts import PASSWORD
 from tests.support.http import Api, new_ip
+from tests.support.polling import eventually
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
 from tests.support.servers import POSTGRES_URL, run_database_url
@@ -136,7 +137,7 @@ def test_user_create_and_update_compare_canonical_forms(
     assert stored_emails(engine, marker) == sorted([first, nfc(f"renée-{marker}@example.com")])
 
 
-def test_forgot_password_finds_the_account_by_any_spelling(api: Api, engine: Engine) -> None:
+async def test_forgot_password_finds_the_account_by_any_spelling(api: Api, engine: Engine) -> None:
     marker = fresh()
     canonical = nfc(f"andré-{marker}@bücher.de")
     assert register(api, canonical).status_code == 201
@@ -144,7 +145,8 @@ def test_forgot_password_finds_the_account_by_any_spelling(api: Api, engine: Eng
         "/api/v1/auth/forgot-password", json={"email": nfd(f"ANDRÉ-{marker}@xn--bcher-kva.de")}
     )
     assert answered.status_code == 202, answered.text
-    sent = events(engine, "auth.user.password_reset_requested", marker)
+    # A job writes the reset e-mail's event after the answer.
+    sent = await eventually(lambda: events(engine, "auth.user.password_reset_requested", marker))
     assert [payload["email"] for payload in sent] == [canonical]
 
 
