@@ -133,3 +133,11 @@ def test_the_location_of_a_created_resource_never_uses_the_host_header(
     location = response.headers["location"]
     assert location == f"/api/v1/users/{response.json()['id']}"
     assert FORGED_HOST not in location
+
+
+def test_an_unknown_parameter_is_named_without_echoing_a_huge_name(api: Api) -> None:
+    name = "x" * 8_000
+    response = api.get("/.well-known/jwks.json", params={name: "1", "sort": "1"})
+    body = problem(response, 400)
+    assert len(response.content) < 2_000, "the refusal echoes the whole name"
+    assert sorted(fields(body)) == sorted([name[:64] + "…", "sort"])

@@ -38,6 +38,9 @@ from services.platform.http.validation import (
     parse_json,
 )
 
+# Longest unknown parameter name a refusal names back in full.
+MAX_SHOWN_NAME = 64
+
 JSON_SUFFIX = "json"
 
 
@@ -129,7 +132,8 @@ class RequestParser:
             query = dict(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
             extra = sorted(name for name in query if name not in self._query)
             errors += [
-                {"field": name, "message": "is not a parameter of this operation"} for name in extra
+                {"field": _shown_name(name), "message": "is not a parameter of this operation"}
+                for name in extra
             ]
         arguments: dict[str, Any] = {}
         idempotency_key: str | None = None
@@ -201,3 +205,8 @@ class RequestParser:
                     for e in error.errors()
                 )
             ) from None
+
+
+def _shown_name(name: str) -> str:
+    # The caller chose it: named back, but never at any length (a 20 KB name came back whole).
+    return name if len(name) <= MAX_SHOWN_NAME else name[:MAX_SHOWN_NAME] + "…"
