@@ -43,11 +43,14 @@ QUEUES: tuple[QueueSpec, ...] = (
                 "x-queue-type": "quorum",
             }
         ),
-        bindings=(),
+        bindings=(
+            Binding(exchange="sales.events", routing_key="sales.order.created"),
+            Binding(exchange="sales.events", routing_key="sales.order.cancelled"),
+        ),
         dead_letter_exchange="dlx",
         dead_letter_queue="financial.dlq",
         dead_letter_routing_key="financial.dlq",
-        consumes=(),
+        consumes=("sales.order.created", "sales.order.cancelled"),
         inbox="database",
     ),
     QueueSpec(
@@ -106,6 +109,8 @@ QUEUES: tuple[QueueSpec, ...] = (
             Binding(exchange="auth.events", routing_key="auth.user.password_reset_requested"),
             Binding(exchange="auth.events", routing_key="auth.user.email_verification_requested"),
             Binding(exchange="inventory.events", routing_key="inventory.stock.low_alert"),
+            Binding(exchange="financial.events", routing_key="financial.payment.processed"),
+            Binding(exchange="financial.events", routing_key="financial.payment.failed"),
         ),
         dead_letter_exchange="dlx",
         dead_letter_queue="notification.dlq",
@@ -115,6 +120,8 @@ QUEUES: tuple[QueueSpec, ...] = (
             "auth.user.password_reset_requested",
             "auth.user.email_verification_requested",
             "inventory.stock.low_alert",
+            "financial.payment.processed",
+            "financial.payment.failed",
         ),
         inbox="redis",
     ),
@@ -129,11 +136,14 @@ QUEUES: tuple[QueueSpec, ...] = (
                 "x-queue-type": "quorum",
             }
         ),
-        bindings=(),
+        bindings=(
+            Binding(exchange="financial.events", routing_key="financial.payment.processed"),
+            Binding(exchange="financial.events", routing_key="financial.payment.failed"),
+        ),
         dead_letter_exchange="dlx",
         dead_letter_queue="sales.dlq",
         dead_letter_routing_key="sales.dlq",
-        consumes=(),
+        consumes=("financial.payment.processed", "financial.payment.failed"),
         inbox="database",
     ),
 )

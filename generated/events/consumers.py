@@ -28,6 +28,8 @@ from generated.events.models import (
     AuthUserEmailVerificationRequestedEvent,
     AuthUserPasswordResetRequestedEvent,
     AuthUserRegisteredEvent,
+    FinancialPaymentFailedEvent,
+    FinancialPaymentProcessedEvent,
     InventoryStockLowAlertEvent,
     SalesOrderCancelledEvent,
     SalesOrderConfirmedEvent,
@@ -35,7 +37,28 @@ from generated.events.models import (
 )
 from services.platform import ServiceContext, UnitOfWork
 
-__all__ = ["InventoryConsumers", "NotificationConsumers"]
+__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers", "SalesConsumers"]
+
+
+class FinancialConsumers(Protocol):
+    """What financial does with the events of financial.queue. Each method gets the unit of work the
+    kit opened (the inbox row is in it) and must not commit: the kit commits after it returns.
+    """
+
+    async def on_sales_order_created(self, uow: UnitOfWork, event: SalesOrderCreatedEvent) -> None:
+        """An order was placed (status pending); carries everything the saga needs: items, totals,
+        payment method, customer and shipping address. `sales.order.created` v1.0, published by
+        sales.
+        """
+        ...
+
+    async def on_sales_order_cancelled(
+        self, uow: UnitOfWork, event: SalesOrderCancelledEvent
+    ) -> None:
+        """An order was cancelled (from pending or confirmed), with the reason.
+        `sales.order.cancelled` v1.0, published by sales.
+        """
+        ...
 
 
 class InventoryConsumers(Protocol):
@@ -102,5 +125,43 @@ class NotificationConsumers(Protocol):
     ) -> None:
         """The available quantity of a product in a warehouse fell to its minimum quantity or below.
         `inventory.stock.low_alert` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_financial_payment_processed(
+        self, ctx: ServiceContext, event: FinancialPaymentProcessedEvent
+    ) -> None:
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
+        published by financial.
+        """
+        ...
+
+    async def on_financial_payment_failed(
+        self, ctx: ServiceContext, event: FinancialPaymentFailedEvent
+    ) -> None:
+        """The gateway declined the payment of an order (or did not answer).
+        `financial.payment.failed` v1.0, published by financial.
+        """
+        ...
+
+
+class SalesConsumers(Protocol):
+    """What sales does with the events of sales.queue. Each method gets the unit of work the kit
+    opened (the inbox row is in it) and must not commit: the kit commits after it returns.
+    """
+
+    async def on_financial_payment_processed(
+        self, uow: UnitOfWork, event: FinancialPaymentProcessedEvent
+    ) -> None:
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
+        published by financial.
+        """
+        ...
+
+    async def on_financial_payment_failed(
+        self, uow: UnitOfWork, event: FinancialPaymentFailedEvent
+    ) -> None:
+        """The gateway declined the payment of an order (or did not answer).
+        `financial.payment.failed` v1.0, published by financial.
         """
         ...

@@ -446,6 +446,84 @@ class SalesOrderCancelledPayload(BaseModel):
     items: Annotated[list[OrderLine], Field(max_length=100, min_length=1)]
 
 
+class FinancialPaymentProcessedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    payment_id: UUID
+    customer_id: UUID
+    amount: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code.", pattern="^[A-Z]{3}$")]
+    method: PaymentMethod
+    gateway_reference: Annotated[
+        str,
+        Field(description="The gateway's id of the charge.", max_length=100, min_length=1),
+    ]
+    processed_at: AwareDatetime
+
+
+class Reason(StrEnum):
+    card_declined = "card_declined"
+    insufficient_funds = "insufficient_funds"
+    gateway_unavailable = "gateway_unavailable"
+
+
+class FinancialPaymentFailedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    payment_id: UUID
+    customer_id: UUID
+    amount: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code.", pattern="^[A-Z]{3}$")]
+    method: PaymentMethod
+    reason: Annotated[
+        Reason,
+        Field(
+            description="Why the payment failed (`gateway_unavailable` when the gateway did not answer in time, however often asked)."
+        ),
+    ]
+    processed_at: AwareDatetime
+
+
+class FinancialPaymentRefundedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    payment_id: UUID
+    customer_id: UUID
+    amount: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code.", pattern="^[A-Z]{3}$")]
+    method: PaymentMethod
+    reason: Annotated[
+        str,
+        Field(
+            description="Why the order was cancelled (from `sales.order.cancelled`).",
+            max_length=255,
+            min_length=1,
+        ),
+    ]
+    refunded_at: AwareDatetime
+
+
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -685,6 +763,39 @@ class SalesOrderCancelledEvent(EventEnvelope):
     payload: SalesOrderCancelledPayload
 
 
+class FinancialPaymentProcessedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["financial.payment.processed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: FinancialPaymentProcessedPayload
+
+
+class FinancialPaymentFailedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["financial.payment.failed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: FinancialPaymentFailedPayload
+
+
+class FinancialPaymentRefundedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["financial.payment.refunded"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: FinancialPaymentRefundedPayload
+
+
 class AnyEvent(
     RootModel[
         AuthUserRegisteredEvent
@@ -705,6 +816,9 @@ class AnyEvent(
         | SalesOrderCreatedEvent
         | SalesOrderConfirmedEvent
         | SalesOrderCancelledEvent
+        | FinancialPaymentProcessedEvent
+        | FinancialPaymentFailedEvent
+        | FinancialPaymentRefundedEvent
     ]
 ):
     root: Annotated[
@@ -725,7 +839,10 @@ class AnyEvent(
         | InventoryStockLowAlertEvent
         | SalesOrderCreatedEvent
         | SalesOrderConfirmedEvent
-        | SalesOrderCancelledEvent,
+        | SalesOrderCancelledEvent
+        | FinancialPaymentProcessedEvent
+        | FinancialPaymentFailedEvent
+        | FinancialPaymentRefundedEvent,
         Field(
             description="Any event of the platform: the envelope of one of the declared events.",
             title="AnyEvent",

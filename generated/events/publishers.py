@@ -33,6 +33,12 @@ from generated.events.models import (
     AuthUserRegisteredPayload,
     AuthUserUpdatedEvent,
     AuthUserUpdatedPayload,
+    FinancialPaymentFailedEvent,
+    FinancialPaymentFailedPayload,
+    FinancialPaymentProcessedEvent,
+    FinancialPaymentProcessedPayload,
+    FinancialPaymentRefundedEvent,
+    FinancialPaymentRefundedPayload,
     InventoryProductCreatedEvent,
     InventoryProductCreatedPayload,
     InventoryProductDeletedEvent,
@@ -79,6 +85,9 @@ __all__ = [
     "SALES_ORDER_CREATED",
     "SALES_ORDER_CONFIRMED",
     "SALES_ORDER_CANCELLED",
+    "FINANCIAL_PAYMENT_PROCESSED",
+    "FINANCIAL_PAYMENT_FAILED",
+    "FINANCIAL_PAYMENT_REFUNDED",
     "publish_auth_user_registered",
     "publish_auth_user_updated",
     "publish_auth_user_deleted",
@@ -97,6 +106,9 @@ __all__ = [
     "publish_sales_order_created",
     "publish_sales_order_confirmed",
     "publish_sales_order_cancelled",
+    "publish_financial_payment_processed",
+    "publish_financial_payment_failed",
+    "publish_financial_payment_refunded",
 ]
 
 AUTH_USER_REGISTERED = EventSpec(
@@ -333,6 +345,45 @@ SALES_ORDER_CANCELLED = EventSpec(
 )
 """sales.order.cancelled v1.0: sales → sales.events."""
 
+FINANCIAL_PAYMENT_PROCESSED = EventSpec(
+    name="financial.payment.processed",
+    version="1.0",
+    exchange="financial.events",
+    routing_key="financial.payment.processed",
+    producer="financial",
+    payload_model=FinancialPaymentProcessedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""financial.payment.processed v1.0: financial → financial.events."""
+
+FINANCIAL_PAYMENT_FAILED = EventSpec(
+    name="financial.payment.failed",
+    version="1.0",
+    exchange="financial.events",
+    routing_key="financial.payment.failed",
+    producer="financial",
+    payload_model=FinancialPaymentFailedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""financial.payment.failed v1.0: financial → financial.events."""
+
+FINANCIAL_PAYMENT_REFUNDED = EventSpec(
+    name="financial.payment.refunded",
+    version="1.0",
+    exchange="financial.events",
+    routing_key="financial.payment.refunded",
+    producer="financial",
+    payload_model=FinancialPaymentRefundedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""financial.payment.refunded v1.0: financial → financial.events."""
+
 EVENTS: Mapping[str, EventSpec] = MappingProxyType(
     {
         "auth.user.registered": AUTH_USER_REGISTERED,
@@ -353,6 +404,9 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         "sales.order.created": SALES_ORDER_CREATED,
         "sales.order.confirmed": SALES_ORDER_CONFIRMED,
         "sales.order.cancelled": SALES_ORDER_CANCELLED,
+        "financial.payment.processed": FINANCIAL_PAYMENT_PROCESSED,
+        "financial.payment.failed": FINANCIAL_PAYMENT_FAILED,
+        "financial.payment.refunded": FINANCIAL_PAYMENT_REFUNDED,
     }
 )
 """Every event of the document by name."""
@@ -377,6 +431,9 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "sales.order.created": SalesOrderCreatedEvent,
         "sales.order.confirmed": SalesOrderConfirmedEvent,
         "sales.order.cancelled": SalesOrderCancelledEvent,
+        "financial.payment.processed": FinancialPaymentProcessedEvent,
+        "financial.payment.failed": FinancialPaymentFailedEvent,
+        "financial.payment.refunded": FinancialPaymentRefundedEvent,
     }
 )
 """The envelope model of every event by name."""
@@ -524,3 +581,30 @@ def publish_sales_order_cancelled(sink: EventSink, payload: SalesOrderCancelledP
     `sales.order.cancelled` to sales.events.
     """
     sink.emit(SALES_ORDER_CANCELLED, payload)
+
+
+def publish_financial_payment_processed(
+    sink: EventSink, payload: FinancialPaymentProcessedPayload
+) -> None:
+    """The gateway approved the payment of an order. Emit `financial.payment.processed` to
+    financial.events.
+    """
+    sink.emit(FINANCIAL_PAYMENT_PROCESSED, payload)
+
+
+def publish_financial_payment_failed(
+    sink: EventSink, payload: FinancialPaymentFailedPayload
+) -> None:
+    """The gateway declined the payment of an order (or did not answer). Emit
+    `financial.payment.failed` to financial.events.
+    """
+    sink.emit(FINANCIAL_PAYMENT_FAILED, payload)
+
+
+def publish_financial_payment_refunded(
+    sink: EventSink, payload: FinancialPaymentRefundedPayload
+) -> None:
+    """An approved payment was refunded because its order was cancelled. Emit
+    `financial.payment.refunded` to financial.events.
+    """
+    sink.emit(FINANCIAL_PAYMENT_REFUNDED, payload)

@@ -850,6 +850,161 @@ DEFINITIONS: Mapping[str, Any] = {
             },
         ],
     },
+    "FinancialPaymentProcessedPayload": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "order_id",
+            "order_number",
+            "payment_id",
+            "customer_id",
+            "amount",
+            "currency",
+            "method",
+            "gateway_reference",
+            "processed_at",
+        ],
+        "properties": {
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "payment_id": {"type": "string", "format": "uuid"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "amount": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 code.",
+            },
+            "method": {"$ref": "#/definitions/PaymentMethod"},
+            "gateway_reference": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 100,
+                "description": "The gateway's id of the charge.",
+            },
+            "processed_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "FinancialPaymentProcessedEvent": {
+        "description": "Envelope of `financial.payment.processed`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["financial.payment.processed"]},
+                    "payload": {"$ref": "#/definitions/FinancialPaymentProcessedPayload"},
+                },
+            },
+        ],
+    },
+    "FinancialPaymentFailedPayload": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "order_id",
+            "order_number",
+            "payment_id",
+            "customer_id",
+            "amount",
+            "currency",
+            "method",
+            "reason",
+            "processed_at",
+        ],
+        "properties": {
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "payment_id": {"type": "string", "format": "uuid"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "amount": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 code.",
+            },
+            "method": {"$ref": "#/definitions/PaymentMethod"},
+            "reason": {
+                "type": "string",
+                "enum": ["card_declined", "insufficient_funds", "gateway_unavailable"],
+                "description": "Why the payment failed (`gateway_unavailable` when the gateway did not answer in time, however often asked).",
+            },
+            "processed_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "FinancialPaymentFailedEvent": {
+        "description": "Envelope of `financial.payment.failed`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["financial.payment.failed"]},
+                    "payload": {"$ref": "#/definitions/FinancialPaymentFailedPayload"},
+                },
+            },
+        ],
+    },
+    "FinancialPaymentRefundedPayload": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "order_id",
+            "order_number",
+            "payment_id",
+            "customer_id",
+            "amount",
+            "currency",
+            "method",
+            "reason",
+            "refunded_at",
+        ],
+        "properties": {
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "payment_id": {"type": "string", "format": "uuid"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "amount": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 code.",
+            },
+            "method": {"$ref": "#/definitions/PaymentMethod"},
+            "reason": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "Why the order was cancelled (from `sales.order.cancelled`).",
+            },
+            "refunded_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "FinancialPaymentRefundedEvent": {
+        "description": "Envelope of `financial.payment.refunded`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["financial.payment.refunded"]},
+                    "payload": {"$ref": "#/definitions/FinancialPaymentRefundedPayload"},
+                },
+            },
+        ],
+    },
 }
 
 ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
@@ -924,6 +1079,18 @@ ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         },
         "sales.order.cancelled": {
             "$ref": "#/definitions/SalesOrderCancelledEvent",
+            "definitions": DEFINITIONS,
+        },
+        "financial.payment.processed": {
+            "$ref": "#/definitions/FinancialPaymentProcessedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "financial.payment.failed": {
+            "$ref": "#/definitions/FinancialPaymentFailedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "financial.payment.refunded": {
+            "$ref": "#/definitions/FinancialPaymentRefundedEvent",
             "definitions": DEFINITIONS,
         },
     }
