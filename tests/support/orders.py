@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -93,3 +94,40 @@ def order_confirmed(created: dict[str, Any]) -> dict[str, Any]:
         },
         correlation_id=created["correlation_id"],
     )
+
+
+def order_cancelled(
+    created: dict[str, Any], reason: str = "Customer asked to cancel"
+) -> dict[str, Any]:
+    """The `sales.order.cancelled` of the order `created` announced (same conversation)."""
+    payload = created["payload"]
+    return envelope(
+        "sales.order.cancelled",
+        {
+            "order_id": payload["order_id"],
+            "order_number": payload["order_number"],
+            "reason": reason,
+            "items": [
+                {"product_id": item["product_id"], "quantity": item["quantity"]}
+                for item in payload["items"]
+            ],
+        },
+        correlation_id=created["correlation_id"],
+    )
+
+
+@dataclass(frozen=True)
+class PricedItem:
+    """A product as an order line names it, for tests of services that never see the catalogue
+    (financial): the price is all that matters."""
+
+    price: str
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    sku: str = "TEST-ITEM-001"
+    name: str = "Test item"
+
+
+def order_totalling(total: str, order_id: str | None = None) -> dict[str, Any]:
+    """A `sales.order.created` whose total is `total` (one line: the total minus shipping)."""
+    item = PricedItem(f"{Decimal(total) - SHIPPING:.2f}")
+    return order_created([(item, 1)], order_id)

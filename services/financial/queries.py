@@ -1,0 +1,144 @@
+"""The financial service's reads, answered as the generated models."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func
+from sqlalchemy import select as select_columns
+from sqlmodel import col, select
+
+from generated.financial import models
+from services.financial.domain import (
+    SummaryPeriod,
+    TransactionType,
+    format_amount,
+    summary_range_problem,
+)
+from services.financial.tables import LedgerTransaction, Payment
+from services.platform import Page, Problem, ServiceContext, page_of, paginate
+
+
+def _not_found(kind: str, identifier: object) -> Problem:
+    return Problem(404, detail=f"{kind} {identifier} not found.")
+
+
+async def list_payments(
+    ctx: ServiceContext, *, status: str | None, method: str | None, page: int, per_page: int
+) -> models.PaymentList:
+    statement = select(Payment)
+    if status is not None:
+        statement = statement.where(col(Payment.status) == status)
+    if method is not None:
+        statement = statement.where(col(Payment.method) == method)
+    statement = statement.order_by(col(Payment.created_at).desc(), col(Payment.id))
+    async with ctx.database.read_session() as session:
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    return page_of(models.PaymentList, rows, meta)
+
+
+async def get_payment(ctx: ServiceContext, payment_id: UUID) -> models.Payment:
+    async with ctx.database.read_session() as session:
+        found = await session.get(Payment, payment_id)
+    if found is None:
+        raise _not_found("Payment", payment_id)
+    return models.Payment.model_validate(found, from_attributes=True)
+
+
+async def get_order_payment(ctx: ServiceContext, order_id: UUID) -> models.Payment:
+    statement = select(Payment).where(col(Payment.order_id) == order_id)
+    async with ctx.database.read_session() as session:
+        found = (await session.scalars(statement)).first()
+    if found is None:
+        raise _not_found("The payment of order", order_id)
+    return models.Payment.model_validate(found, from_attributes=True)
+
+
+def _check_range(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and end < start:
+        errors = [{"field": "to", "message": "must not be before `from`"}]
+        raise Problem(400, detail="The date range is empty.", errors=errors)
+
+
+async def list_transactions(
+    ctx: ServiceContext,
+    *,
+    kind: str | None,
+    category: str | None,
+    start: date | None,
+    end: date | None,
+    page: int,
+    per_page: int,
+) -> models.TransactionList:
+    _check_range(start, end)
+    statement = select(LedgerTransaction)
+    if kind is not None:
+        statement = statement.where(col(LedgerTransaction.type) == kind)
+    if category is not None:
+        statement = statement.where(col(LedgerTransaction.category) == category)
+    if start is not None:
+        statement = statement.where(col(LedgerTransaction.booked_on) >= start)
+    if end is not None:
+        statement = statement.where(col(LedgerTransaction.booked_on) <= end)
+    statement = statement.order_by(
+        col(LedgerTransaction.occurred_at).desc(), col(LedgerTransaction.id)
+    )
+    async with ctx.database.read_session() as session:
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    return page_of(models.TransactionList, rows, meta)
+
+
+async def summarise_transactions(
+    ctx: ServiceContext, *, start: date, end: date, period: SummaryPeriod
+) -> models.TransactionSummary:
+    """Credits, debits and net per period and currency, grouped in the database."""
+    problem = summary_range_problem(start, end, period)
+    if problem is not None:
+        raise Problem(
+            400,
+            detail="The range cannot be summarised.",
+            errors=[{"field": "to", "message": problem}],
+        )
+    bucket = col(
+        LedgerTransaction.booked_on
+        if period is SummaryPeriod.DAY
+        else LedgerTransaction.booked_month
+    )
+    statement = (
+        select_columns(
+            bucket,
+            col(LedgerTransaction.currency),
+            col(LedgerTransaction.type),
+            func.sum(col(LedgerTransaction.amount)),
+            func.count(),
+        )
+        .where(col(LedgerTransaction.booked_on) >= start, col(LedgerTransaction.booked_on) <= end)
+        .group_by(bucket, col(LedgerTransaction.currency), col(LedgerTransaction.type))
+    )
+    async with ctx.database.read_session() as session:
+        rows = (await session.execute(statement)).all()
+    totals: dict[tuple[date, str], dict[str, Any]] = defaultdict(
+        lambda: {"credits": Decimal(0), "debits": Decimal(0), "transactions": 0}
+    )
+    for period_start, currency, kind, amount, count in rows:
+        entry = totals[(period_start, currency)]
+        entry["credits" if kind == TransactionType.CREDIT else "debits"] += Decimal(amount)
+        entry["transactions"] += count
+    data = [
+        {
+            "period_start": period_start,
+            "currency": currency,
+            "credits": format_amount(entry["credits"]),
+            "debits": format_amount(entry["debits"]),
+            "net": format_amount(entry["credits"] - entry["debits"]),
+            "transactions": entry["transactions"],
+        }
+        for (period_start, currency), entry in sorted(totals.items())
+    ]
+    return models.TransactionSummary.model_validate(
+        {"from": start, "to": end, "period": period.value, "data": data}
+    )
