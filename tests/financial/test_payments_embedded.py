@@ -6,7 +6,7 @@ the HTTP reads over ASGI and the migration against tables.py."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
@@ -244,6 +244,16 @@ async def test_the_reads(embedded: StartEmbedded, gateway: ResilientGateway) -> 
     )
     assert sorted(t.amount for t in credits.data) == ["120.00", "30.00"]
     today = datetime.now(UTC).date()
+    backwards = await queries.list_transactions(
+        service.ctx,
+        kind=None,
+        category=None,
+        start=today,
+        end=today - timedelta(days=1),
+        page=1,
+        per_page=15,
+    )
+    assert (backwards.data, backwards.meta.total) == ([], 0)
     summary = await queries.summarise_transactions(
         service.ctx, start=today, end=today, period=SummaryPeriod.DAY
     )

@@ -1,5 +1,5 @@
-"""What the probes of this suite share, started once per test session: auth and inventory as
-`erp serve` processes (inventory verifies tokens from auth's JWKS) on the real
+"""What the probes of this suite share, started once per test session: auth, inventory and
+financial as `erp serve` processes (inventory verifies tokens from auth's JWKS) on the real
 PostgreSQL, Redis and RabbitMQ, with databases, Redis keys, a RabbitMQ vhost and a body limit
 of the suite's own; a super-admin; and users made on demand.
 
@@ -85,6 +85,15 @@ def inventory_app(
 
 
 @pytest.fixture(scope="session")
+def financial_app(
+    security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {**security_env, "ERP_AUTH_URL": auth_app.url}
+    with ServiceProcess("financial", env, security_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
 def auth_db(security_auth_settings: Settings, auth_app: ServiceProcess) -> Iterator[Engine]:
     """Auth's database (migrated by the running app), to read what the API must not show."""
     engine = create_engine(security_auth_settings.database_url)
@@ -144,10 +153,12 @@ async def amqp_channel(
 
 
 @pytest.fixture(scope="session")
-def served(auth_app: ServiceProcess, inventory_app: ServiceProcess) -> Mapping[str, ServiceProcess]:
+def served(
+    auth_app: ServiceProcess, inventory_app: ServiceProcess, financial_app: ServiceProcess
+) -> Mapping[str, ServiceProcess]:
     """Every service the suite runs, by name: a new service of `services.registry` starts
     here too, or the probes that cover every operation fail naming it."""
-    return {"auth": auth_app, "inventory": inventory_app}
+    return {"auth": auth_app, "inventory": inventory_app, "financial": financial_app}
 
 
 # Users many probes act as. Shared by the whole session, so a probe never logs them out,
