@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -282,8 +283,15 @@ async def prepare_database(migrations: Path | None, url: str) -> None:
     await asyncio.to_thread(migrate, migrations, url)
 
 
+# Alembic's `op` and `context` are process-wide proxies: two migrations in worker threads at
+# once (embedded `erp up` starts services together) would write one's tables into the other's
+# database. One migration at a time per process.
+_MIGRATING = threading.Lock()
+
+
 def migrate(migrations: Path | None, database_url: str) -> None:
     """`alembic upgrade head` for the service. Synchronous: call it through asyncio.to_thread."""
     if migrations is None:
         raise ValueError("this service has no migrations directory (it keeps no database)")
-    command.upgrade(alembic_config(migrations, database_url), "head")
+    with _MIGRATING:
+        command.upgrade(alembic_config(migrations, database_url), "head")
