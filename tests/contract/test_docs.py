@@ -2,11 +2,12 @@
 servers): each documented example request gets the documented success status, and the
 documented 401 and 400 examples are what the server answers (docs/adr/0008-docs-that-work.md).
 
-One auth and one inventory, started and seeded once for the module (a start costs seconds, a
-request milliseconds): the cases share the data, as a reader trying the docs does, so they run
-in an order that keeps every example valid — reads, then the writes of Carlos's credentials
-(before the examples that deactivate him), then the other writes, then the deletions (which
-name rows of their own, so even out of order they would break no other example).
+One auth, one inventory and one financial, started and seeded once for the module (a start
+costs seconds, a request milliseconds): the cases share the data, as a reader trying the docs
+does, so they run in an order that keeps every example valid — reads, then the writes of
+Carlos's credentials (before the examples that deactivate him), then the other writes, then the
+deletions (which name rows of their own, so even out of order they would break no other
+example). An example request carries the examples of its required query parameters too.
 
 The secrets the server mints (refresh, verification and reset tokens) are placeholders in the
 examples; their cases take the value where the docs say it comes from: the login response, the
@@ -20,12 +21,14 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from sqlmodel import col, select
 
 from services.auth.demo import CARLOS_EMAIL, DEMO_USER_PASSWORD
 from services.auth.service import definition as auth_definition
+from services.financial.service import definition as financial_definition
 from services.inventory.service import definition as inventory_definition
 from services.platform.core.contracts import KIT_OPERATIONS
 from services.platform.http.security import JWKS_PATH, JwksKeySource
@@ -43,7 +46,7 @@ from tests.support.polling import eventually
 from tools.codegen.examples import example_path
 
 METHODS = ("get", "put", "post", "delete", "patch")
-SERVICES = ("auth", "inventory")
+SERVICES = ("auth", "inventory", "financial")
 DOCUMENTS = {name: json.loads(spec_path(name).read_bytes()) for name in SERVICES}
 # Carlos's credentials, in this order, before any example deactivates him or changes his roles:
 # resend needs his login, verify the token resend sent, reset his (still active) account.
@@ -73,9 +76,26 @@ class Operation:
 
     def request(self) -> tuple[str, dict[str, Any]]:
         """The example request: its path with the parameters' examples, its body's example."""
-        url = example_path(DOCUMENTS[self.service], self.path, self.parameters, self.id)
+        document = DOCUMENTS[self.service]
+        url = example_path(document, self.path, self.parameters, self.id)
+        required = [
+            parameter
+            for parameter in (_resolved(document, raw) for raw in self.parameters)
+            if parameter.get("in") == "query" and parameter.get("required")
+        ]
+        if required:
+            url += "?" + urlencode({p["name"]: p["example"] for p in required})
         body = self.spec.get("requestBody", {}).get("content", {}).get("application/json")
         return url, ({} if body is None else {"json": body["example"]})
+
+
+def _resolved(document: dict[str, Any], parameter: dict[str, Any]) -> dict[str, Any]:
+    """A parameter object, or the component its `$ref` names."""
+    ref = parameter.get("$ref")
+    if ref is None:
+        return parameter
+    found: dict[str, Any] = document["components"]["parameters"][ref.rsplit("/", 1)[-1]]
+    return found
 
 
 def _operations() -> Iterator[Operation]:
@@ -149,9 +169,9 @@ def _login_example() -> dict[str, Any]:
 async def demo(
     tmp_path_factory: pytest.TempPathFactory, migrated_databases: MigratedDatabases
 ) -> AsyncIterator[Demo]:
-    """Auth and inventory with the demo data set (seeded twice: it is idempotent), inventory
-    verifying auth's tokens over ASGI, and a session from the login example, as a reader of the
-    docs would get it."""
+    """Auth, inventory and financial with the demo data set (seeded twice: it is idempotent),
+    inventory and financial verifying auth's tokens over ASGI, and a session from the login
+    example, as a reader of the docs would get it."""
     data = tmp_path_factory.mktemp("docs-demo")
     with pytest.MonkeyPatch.context() as monkeypatch:
         fresh_embedded_servers(monkeypatch)
@@ -172,7 +192,10 @@ async def demo(
             inventory = await start(
                 dataclasses.replace(inventory_definition, signing_keys=lambda _ctx: jwks)
             )
-            demo = Demo({"auth": auth, "inventory": inventory}, "", "")
+            financial = await start(
+                dataclasses.replace(financial_definition, signing_keys=lambda _ctx: jwks)
+            )
+            demo = Demo({"auth": auth, "inventory": inventory, "financial": financial}, "", "")
             tokens = await demo.login(_login_example())
             demo.token, demo.refresh_token = tokens["access_token"], tokens["refresh_token"]
             yield demo
@@ -240,15 +263,16 @@ async def test_the_400_example_is_the_answer_to_the_example_request_with_sort(
     demo: Demo, operation: Operation
 ) -> None:
     url, options = operation.request()
+    url += ("&" if "?" in url else "?") + "sort=name"  # beside the example's own query
     headers = {} if operation.public else {"Authorization": f"Bearer {demo.token}"}
     response = await demo.services[operation.service].http.request(
-        operation.method.upper(), url, params={"sort": "name"}, headers=headers, **options
+        operation.method.upper(), url, headers=headers, **options
     )
     assert response.status_code == 400, response.text
     assert response.json() == operation.example("400")
 
 
-def test_the_400_sample_covers_both_services_and_every_method() -> None:
+def test_the_400_sample_covers_every_service_and_every_method() -> None:
     sampled = {(op.service, op.method) for op in OPERATIONS if _shared_400(op)}
     assert {service for service, _ in sampled} == set(SERVICES)
     assert {method for _, method in sampled} == {"get", "post", "put", "patch", "delete"}
