@@ -18,6 +18,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
+from sqlalchemy import text
 from sqlmodel import col, select
 
 from generated.events import publishers as events
@@ -43,6 +44,17 @@ from services.platform import DeadLetter, UnitOfWork, insert_ignoring_conflicts,
 log = logging.getLogger("services.financial")
 
 
+async def _lock_order(uow: UnitOfWork, order_id: UUID) -> None:
+    """Serialise the deliveries of one order (until the transaction ends). A row lock cannot do
+    it: a cancellation arriving while the order's charge is with the gateway would not see the
+    uncommitted payment, record a tombstone nobody reads any more, and leave the money taken.
+    PostgreSQL: a transaction-scoped advisory lock keyed by the order id; SQLite (embedded)
+    allows one writer at a time, so the later delivery fails at its write and is retried."""
+    if uow.dialect == "postgresql":
+        key = int.from_bytes(order_id.bytes[:8], "big", signed=True)
+        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
 async def _payment_of(uow: UnitOfWork, order_id: UUID) -> Payment | None:
     statement = select(Payment).where(col(Payment.order_id) == order_id).with_for_update()
     return (await uow.session.scalars(statement)).first()
@@ -66,6 +78,7 @@ async def create_and_charge(
     """The order's payment, charged once. A repeat of the same order changes nothing; one that
     states another amount, currency or method is another order under the same id: dead-lettered."""
     facts = OrderFacts(Decimal(order.total), order.currency, order.payment_method.value)
+    await _lock_order(uow, order.order_id)
     existing = await _payment_of(uow, order.order_id)
     if existing is not None:
         differences = _facts(existing).differences(facts)
@@ -90,8 +103,8 @@ async def create_and_charge(
         updated_at=now,
     )
     uow.session.add(payment)
-    # A concurrent delivery of the same order fails one of the two here (unique order_id); the
-    # kit retries it, and the retry finds this payment.
+    # The unique order_id is the last guard (SQLite, or code that skipped the lock): a second
+    # insert fails, the kit retries the delivery, and the retry finds this payment.
     await uow.session.flush()
 
     if await uow.session.get(OrderCancellation, order.order_id) is not None:
@@ -138,6 +151,7 @@ async def cancel_order(
 ) -> Payment | None:
     """Refund, cancel or leave the order's payment as `domain.on_order_cancelled` says; with no
     payment yet, record the cancellation for the late `sales.order.created`."""
+    await _lock_order(uow, order_id)
     payment = await _payment_of(uow, order_id)
     now = utc_now()
     if payment is None:
