@@ -31,7 +31,7 @@ from services.platform.core.settings import load_settings
 from tests.support.events import assert_conforms
 from tests.support.orders import order_cancelled, order_totalling
 from tests.support.polling import eventually
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, erp
 from tests.support.schema import assert_migrations_match
 from tests.support.servers import SERVICE_PORTS
 from tests.support.wire import publish_body, take_dead_letter
@@ -345,3 +345,40 @@ def test_the_migrations_on_postgresql_match_the_tables(
         assert_migrations_match(definition.migrations, metadata, engine, tmp_path)
     finally:
         engine.dispose()
+
+
+async def test_erp_dlq_lists_shows_and_replays_financial_dead_letters(
+    api: httpx.AsyncClient,
+    channel: aio_pika.abc.AbstractChannel,
+    captured: Capture,
+    module_env: Mapping[str, str],
+) -> None:
+    created = order_totalling("45.00")
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+    await captured.wait("financial.payment.processed", order_id)
+    impostor = order_totalling("4500.00", order_id=order_id)
+    await publish(channel, impostor)
+
+    def dlq(*args: str) -> str:
+        return erp("dlq", *args, env=module_env)
+
+    async def listed() -> dict[str, Any] | None:
+        lines = (await asyncio.to_thread(dlq, "list", "financial")).splitlines()
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return next((e for e in entries if e["message_id"] == impostor["event_id"]), None)
+
+    entry = await eventually(listed, what="the impostor in `erp dlq list financial`", within=30)
+    assert entry["event_name"] == "sales.order.created"
+    assert entry["error"] == "DeadLetter"
+    assert "another amount" in entry["reason"]
+    shown = json.loads(await asyncio.to_thread(dlq, "show", "financial", impostor["event_id"]))
+    assert shown["body"] == impostor
+    assert shown["queue"] == FINANCIAL_DLQ
+
+    # Replayed, it is refused again (still another order under a known id) and charges nothing.
+    replayed = await asyncio.to_thread(dlq, "replay", "financial", impostor["event_id"])
+    assert replayed.strip() == "replayed 1 message(s) from financial.dlq"
+    letter = await take_dead_letter(channel, FINANCIAL_DLQ, impostor["event_id"], within=30)
+    assert "another amount" in letter.header("x-erp-error-reason")
+    assert (await settled_payment(api, order_id, "approved"))["amount"] == "45.00"
