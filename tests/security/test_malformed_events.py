@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from tests.support.catalog import Product
 from tests.support.http import Api
 from tests.support.orders import order_created
 from tests.support.polling import eventually
@@ -37,14 +38,6 @@ CREATED = "sales.order.created"
 INVENTORY_QUEUE = "inventory.queue"
 INVENTORY_DLQ = "inventory.dlq"
 STOCK = 10
-
-
-@dataclass(frozen=True)
-class Product:
-    id: str
-    sku: str
-    name: str
-    price: str
 
 
 @pytest.fixture(scope="module")
