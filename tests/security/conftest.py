@@ -85,6 +85,15 @@ def inventory_app(
 
 
 @pytest.fixture(scope="session")
+def sales_app(
+    security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {**security_env, "ERP_AUTH_URL": auth_app.url}
+    with ServiceProcess("sales", env, security_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
 def auth_db(security_auth_settings: Settings, auth_app: ServiceProcess) -> Iterator[Engine]:
     """Auth's database (migrated by the running app), to read what the API must not show."""
     engine = create_engine(security_auth_settings.database_url)
@@ -144,10 +153,12 @@ async def amqp_channel(
 
 
 @pytest.fixture(scope="session")
-def served(auth_app: ServiceProcess, inventory_app: ServiceProcess) -> Mapping[str, ServiceProcess]:
+def served(
+    auth_app: ServiceProcess, inventory_app: ServiceProcess, sales_app: ServiceProcess
+) -> Mapping[str, ServiceProcess]:
     """Every service the suite runs, by name: a new service of `services.registry` starts
     here too, or the probes that cover every operation fail naming it."""
-    return {"auth": auth_app, "inventory": inventory_app}
+    return {"auth": auth_app, "inventory": inventory_app, "sales": sales_app}
 
 
 # Users many probes act as. Shared by the whole session, so a probe never logs them out,

@@ -10,7 +10,7 @@ import base64
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -42,6 +42,15 @@ SQL_TEXT = [
 def inventory(inventory_app: ServiceProcess, root_token: str) -> Iterator[Api]:
     with Api(inventory_app.url, root_token, ip=new_ip()) as api:
         yield api
+
+
+@pytest.fixture(scope="module")
+def clients(served: Mapping[str, ServiceProcess], root_token: str) -> Iterator[Mapping[str, Api]]:
+    """Every service as the super-admin, by name."""
+    opened = {name: Api(server.url, root_token, ip=new_ip()) for name, server in served.items()}
+    yield opened
+    for api in opened.values():
+        api.close()
 
 
 @pytest.fixture(scope="module")
@@ -169,11 +178,10 @@ def id_operations() -> list[tuple[str, str, str]]:
     ids=[f"{s}.{m}{t}" for s, m, t in id_operations()],
 )
 def test_a_malformed_id_in_a_path_is_a_400(
-    inventory: Api, auth: Api, service: str, method: str, template: str, case: str
+    clients: Mapping[str, Api], service: str, method: str, template: str, case: str
 ) -> None:
-    api = inventory if service == "inventory" else auth
     path = re.sub(r"\{[^}]+\}", PATH_IDS[case], template)
-    response = api(method, path)
+    response = clients[service](method, path)
     refusal(response, 400)
 
 

@@ -199,6 +199,15 @@ def inventory_service(
 
 
 @pytest.fixture(scope="module")
+def sales_service(
+    module_env: Mapping[str, str], auth_service: ServiceProcess, service_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {**module_env, "ERP_AUTH_URL": auth_service.url}
+    with ServiceProcess("sales", env, service_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
 def auth_url(auth_server: ServerThread) -> str:
     return auth_server.url
 
