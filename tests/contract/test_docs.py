@@ -32,6 +32,7 @@ from services.platform.http.security import JWKS_PATH, JwksKeySource
 from services.platform.persistence.tables import OutboxMessage
 from services.platform.runtime.app import spec_path
 from services.registry import load_demo
+from services.sales.service import definition as sales_definition
 from tests.support.embedded import (
     EmbeddedService,
     MigratedDatabases,
@@ -43,7 +44,7 @@ from tests.support.polling import eventually
 from tools.codegen.examples import example_path
 
 METHODS = ("get", "put", "post", "delete", "patch")
-SERVICES = ("auth", "inventory")
+SERVICES = ("auth", "inventory", "sales")
 DOCUMENTS = {name: json.loads(spec_path(name).read_bytes()) for name in SERVICES}
 # Carlos's credentials, in this order, before any example deactivates him or changes his roles:
 # resend needs his login, verify the token resend sent, reset his (still active) account.
@@ -172,7 +173,10 @@ async def demo(
             inventory = await start(
                 dataclasses.replace(inventory_definition, signing_keys=lambda _ctx: jwks)
             )
-            demo = Demo({"auth": auth, "inventory": inventory}, "", "")
+            sales = await start(
+                dataclasses.replace(sales_definition, signing_keys=lambda _ctx: jwks)
+            )
+            demo = Demo({"auth": auth, "inventory": inventory, "sales": sales}, "", "")
             tokens = await demo.login(_login_example())
             demo.token, demo.refresh_token = tokens["access_token"], tokens["refresh_token"]
             yield demo
