@@ -136,14 +136,11 @@ QUEUES: tuple[QueueSpec, ...] = (
                 "x-queue-type": "quorum",
             }
         ),
-        bindings=(
-            Binding(exchange="financial.events", routing_key="financial.payment.processed"),
-            Binding(exchange="financial.events", routing_key="financial.payment.failed"),
-        ),
+        bindings=(),
         dead_letter_exchange="dlx",
         dead_letter_queue="sales.dlq",
         dead_letter_routing_key="sales.dlq",
-        consumes=("financial.payment.processed", "financial.payment.failed"),
+        consumes=(),
         inbox="database",
     ),
 )

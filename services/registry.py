@@ -12,6 +12,7 @@ from services.platform import ServiceContext, ServiceDefinition, Settings, run_s
 SERVICES: dict[str, str] = {
     "auth": "services.auth.service",
     "inventory": "services.inventory.service",
+    "sales": "services.sales.service",
     "financial": "services.financial.service",
 }
 
@@ -31,6 +32,7 @@ def load_definition(name: str) -> ServiceDefinition:
 DEMO_DATA: dict[str, str] = {
     "auth": "services.auth.demo",
     "inventory": "services.inventory.demo",
+    "sales": "services.sales.demo",
     "financial": "services.financial.demo",
 }
 

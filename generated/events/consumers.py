@@ -37,7 +37,7 @@ from generated.events.models import (
 )
 from services.platform import ServiceContext, UnitOfWork
 
-__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers", "SalesConsumers"]
+__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers"]
 
 
 class FinancialConsumers(Protocol):
@@ -138,28 +138,6 @@ class NotificationConsumers(Protocol):
 
     async def on_financial_payment_failed(
         self, ctx: ServiceContext, event: FinancialPaymentFailedEvent
-    ) -> None:
-        """The gateway declined the payment of an order (or did not answer).
-        `financial.payment.failed` v1.0, published by financial.
-        """
-        ...
-
-
-class SalesConsumers(Protocol):
-    """What sales does with the events of sales.queue. Each method gets the unit of work the kit
-    opened (the inbox row is in it) and must not commit: the kit commits after it returns.
-    """
-
-    async def on_financial_payment_processed(
-        self, uow: UnitOfWork, event: FinancialPaymentProcessedEvent
-    ) -> None:
-        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
-        published by financial.
-        """
-        ...
-
-    async def on_financial_payment_failed(
-        self, uow: UnitOfWork, event: FinancialPaymentFailedEvent
     ) -> None:
         """The gateway declined the payment of an order (or did not answer).
         `financial.payment.failed` v1.0, published by financial.

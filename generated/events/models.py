@@ -446,6 +446,33 @@ class SalesOrderCancelledPayload(BaseModel):
     items: Annotated[list[OrderLine], Field(max_length=100, min_length=1)]
 
 
+class DocumentType(StrEnum):
+    cpf = "cpf"
+    cnpj = "cnpj"
+
+
+class Status(StrEnum):
+    active = "active"
+    inactive = "inactive"
+
+
+class CustomerAddress(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    address_id: UUID
+    street: Annotated[str, Field(max_length=255, min_length=1)]
+    number: Annotated[str, Field(max_length=20, min_length=1)]
+    complement: Annotated[str | None, Field(max_length=255)]
+    neighborhood: Annotated[str, Field(max_length=255, min_length=1)]
+    city: Annotated[str, Field(max_length=255, min_length=1)]
+    state: Annotated[str, Field(pattern="^[A-Z]{2}$")]
+    zip_code: Annotated[str, Field(description="CEP, `NNNNN-NNN`.", pattern="^\\d{5}-\\d{3}$")]
+    country: Annotated[str, Field(pattern="^[A-Z]{2}$")]
+    is_default: bool
+
+
 class FinancialPaymentProcessedPayload(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -763,6 +790,60 @@ class SalesOrderCancelledEvent(EventEnvelope):
     payload: SalesOrderCancelledPayload
 
 
+class SalesCustomerState(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    customer_id: UUID
+    name: Annotated[str, Field(max_length=255, min_length=1)]
+    email: Annotated[EmailStr, Field(max_length=254)]
+    phone: Annotated[str | None, Field(max_length=21)]
+    document: Annotated[
+        str,
+        Field(
+            description="CPF (11 digits) or CNPJ (14 digits), digits only, check digits valid.",
+            pattern="^(\\d{11}|\\d{14})$",
+        ),
+    ]
+    document_type: DocumentType
+    status: Status
+    user_id: Annotated[
+        UUID | None, Field(description="The auth user who is this customer, if any.")
+    ]
+    addresses: Annotated[list[CustomerAddress], Field(max_length=10)]
+    version: Annotated[
+        int,
+        Field(
+            description="Customer version; grows with every change (a replica keeps the highest).",
+            ge=1,
+        ),
+    ]
+    occurred_at: AwareDatetime
+
+
+class SalesCustomerCreatedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.customer.created"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesCustomerState
+
+
+class SalesCustomerUpdatedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.customer.updated"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesCustomerState
+
+
 class FinancialPaymentProcessedEvent(EventEnvelope):
     model_config = ConfigDict(
         validate_by_name=True,
@@ -816,6 +897,8 @@ class AnyEvent(
         | SalesOrderCreatedEvent
         | SalesOrderConfirmedEvent
         | SalesOrderCancelledEvent
+        | SalesCustomerCreatedEvent
+        | SalesCustomerUpdatedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
         | FinancialPaymentRefundedEvent
@@ -840,6 +923,8 @@ class AnyEvent(
         | SalesOrderCreatedEvent
         | SalesOrderConfirmedEvent
         | SalesOrderCancelledEvent
+        | SalesCustomerCreatedEvent
+        | SalesCustomerUpdatedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
         | FinancialPaymentRefundedEvent,

@@ -55,6 +55,9 @@ from generated.events.models import (
     InventoryStockReservationFailedPayload,
     InventoryStockReservedEvent,
     InventoryStockReservedPayload,
+    SalesCustomerCreatedEvent,
+    SalesCustomerState,
+    SalesCustomerUpdatedEvent,
     SalesOrderCancelledEvent,
     SalesOrderCancelledPayload,
     SalesOrderConfirmedEvent,
@@ -85,6 +88,8 @@ __all__ = [
     "SALES_ORDER_CREATED",
     "SALES_ORDER_CONFIRMED",
     "SALES_ORDER_CANCELLED",
+    "SALES_CUSTOMER_CREATED",
+    "SALES_CUSTOMER_UPDATED",
     "FINANCIAL_PAYMENT_PROCESSED",
     "FINANCIAL_PAYMENT_FAILED",
     "FINANCIAL_PAYMENT_REFUNDED",
@@ -106,6 +111,8 @@ __all__ = [
     "publish_sales_order_created",
     "publish_sales_order_confirmed",
     "publish_sales_order_cancelled",
+    "publish_sales_customer_created",
+    "publish_sales_customer_updated",
     "publish_financial_payment_processed",
     "publish_financial_payment_failed",
     "publish_financial_payment_refunded",
@@ -345,6 +352,32 @@ SALES_ORDER_CANCELLED = EventSpec(
 )
 """sales.order.cancelled v1.0: sales → sales.events."""
 
+SALES_CUSTOMER_CREATED = EventSpec(
+    name="sales.customer.created",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.customer.created",
+    producer="sales",
+    payload_model=SalesCustomerState,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""sales.customer.created v1.0: sales → sales.events."""
+
+SALES_CUSTOMER_UPDATED = EventSpec(
+    name="sales.customer.updated",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.customer.updated",
+    producer="sales",
+    payload_model=SalesCustomerState,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""sales.customer.updated v1.0: sales → sales.events."""
+
 FINANCIAL_PAYMENT_PROCESSED = EventSpec(
     name="financial.payment.processed",
     version="1.0",
@@ -404,6 +437,8 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         "sales.order.created": SALES_ORDER_CREATED,
         "sales.order.confirmed": SALES_ORDER_CONFIRMED,
         "sales.order.cancelled": SALES_ORDER_CANCELLED,
+        "sales.customer.created": SALES_CUSTOMER_CREATED,
+        "sales.customer.updated": SALES_CUSTOMER_UPDATED,
         "financial.payment.processed": FINANCIAL_PAYMENT_PROCESSED,
         "financial.payment.failed": FINANCIAL_PAYMENT_FAILED,
         "financial.payment.refunded": FINANCIAL_PAYMENT_REFUNDED,
@@ -431,6 +466,8 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "sales.order.created": SalesOrderCreatedEvent,
         "sales.order.confirmed": SalesOrderConfirmedEvent,
         "sales.order.cancelled": SalesOrderCancelledEvent,
+        "sales.customer.created": SalesCustomerCreatedEvent,
+        "sales.customer.updated": SalesCustomerUpdatedEvent,
         "financial.payment.processed": FinancialPaymentProcessedEvent,
         "financial.payment.failed": FinancialPaymentFailedEvent,
         "financial.payment.refunded": FinancialPaymentRefundedEvent,
@@ -581,6 +618,20 @@ def publish_sales_order_cancelled(sink: EventSink, payload: SalesOrderCancelledP
     `sales.order.cancelled` to sales.events.
     """
     sink.emit(SALES_ORDER_CANCELLED, payload)
+
+
+def publish_sales_customer_created(sink: EventSink, payload: SalesCustomerState) -> None:
+    """A customer was created; the whole customer, addresses included. Emit `sales.customer.created`
+    to sales.events.
+    """
+    sink.emit(SALES_CUSTOMER_CREATED, payload)
+
+
+def publish_sales_customer_updated(sink: EventSink, payload: SalesCustomerState) -> None:
+    """A customer or one of its addresses changed; the whole customer, so a replica keeps the newest
+    `version`. Emit `sales.customer.updated` to sales.events.
+    """
+    sink.emit(SALES_CUSTOMER_UPDATED, payload)
 
 
 def publish_financial_payment_processed(

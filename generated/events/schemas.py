@@ -850,6 +850,112 @@ DEFINITIONS: Mapping[str, Any] = {
             },
         ],
     },
+    "SalesCustomerState": {
+        "type": "object",
+        "description": "A customer's whole state, addresses included (the payload of `sales.customer.*`).",
+        "additionalProperties": False,
+        "required": [
+            "customer_id",
+            "name",
+            "email",
+            "phone",
+            "document",
+            "document_type",
+            "status",
+            "user_id",
+            "addresses",
+            "version",
+            "occurred_at",
+        ],
+        "properties": {
+            "customer_id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string", "minLength": 1, "maxLength": 255},
+            "email": {"type": "string", "format": "email", "maxLength": 254},
+            "phone": {"type": ["string", "null"], "maxLength": 21},
+            "document": {
+                "type": "string",
+                "pattern": "^(\\d{11}|\\d{14})$",
+                "description": "CPF (11 digits) or CNPJ (14 digits), digits only, check digits valid.",
+            },
+            "document_type": {"type": "string", "enum": ["cpf", "cnpj"]},
+            "status": {"type": "string", "enum": ["active", "inactive"]},
+            "user_id": {
+                "type": ["string", "null"],
+                "format": "uuid",
+                "description": "The auth user who is this customer, if any.",
+            },
+            "addresses": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {"$ref": "#/definitions/CustomerAddress"},
+            },
+            "version": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "Customer version; grows with every change (a replica keeps the highest).",
+            },
+            "occurred_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "CustomerAddress": {
+        "type": "object",
+        "description": "One of a customer's addresses; exactly one is the default when there are any.",
+        "additionalProperties": False,
+        "required": [
+            "address_id",
+            "street",
+            "number",
+            "complement",
+            "neighborhood",
+            "city",
+            "state",
+            "zip_code",
+            "country",
+            "is_default",
+        ],
+        "properties": {
+            "address_id": {"type": "string", "format": "uuid"},
+            "street": {"type": "string", "minLength": 1, "maxLength": 255},
+            "number": {"type": "string", "minLength": 1, "maxLength": 20},
+            "complement": {"type": ["string", "null"], "maxLength": 255},
+            "neighborhood": {"type": "string", "minLength": 1, "maxLength": 255},
+            "city": {"type": "string", "minLength": 1, "maxLength": 255},
+            "state": {"type": "string", "pattern": "^[A-Z]{2}$"},
+            "zip_code": {
+                "type": "string",
+                "pattern": "^\\d{5}-\\d{3}$",
+                "description": "CEP, `NNNNN-NNN`.",
+            },
+            "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+            "is_default": {"type": "boolean"},
+        },
+    },
+    "SalesCustomerCreatedEvent": {
+        "description": "Envelope of `sales.customer.created`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["sales.customer.created"]},
+                    "payload": {"$ref": "#/definitions/SalesCustomerState"},
+                },
+            },
+        ],
+    },
+    "SalesCustomerUpdatedEvent": {
+        "description": "Envelope of `sales.customer.updated`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["sales.customer.updated"]},
+                    "payload": {"$ref": "#/definitions/SalesCustomerState"},
+                },
+            },
+        ],
+    },
     "FinancialPaymentProcessedPayload": {
         "type": "object",
         "additionalProperties": False,
@@ -1079,6 +1185,14 @@ ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         },
         "sales.order.cancelled": {
             "$ref": "#/definitions/SalesOrderCancelledEvent",
+            "definitions": DEFINITIONS,
+        },
+        "sales.customer.created": {
+            "$ref": "#/definitions/SalesCustomerCreatedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "sales.customer.updated": {
+            "$ref": "#/definitions/SalesCustomerUpdatedEvent",
             "definitions": DEFINITIONS,
         },
         "financial.payment.processed": {

@@ -2,12 +2,12 @@
 servers): each documented example request gets the documented success status, and the
 documented 401 and 400 examples are what the server answers (docs/adr/0008-docs-that-work.md).
 
-One auth, one inventory and one financial, started and seeded once for the module (a start
-costs seconds, a request milliseconds): the cases share the data, as a reader trying the docs
-does, so they run in an order that keeps every example valid — reads, then the writes of
-Carlos's credentials (before the examples that deactivate him), then the other writes, then the
-deletions (which name rows of their own, so even out of order they would break no other
-example). An example request carries the examples of its required query parameters too.
+One of each service (auth, inventory, sales, financial), started and seeded once for the
+module (a start costs seconds, a request milliseconds): the cases share the data, as a reader
+trying the docs does, so they run in an order that keeps every example valid — reads, then the
+writes of Carlos's credentials (before the examples that deactivate him), then the other
+writes, then the deletions (which name rows of their own, so even out of order they would break
+no other example). An example request carries the examples of its required query parameters.
 
 The secrets the server mints (refresh, verification and reset tokens) are placeholders in the
 examples; their cases take the value where the docs say it comes from: the login response, the
@@ -35,6 +35,7 @@ from services.platform.http.security import JWKS_PATH, JwksKeySource
 from services.platform.persistence.tables import OutboxMessage
 from services.platform.runtime.app import spec_path
 from services.registry import load_demo
+from services.sales.service import definition as sales_definition
 from tests.support.embedded import (
     EmbeddedService,
     MigratedDatabases,
@@ -46,7 +47,7 @@ from tests.support.polling import eventually
 from tools.codegen.examples import example_path
 
 METHODS = ("get", "put", "post", "delete", "patch")
-SERVICES = ("auth", "inventory", "financial")
+SERVICES = ("auth", "inventory", "sales", "financial")
 DOCUMENTS = {name: json.loads(spec_path(name).read_bytes()) for name in SERVICES}
 # Carlos's credentials, in this order, before any example deactivates him or changes his roles:
 # resend needs his login, verify the token resend sent, reset his (still active) account.
@@ -169,9 +170,9 @@ def _login_example() -> dict[str, Any]:
 async def demo(
     tmp_path_factory: pytest.TempPathFactory, migrated_databases: MigratedDatabases
 ) -> AsyncIterator[Demo]:
-    """Auth, inventory and financial with the demo data set (seeded twice: it is idempotent),
-    inventory and financial verifying auth's tokens over ASGI, and a session from the login
-    example, as a reader of the docs would get it."""
+    """Every service with the demo data set (seeded twice: it is idempotent), the others
+    verifying auth's tokens over ASGI, and a session from the login example, as a reader of the
+    docs would get it."""
     data = tmp_path_factory.mktemp("docs-demo")
     with pytest.MonkeyPatch.context() as monkeypatch:
         fresh_embedded_servers(monkeypatch)
@@ -192,10 +193,17 @@ async def demo(
             inventory = await start(
                 dataclasses.replace(inventory_definition, signing_keys=lambda _ctx: jwks)
             )
+            sales = await start(
+                dataclasses.replace(sales_definition, signing_keys=lambda _ctx: jwks)
+            )
             financial = await start(
                 dataclasses.replace(financial_definition, signing_keys=lambda _ctx: jwks)
             )
-            demo = Demo({"auth": auth, "inventory": inventory, "financial": financial}, "", "")
+            demo = Demo(
+                {"auth": auth, "inventory": inventory, "sales": sales, "financial": financial},
+                "",
+                "",
+            )
             tokens = await demo.login(_login_example())
             demo.token, demo.refresh_token = tokens["access_token"], tokens["refresh_token"]
             yield demo

@@ -25,6 +25,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.support.catalog import Product, product_with_stock
 from tests.support.events import assert_conforms
 from tests.support.orders import order_confirmed, order_created
 from tests.support.polling import eventually
@@ -67,34 +68,6 @@ async def api(
         base_url=inventory_service.url, headers=headers, timeout=15
     ) as client:
         yield client
-
-
-@dataclass(frozen=True)
-class Product:
-    id: str
-    sku: str
-    name: str
-    price: str
-
-
-async def _product_with_stock(api: httpx.AsyncClient, quantity: int) -> Product:
-    sku = f"EVT-{uuid.uuid4().hex[:12].upper()}"
-    created = await api.post(
-        "/api/v1/products",
-        json={"sku": sku, "name": f"Event test {sku}", "price": "12.50"},
-        headers={"Idempotency-Key": str(uuid.uuid4())},
-    )
-    assert created.status_code == 201, created.text
-    body = created.json()
-    product = Product(id=body["id"], sku=body["sku"], name=body["name"], price=body["price"])
-    if quantity:
-        received = await api.post(
-            "/api/v1/stock/receive",
-            json={"product_id": product.id, "quantity": quantity, "reason": "event test stock"},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-        )
-        assert received.status_code == 201, received.text
-    return product
 
 
 async def _stock(api: httpx.AsyncClient, product: Product) -> dict[str, Any]:
@@ -237,7 +210,7 @@ def _assert_caused_by(seen: Seen, cause: dict[str, Any]) -> None:
 async def test_order_created_reserves_stock_and_says_so_once(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
 ) -> None:
-    product = await _product_with_stock(api, 10)
+    product = await product_with_stock(api, quantity=10, tag="EVT")
     created = order_created([(product, 3)])
     order_id = created["payload"]["order_id"]
 
@@ -268,8 +241,8 @@ async def test_order_created_reserves_stock_and_says_so_once(
 async def test_order_for_more_than_available_fails_with_per_item_quantities(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
 ) -> None:
-    short = await _product_with_stock(api, 3)
-    plenty = await _product_with_stock(api, 50)
+    short = await product_with_stock(api, quantity=3, tag="EVT")
+    plenty = await product_with_stock(api, quantity=50, tag="EVT")
     created = order_created([(short, 5), (plenty, 2)])
     order_id = created["payload"]["order_id"]
 
@@ -297,7 +270,7 @@ async def test_order_for_more_than_available_fails_with_per_item_quantities(
 async def test_the_same_order_event_delivered_twice_reserves_once(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
 ) -> None:
-    product = await _product_with_stock(api, 20)
+    product = await product_with_stock(api, quantity=20, tag="EVT")
     created = order_created([(product, 4)])
     order_id = created["payload"]["order_id"]
 
@@ -317,7 +290,7 @@ async def test_the_same_order_event_delivered_twice_reserves_once(
 async def test_a_payload_that_breaks_its_schema_is_dead_lettered_at_once(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
 ) -> None:
-    product = await _product_with_stock(api, 5)
+    product = await product_with_stock(api, quantity=5, tag="EVT")
     broken = order_created([(product, 1)])
     broken["payload"]["items"][0]["quantity"] = 0  # quantity ≥ 1
     with pytest.raises(AssertionError, match="quantity"):
@@ -343,7 +316,7 @@ async def test_a_payload_that_breaks_its_schema_is_dead_lettered_at_once(
 async def test_confirmed_for_an_unknown_order_is_dead_lettered_with_its_reason(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
 ) -> None:
-    product = await _product_with_stock(api, 5)
+    product = await product_with_stock(api, quantity=5, tag="EVT")
     confirmed = order_confirmed(order_created([(product, 2)]))  # never reserved
 
     await publish(channel, confirmed)
@@ -374,7 +347,7 @@ async def test_a_handler_that_keeps_failing_is_retried_then_dead_lettered(
     the order's reservation row, so every attempt of the handler fails in PostgreSQL (after the
     kit has written the inbox row in the same transaction, which rolls back with it). No hook
     in the service, and nothing else it does is disturbed."""
-    product = await _product_with_stock(api, 5)
+    product = await product_with_stock(api, quantity=5, tag="EVT")
     created = order_created([(product, 1)])
     order_id = created["payload"]["order_id"]
     name = f"test_refuse_{uuid.uuid4().hex[:12]}"
@@ -435,7 +408,7 @@ async def test_orders_are_reserved_exactly_once_across_a_sigkill(
     inventory_service: ServiceProcess,
 ) -> None:
     orders = 40
-    product = await _product_with_stock(api, orders + 10)
+    product = await product_with_stock(api, quantity=orders + 10, tag="EVT")
     events = [order_created([(product, 1)]) for _ in range(orders)]
     order_ids = [event["payload"]["order_id"] for event in events]
 
@@ -507,7 +480,7 @@ async def test_erp_dlq_lists_shows_and_replays_a_dead_letter_once_its_cause_is_f
     captured: Capture,
     module_env: Mapping[str, str],
 ) -> None:
-    product = await _product_with_stock(api, 10)
+    product = await product_with_stock(api, quantity=10, tag="EVT")
     created = order_created([(product, 2)])
     confirmed = order_confirmed(created)
     order_id = created["payload"]["order_id"]

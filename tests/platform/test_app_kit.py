@@ -176,6 +176,16 @@ def test_swagger_ui_points_at_the_spec(client: TestClient) -> None:
     assert int(response.headers["content-length"]) == len(response.content)
 
 
+def test_swagger_ui_files_are_not_sniffed_and_unknown_ones_are_a_404(client: TestClient) -> None:
+    for path in ("/ui/", "/ui/swagger-ui.css"):
+        assert client.get(path).headers["x-content-type-options"] == "nosniff"
+    for method, path in (("GET", "/ui/x"), ("GET", "/ui/.env"), ("POST", "/ui/swagger-ui.css")):
+        response = client.request(method, path)
+        assert response.status_code in (404, 405), (method, path, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def test_swagger_ui_keeps_the_authorization_across_reloads(client: TestClient) -> None:
     assert "swagger-ui-config.json" in client.get("/ui/").text
     config = client.get("/ui/swagger-ui-config.json")

@@ -200,3 +200,28 @@ def test_a_lone_surrogate_deep_down_is_found_without_recursion() -> None:
     for _ in range(depth):
         nested = {"a": nested}
     assert not _has_lone_surrogate(nested)
+
+
+@pytest.mark.parametrize(
+    ("moment", "valid"),
+    [
+        ("9999-12-31T23:59:59-01:00", False),  # year 10000 in UTC
+        ("0001-01-01T00:30:00+01:00", False),  # year 0 in UTC
+        ("9999-12-31T23:59:59Z", True),
+        ("2026-12-02T10:00:60Z", True),  # a leap second
+    ],
+)
+def test_a_date_time_no_datetime_can_hold_is_refused(moment: str, valid: bool) -> None:
+    schema = CompiledSchema({"type": "string", "format": "date-time"})
+    found = schema.errors(moment, "expires_at")
+    if valid:
+        assert found == []
+    else:
+        assert found == [
+            {
+                "field": "expires_at",
+                "message": (
+                    "must be an RFC 3339 date-time with a time zone, within years 1-9999 in UTC"
+                ),
+            }
+        ]

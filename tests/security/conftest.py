@@ -1,5 +1,5 @@
-"""What the probes of this suite share, started once per test session: auth, inventory and
-financial as `erp serve` processes (inventory verifies tokens from auth's JWKS) on the real
+"""What the probes of this suite share, started once per test session: every service of the
+platform as `erp serve` processes (the others verify tokens from auth's JWKS) on the real
 PostgreSQL, Redis and RabbitMQ, with databases, Redis keys, a RabbitMQ vhost and a body limit
 of the suite's own; a super-admin; and users made on demand.
 
@@ -85,6 +85,15 @@ def inventory_app(
 
 
 @pytest.fixture(scope="session")
+def sales_app(
+    security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {**security_env, "ERP_AUTH_URL": auth_app.url}
+    with ServiceProcess("sales", env, security_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
 def financial_app(
     security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
 ) -> Iterator[ServiceProcess]:
@@ -154,11 +163,19 @@ async def amqp_channel(
 
 @pytest.fixture(scope="session")
 def served(
-    auth_app: ServiceProcess, inventory_app: ServiceProcess, financial_app: ServiceProcess
+    auth_app: ServiceProcess,
+    inventory_app: ServiceProcess,
+    sales_app: ServiceProcess,
+    financial_app: ServiceProcess,
 ) -> Mapping[str, ServiceProcess]:
     """Every service the suite runs, by name: a new service of `services.registry` starts
     here too, or the probes that cover every operation fail naming it."""
-    return {"auth": auth_app, "inventory": inventory_app, "financial": financial_app}
+    return {
+        "auth": auth_app,
+        "inventory": inventory_app,
+        "sales": sales_app,
+        "financial": financial_app,
+    }
 
 
 # Users many probes act as. Shared by the whole session, so a probe never logs them out,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +20,7 @@ import aio_pika
 import httpx
 import pytest
 
+from tests.support.catalog import Product, product_with_stock
 from tests.support.orders import order_created
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
@@ -66,32 +66,6 @@ async def channel(
         yield await connection.channel(publisher_confirms=True)
     finally:
         await connection.close()
-
-
-@dataclass(frozen=True)
-class Product:
-    id: str
-    sku: str
-    name: str
-    price: str
-
-
-async def product_with_stock(api: httpx.AsyncClient, quantity: int) -> Product:
-    sku = f"FRG-{uuid.uuid4().hex[:12].upper()}"
-    created = await api.post(
-        "/api/v1/products",
-        json={"sku": sku, "name": f"Forged {sku}", "price": "9.90"},
-        headers={"Idempotency-Key": str(uuid.uuid4())},
-    )
-    assert created.status_code == 201, created.text
-    body = created.json()
-    received = await api.post(
-        "/api/v1/stock/receive",
-        json={"product_id": body["id"], "quantity": quantity, "reason": "forged event probe"},
-        headers={"Idempotency-Key": str(uuid.uuid4())},
-    )
-    assert received.status_code == 201, received.text
-    return Product(body["id"], body["sku"], body["name"], body["price"])
 
 
 async def stock_levels(api: httpx.AsyncClient, product: Product) -> tuple[int, int]:
@@ -189,7 +163,7 @@ async def assert_refused(
 async def test_a_quantity_of_another_json_type_is_not_coerced(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, quantity: Any, shown: str
 ) -> None:
-    product = await product_with_stock(api, 10)
+    product = await product_with_stock(api, quantity=10, tag="FRG")
     forged = order_created([(product, 1)])
     forged["payload"]["items"][0]["quantity"] = quantity
     await assert_refused(
@@ -206,7 +180,7 @@ async def test_the_routing_key_decides_what_the_event_is(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
 ) -> None:
     # A body that would reserve, routed as a cancellation: neither is applied.
-    product = await product_with_stock(api, 10)
+    product = await product_with_stock(api, quantity=10, tag="FRG")
     forged = order_created([(product, 2)])
     await assert_refused(
         api,
@@ -222,7 +196,7 @@ async def test_the_routing_key_decides_what_the_event_is(
 async def test_an_order_event_not_from_sales_is_refused(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
 ) -> None:
-    product = await product_with_stock(api, 10)
+    product = await product_with_stock(api, quantity=10, tag="FRG")
     forged = order_created([(product, 2)])
     forged["metadata"]["service"] = "notification"
     await assert_refused(
@@ -239,7 +213,7 @@ async def test_an_order_event_not_from_sales_is_refused(
 async def test_an_order_beyond_max_items_is_refused(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
 ) -> None:
-    product = await product_with_stock(api, 1000)
+    product = await product_with_stock(api, quantity=1000, tag="FRG")
     forged = order_created([(product, 1)] * 101)
     await assert_refused(
         api,
@@ -255,7 +229,7 @@ async def test_a_quantity_out_of_range_is_refused_at_once_without_sql(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel
 ) -> None:
     # Beyond the int4 column: once retried 3 times with the statement in the reason.
-    product = await product_with_stock(api, 10)
+    product = await product_with_stock(api, quantity=10, tag="FRG")
     forged = order_created([(product, 1)])
     forged["payload"]["items"][0]["quantity"] = 2**31
     await assert_refused(

@@ -175,6 +175,9 @@ UNDECLARED = [
     "/server-status",
     "/actuator/env",
     "/openapi.yaml",
+    # Under Swagger UI's static files: nothing but its own files answers there.
+    "/ui/.env",
+    "/ui/x",
 ]
 
 
@@ -182,6 +185,7 @@ UNDECLARED = [
 def test_no_undeclared_endpoint_answers(clients: Mapping[str, Api], path: str) -> None:
     for api in clients.values():
         refusal(api.get(path), 404)
+        refusal(api.post(path), 405 if path.startswith("/ui/") else 404)
 
 
 # --- the probes themselves ------------------------------------------------------------------

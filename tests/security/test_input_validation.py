@@ -141,3 +141,13 @@ def test_an_unknown_parameter_is_named_without_echoing_a_huge_name(api: Api) -> 
     body = problem(response, 400)
     assert len(response.content) < 2_000, "the refusal echoes the whole name"
     assert sorted(fields(body)) == sorted([name[:64] + "…", "sort"])
+
+
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+01:00"])
+def test_a_date_time_beyond_what_a_timestamp_holds_is_a_400(
+    api: Api, admin_token: str, moment: str
+) -> None:
+    key = {"name": "far future", "permissions": ["auth.users.view"], "expires_at": moment}
+    response = api.post("/api/v1/api-keys", json=key, token=admin_token)
+    body = problem(response, 400)
+    assert fields(body) == ["expires_at"]

@@ -24,6 +24,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from tests.support.catalog import Product
 from tests.support.http import Api
 from tests.support.orders import order_created
 from tests.support.polling import eventually
@@ -37,14 +38,6 @@ CREATED = "sales.order.created"
 INVENTORY_QUEUE = "inventory.queue"
 INVENTORY_DLQ = "inventory.dlq"
 STOCK = 10
-
-
-@dataclass(frozen=True)
-class Product:
-    id: str
-    sku: str
-    name: str
-    price: str
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +99,9 @@ def cases(order: dict[str, Any]) -> Iterator[tuple[str, Malformed]]:
     yield "truncated-json", Malformed(whole[: len(whole) // 2], "not JSON")
     yield "not-utf8", Malformed(b"\xff\xfe" + whole, "not JSON")
     yield "empty-body", Malformed(b"", "not JSON")
+    yield "nested-too-deeply", Malformed(b"[" * 100_000 + b"]" * 100_000, "not JSON")
+    not_a_number = json.dumps({**order, "event_version": float("nan")})  # NaN is not JSON
+    yield "nan-member", Malformed(not_a_number.encode(), "not JSON")
     yield "json-array", Malformed(json.dumps([order]).encode(), "not a JSON object")
     yield "json-string", Malformed(json.dumps(json.dumps(order)).encode(), "not a JSON object")
     for member in (

@@ -215,6 +215,10 @@ def test_an_array_over_its_max_items_is_refused(
     body[name] = [f"probe.many.{letters(n)}" for n in range(max_items + 1)]
     if "role" in name:
         body[name] = [f"probe-{letters(n)}" for n in range(max_items + 1)]
+    example = example_body(service, operation).get(name)
+    if isinstance(example, list) and example and isinstance(example[0], dict):
+        # Objects (a customer's addresses): the documented one, once too often.
+        body[name] = [example[0]] * (max_items + 1)
     response = call(clients[service], service, operation, json=body)
     assert_field_refused(response, name)
 

@@ -19,7 +19,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import date
+from datetime import UTC, date, datetime
 from itertools import islice
 from typing import Any
 
@@ -71,7 +71,16 @@ def _is_date_time(value: object) -> bool:
         return False
     hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"])
     offset_ok = match["oh"] is None or (int(match["oh"]) < 24 and int(match["om"]) < 60)
-    return hour < 24 and minute < 60 and second <= 60 and offset_ok
+    return hour < 24 and minute < 60 and second <= 60 and offset_ok and _in_utc_range(value)
+
+
+def _in_utc_range(value: str) -> bool:
+    # 9999-12-31T23:59:59-01:00 is year 10000 in UTC: no datetime (nor column) holds it.
+    try:
+        datetime.fromisoformat(value.replace(":60", ":59", 1)).astimezone(UTC)
+    except (OverflowError, ValueError):
+        return False
+    return True
 
 
 def _is_email(value: object) -> bool:
@@ -119,7 +128,7 @@ _FORMAT_NAMES: Mapping[str, str] = {
     "email": "an e-mail address",
     "uuid": "a UUID",
     "date": "a date (YYYY-MM-DD)",
-    "date-time": "an RFC 3339 date-time with a time zone",
+    "date-time": "an RFC 3339 date-time with a time zone, within years 1-9999 in UTC",
 }
 
 
@@ -287,7 +296,7 @@ class CompiledSchema:
             self._root["definitions"] = definitions
         self._check = jsonschema_rs.Draft4Validator(
             _for_rust(self._root),
-            formats={"email": _is_email},
+            formats={"email": _is_email, "date-time": _is_date_time},
             validate_formats=True,
             ignore_unknown_formats=True,
         )

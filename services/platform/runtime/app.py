@@ -40,6 +40,7 @@ import uvicorn
 from connexion.middleware.swagger_ui import SwaggerUIMiddleware
 from connexion.options import SwaggerUIOptions
 from connexion.spec import Specification
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive, Scope, Send
 
 from services.platform.core import scope as scope_vars
@@ -212,10 +213,13 @@ class ServiceApp:
                     if path == OPENAPI_PATH and method == "GET":
                         rendered = Rendered(200, self._spec, {"content-type": "application/json"})
                     elif path == SWAGGER_UI_PATH or path.startswith(SWAGGER_UI_PATH + "/"):
-                        ui_send = ids.wrap(send)
+                        ui_send = _with_security_headers(ids.wrap(send))
                         if path == SWAGGER_UI_PATH + "/":
                             ui_send = _retitled(ui_send, self._ui_title)
-                        await self._swagger(scope, receive, ui_send)
+                        try:
+                            await self._swagger(scope, receive, ui_send)
+                        except StarletteHTTPException as refused:  # no such file, or a POST
+                            raise _swagger_refusal(refused) from None
                         return
                     elif path == "/" and method in ("GET", "HEAD"):
                         # Whoever opens the service's address lands on its docs.
@@ -437,6 +441,24 @@ async def _read_body(receive: Receive, headers: Mapping[str, str], limit: int) -
 
 def _too_large(limit: int) -> Problem:
     return Problem(413, detail=f"The body is larger than {limit} bytes.")
+
+
+def _swagger_refusal(refused: StarletteHTTPException) -> Problem:
+    if refused.status_code == 404:
+        return not_found()
+    detail = "Swagger UI's files are read with GET or HEAD."
+    return Problem(refused.status_code, detail=detail, headers=refused.headers)
+
+
+def _with_security_headers(send: Send) -> Send:
+    """`send` adding `SECURITY_HEADERS`, for what the kit delegates (Swagger UI's files)."""
+
+    async def send_secured(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *SECURITY_HEADERS]}
+        await send(message)
+
+    return send_secured
 
 
 def _retitled(send: Send, title: str) -> Send:

@@ -268,9 +268,11 @@ class MessageConsumer:
 
     def _decode(self, message: IncomingMessage) -> tuple[Envelope, BaseModel, Handler]:
         try:
-            envelope = json.loads(message.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            envelope = json.loads(message.body, parse_constant=_not_json)
+        except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
             raise InvalidMessage(f"body is not JSON: {error}") from error
+        except RecursionError:
+            raise InvalidMessage("body is not JSON: nested too deeply") from None
         if not isinstance(envelope, dict):
             raise InvalidMessage("body is not a JSON object (an event envelope)")
         # The routing key is what the broker routed on (and what bindings and permissions
@@ -428,3 +430,8 @@ def _describe(error: ValidationError) -> str:
         f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
         for item in error.errors(include_url=False)
     )
+
+
+def _not_json(constant: str) -> Any:
+    # json.loads takes NaN and Infinity, which JSON does not have and no column holds.
+    raise ValueError(f"{constant} is not a JSON value")

@@ -1,0 +1,1 @@
+"""The sales service's writes, one module per aggregate, each on a unit of work."""

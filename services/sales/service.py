@@ -1,0 +1,30 @@
+"""The sales service as the platform kit runs it (customers so far; ADR 0011)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import services.sales.handlers
+from generated.events.publishers import ENVELOPE_MODELS, EVENTS
+from generated.events.schemas import ENVELOPE_SCHEMAS
+from generated.sales.operations import OPERATIONS, SCHEMAS, SalesHandlers
+from generated.topology import TOPOLOGY
+from services.platform import ServiceDefinition
+from services.sales.tables import metadata
+
+definition = ServiceDefinition(
+    name="sales",
+    default_port=8003,
+    handlers="services.sales.handlers",
+    operations=OPERATIONS,
+    schemas=SCHEMAS,
+    topology=TOPOLOGY,
+    events=EVENTS,
+    envelopes=ENVELOPE_MODELS,
+    envelope_schemas=ENVELOPE_SCHEMAS,
+    metadata=metadata,
+    migrations=Path(__file__).parent / "migrations",
+)
+
+# mypy proves here that the handler module has a coroutine for every operation of the spec.
+handlers_check: SalesHandlers = services.sales.handlers
