@@ -40,6 +40,7 @@ from services.platform import (
     newest_first,
     page_of,
     paginate,
+    resource_not_found,
     unauthorized,
 )
 
@@ -169,7 +170,7 @@ async def live_user(session: AsyncSession, user_id: UUID, *, lock: bool = False)
         statement = statement.with_for_update()
     user = (await session.scalars(statement)).first()
     if user is None:
-        raise not_found("User", user_id)
+        raise resource_not_found("User", user_id)
     return user
 
 
@@ -179,19 +180,15 @@ async def live_role(session: AsyncSession, role_id: UUID, *, lock: bool = False)
         statement = statement.with_for_update()
     role = (await session.scalars(statement)).first()
     if role is None:
-        raise not_found("Role", role_id)
+        raise resource_not_found("Role", role_id)
     return role
 
 
 async def live_api_key(session: AsyncSession, api_key_id: UUID, *, lock: bool = False) -> ApiKey:
     api_key = await session.get(ApiKey, api_key_id, with_for_update=lock)
     if api_key is None or api_key.revoked_at is not None:
-        raise not_found("API key", api_key_id)
+        raise resource_not_found("API key", api_key_id)
     return api_key
-
-
-def not_found(kind: str, identifier: object) -> Problem:
-    return Problem(404, detail=f"{kind} {identifier} not found.")
 
 
 async def roles_of(session: AsyncSession, user_ids: Iterable[UUID]) -> dict[UUID, list[str]]:

@@ -20,11 +20,7 @@ from services.financial.domain import (
     summary_range_problem,
 )
 from services.financial.tables import LedgerTransaction, Payment
-from services.platform import Page, Problem, ServiceContext, page_of, paginate
-
-
-def _not_found(kind: str, identifier: object) -> Problem:
-    return Problem(404, detail=f"{kind} {identifier} not found.")
+from services.platform import Page, Problem, ServiceContext, page_of, paginate, resource_not_found
 
 
 async def list_payments(
@@ -45,7 +41,7 @@ async def get_payment(ctx: ServiceContext, payment_id: UUID) -> models.Payment:
     async with ctx.database.read_session() as session:
         found = await session.get(Payment, payment_id)
     if found is None:
-        raise _not_found("Payment", payment_id)
+        raise resource_not_found("Payment", payment_id)
     return models.Payment.model_validate(found, from_attributes=True)
 
 
@@ -54,7 +50,7 @@ async def get_order_payment(ctx: ServiceContext, order_id: UUID) -> models.Payme
     async with ctx.database.read_session() as session:
         found = (await session.scalars(statement)).first()
     if found is None:
-        raise _not_found("The payment of order", order_id)
+        raise resource_not_found("The payment of order", order_id)
     return models.Payment.model_validate(found, from_attributes=True)
 
 

@@ -25,7 +25,6 @@ from sqlmodel import col, select
 
 from generated.inventory import models
 from services.inventory import domain
-from services.inventory.errors import not_found
 from services.inventory.tables import Category, Movement, Product, Reservation, Stock, Warehouse
 from services.platform import (
     JsonCache,
@@ -39,6 +38,7 @@ from services.platform import (
     newest_first,
     page_of,
     paginate,
+    resource_not_found,
 )
 
 PRODUCTS_TAG: Final = "inventory-products"
@@ -111,7 +111,7 @@ async def get_category(ctx: ServiceContext, category_id: UUID) -> models.Categor
     async with ctx.database.read_session() as session:
         found = await session.get(Category, category_id)
     if found is None:
-        raise not_found("Category", category_id)
+        raise resource_not_found("Category", category_id)
     return models.Category.model_validate(found, from_attributes=True)
 
 
@@ -250,7 +250,7 @@ async def live_product(session: AsyncSession, product_id: UUID) -> Product:
     )
     found = (await session.scalars(statement)).first()
     if found is None:
-        raise not_found("Product", product_id)
+        raise resource_not_found("Product", product_id)
     return found
 
 
@@ -295,7 +295,7 @@ async def get_warehouse(ctx: ServiceContext, warehouse_id: UUID) -> models.Wareh
     async with ctx.database.read_session() as session:
         found = await session.get(Warehouse, warehouse_id)
     if found is None:
-        raise not_found("Warehouse", warehouse_id)
+        raise resource_not_found("Warehouse", warehouse_id)
     return models.Warehouse.model_validate(found, from_attributes=True)
 
 
@@ -357,7 +357,7 @@ async def get_warehouse_stock(
 ) -> models.StockList:
     async with ctx.database.read_session() as session:
         if await session.get(Warehouse, warehouse_id) is None:
-            raise not_found("Warehouse", warehouse_id)
+            raise resource_not_found("Warehouse", warehouse_id)
         statement = (
             _live_stock()
             .where(col(Stock.warehouse_id) == warehouse_id)
@@ -422,5 +422,5 @@ async def get_reservation(ctx: ServiceContext, order_id: UUID) -> models.Reserva
     async with ctx.database.read_session() as session:
         found = (await session.scalars(statement)).first()
         if found is None:
-            raise not_found("Reservation of order", order_id)
+            raise resource_not_found("Reservation of order", order_id)
         return models.Reservation.model_validate(found, from_attributes=True)

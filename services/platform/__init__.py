@@ -16,7 +16,14 @@ from services.platform.core.contracts import EventSink, EventSpec, OperationInfo
 from services.platform.core.emails import normalise_email
 from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
-from services.platform.core.problems import Problem, unauthorized, validation_problem
+from services.platform.core.problems import (
+    Problem,
+    check_rules,
+    resource_not_found,
+    unauthorized,
+    unprocessable,
+    validation_problem,
+)
 from services.platform.core.rules import FieldError, utc_now
 from services.platform.core.scope import (
     Caller,
@@ -56,7 +63,7 @@ from services.platform.persistence.pagination import (
 from services.platform.persistence.redis import JsonCache
 from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import UtcDateTime, utc_timestamp
-from services.platform.persistence.uow import UnitOfWork, rfc3339
+from services.platform.persistence.uow import UnitOfWork, flush_unique, rfc3339
 from services.platform.runtime.app import create_app
 from services.platform.runtime.calls import Call, WriteCall
 from services.platform.runtime.consumers import DeadLetter
@@ -102,12 +109,14 @@ __all__ = [
     "WriteCall",
     "affected_rows",
     "api_key_digest",
+    "check_rules",
     "configure_logging",
     "create_app",
     "current_context",
     "current_principal",
     "detect_embedded",
     "etag",
+    "flush_unique",
     "idempotent",
     "insert_ignoring_conflicts",
     "keyset_of",
@@ -125,10 +134,12 @@ __all__ = [
     "refund_rate_limit",
     "require_if_match",
     "require_principal",
+    "resource_not_found",
     "rfc3339",
     "run_migrations",
     "run_service",
     "unauthorized",
+    "unprocessable",
     "utc_now",
     "utc_timestamp",
     "validation_problem",

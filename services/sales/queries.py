@@ -11,9 +11,8 @@ from sqlalchemy import func, or_
 from sqlmodel import col, select
 
 from generated.sales import models
-from services.platform import Page, ServiceContext, page_of, paginate
+from services.platform import Page, ServiceContext, page_of, paginate, resource_not_found
 from services.sales.commands.customers import customer_model
-from services.sales.errors import not_found
 from services.sales.tables import Customer, CustomerAddress
 
 
@@ -57,7 +56,7 @@ async def get_customer(ctx: ServiceContext, customer_id: UUID) -> models.Custome
     async with ctx.database.read_session() as session:
         customer = await session.get(Customer, customer_id)
         if customer is None:
-            raise not_found("Customer", customer_id)
+            raise resource_not_found("Customer", customer_id)
         addresses = await session.scalars(
             select(CustomerAddress)
             .where(col(CustomerAddress.customer_id) == customer_id)

@@ -26,7 +26,7 @@ from sqlmodel import col, select
 
 from generated.auth import models
 from services.auth import domain
-from services.auth.commands.common import active_holdings, audit, unprocessable
+from services.auth.commands.common import active_holdings, audit
 from services.auth.queries import as_created_api_key, live_api_key
 from services.auth.tables import ApiKey
 from services.platform import (
@@ -39,6 +39,7 @@ from services.platform import (
     api_key_digest,
     parse_uuid,
     unauthorized,
+    unprocessable,
     utc_now,
 )
 

@@ -4,13 +4,12 @@ hashing and the problems they answer with."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -18,12 +17,12 @@ from services.auth import domain
 from services.auth.tables import AuditEntry, RolePermission, User, UserRole
 from services.platform import (
     Caller,
-    FieldError,
     Problem,
     ServiceContext,
     UnitOfWork,
     rate_limit,
     refund_rate_limit,
+    unprocessable,
 )
 
 # --- who is calling -------------------------------------------------------------------------
@@ -77,10 +76,6 @@ class Limit:
 # --- credentials ----------------------------------------------------------------------------
 
 
-def unprocessable(detail: str, errors: Sequence[FieldError]) -> Problem:
-    return Problem(422, detail=detail, errors=[e.as_dict() for e in errors])
-
-
 def email_taken() -> Problem:
     return Problem(409, detail="The e-mail address is already registered.")
 
@@ -111,14 +106,6 @@ async def hash_password(password: str) -> str:
 async def user_by_email(session: AsyncSession, email: str) -> User | None:
     found = await session.scalars(select(User).where(col(User.email) == email))
     return found.first()
-
-
-async def flush_unique(session: AsyncSession, conflict: Callable[[], Problem]) -> None:
-    """Flush; a unique violation (a concurrent insert of the same key) becomes `conflict()`."""
-    try:
-        await session.flush()
-    except IntegrityError:
-        raise conflict() from None
 
 
 async def permissions_of(session: AsyncSession, user_id: UUID) -> list[str]:

@@ -19,7 +19,7 @@ from sqlmodel import col, select
 from generated.auth import models
 from services.auth import domain
 from services.auth.commands.api_keys import api_keys_changed
-from services.auth.commands.common import audit, flush_unique, unprocessable
+from services.auth.commands.common import audit
 from services.auth.commands.credentials import revoke_access_tokens
 from services.auth.queries import as_role, live_role, permissions_by_role
 from services.auth.tables import Role, RolePermission, UserRole, metadata
@@ -30,8 +30,10 @@ from services.platform import (
     ServiceContext,
     UnitOfWork,
     affected_rows,
+    flush_unique,
     insert_ignoring_conflicts,
     require_if_match,
+    unprocessable,
     utc_now,
 )
 
@@ -55,7 +57,7 @@ async def create_role(
         updated_at=now,
     )
     session.add(role)
-    await flush_unique(session, lambda: _slug_taken(body.slug))
+    await flush_unique(session, _slug_taken(body.slug))
     for permission in granted:
         session.add(RolePermission(role_id=role.id, permission_slug=permission))
     audit(uow, "auth.role.created", caller, subject_id=role.id, slug=role.slug, permissions=granted)

@@ -27,7 +27,6 @@ from services.auth.commands.common import (
     check_new_credentials,
     check_password,
     email_taken,
-    flush_unique,
     hash_password,
     touch,
     user_by_email,
@@ -50,6 +49,7 @@ from services.platform import (
     Problem,
     ServiceContext,
     UnitOfWork,
+    flush_unique,
     unauthorized,
     utc_now,
 )
@@ -91,7 +91,7 @@ async def register(
         name=body.name, email=email, password_hash=password_hash, created_at=now, updated_at=now
     )
     uow.session.add(user)
-    await flush_unique(uow.session, email_taken)
+    await flush_unique(uow.session, email_taken())
     token, expires_at = await issue_one_time_token(
         uow.session, user, TokenPurpose.EMAIL_VERIFICATION, domain.EMAIL_VERIFICATION_TTL, now
     )

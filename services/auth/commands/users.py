@@ -33,11 +33,9 @@ from services.auth.commands.common import (
     check_new_credentials,
     check_password,
     email_taken,
-    flush_unique,
     hash_password,
     permissions_of,
     touch,
-    unprocessable,
     user_by_email,
 )
 from services.auth.commands.credentials import (
@@ -54,7 +52,9 @@ from services.platform import (
     Problem,
     ServiceContext,
     UnitOfWork,
+    flush_unique,
     require_if_match,
+    unprocessable,
     utc_now,
 )
 
@@ -85,7 +85,7 @@ async def create_user(
         updated_at=now,
     )
     session.add(user)
-    await flush_unique(session, email_taken)
+    await flush_unique(session, email_taken())
     for role_id in role_ids.values():
         session.add(UserRole(user_id=user.id, role_id=role_id))
     token, expires_at = await issue_one_time_token(
@@ -132,7 +132,7 @@ async def update_user(
     if not changed:
         return await user_model(session, user)
     touch(user, now)
-    await flush_unique(session, email_taken)
+    await flush_unique(session, email_taken())
     if "email" in changed:
         token, expires_at = await issue_one_time_token(
             session, user, TokenPurpose.EMAIL_VERIFICATION, domain.EMAIL_VERIFICATION_TTL, now

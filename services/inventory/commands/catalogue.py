@@ -23,10 +23,19 @@ from generated.events.models import (
 )
 from generated.inventory import models
 from services.inventory import domain
-from services.inventory.errors import check, flush_unique, not_found, unknown
+from services.inventory.errors import unknown
 from services.inventory.queries import invalidate_product_list
 from services.inventory.tables import Category, Product, Stock
-from services.platform import JsonCache, Problem, UnitOfWork, require_if_match, utc_now
+from services.platform import (
+    JsonCache,
+    Problem,
+    UnitOfWork,
+    check_rules,
+    flush_unique,
+    require_if_match,
+    resource_not_found,
+    utc_now,
+)
 
 T = TypeVar("T")
 
@@ -38,7 +47,7 @@ async def _category(session: AsyncSession, category_id: UUID) -> Category:
     statement = select(Category).where(col(Category.id) == category_id).with_for_update()
     found = (await session.scalars(statement)).first()
     if found is None:
-        raise not_found("Category", category_id)
+        raise resource_not_found("Category", category_id)
     return found
 
 
@@ -72,7 +81,7 @@ async def create_category(
     """A new category; `new_id` fixes its id (the demo data set's, known to the docs)."""
     session = uow.session
     slug = domain.slugify(body.name) if body.slug is MISSING else body.slug
-    check(domain.slug_errors(slug))
+    check_rules(domain.slug_errors(slug))
     parent = await _referenced_category(session, _given(body.parent_id), "parent_id")
     now = utc_now()
     category = Category(
@@ -100,7 +109,7 @@ async def update_category(
     category = await _category(session, category_id)
     require_if_match(if_match, category.version)
     if "slug" in changes and changes["slug"] != category.slug:
-        check(domain.slug_errors(changes["slug"]))
+        check_rules(domain.slug_errors(changes["slug"]))
     if "parent_id" in changes:
         parent = await _referenced_category(session, changes["parent_id"], "parent_id")
         if parent != category.parent_id:
@@ -153,7 +162,7 @@ async def _product(session: AsyncSession, product_id: UUID) -> Product:
     )
     found = (await session.scalars(statement)).first()
     if found is None:
-        raise not_found("Product", product_id)
+        raise resource_not_found("Product", product_id)
     return found
 
 
@@ -165,8 +174,8 @@ def _price(text_value: str) -> str:
     """The price in its canonical form ("0012.50" is "12.50"); 422 outside the range."""
     value = domain.parse_price(text_value)
     if value is None:
-        check(domain.price_errors(text_value))
-    assert value is not None  # check() raised otherwise
+        check_rules(domain.price_errors(text_value))
+    assert value is not None  # check_rules() raised otherwise
     return domain.format_price(value)
 
 
@@ -195,7 +204,7 @@ async def create_product(
 ) -> models.Product:
     """A new product; `new_id` fixes its id (the demo data set's, known to the docs)."""
     session = uow.session
-    check(domain.sku_errors(body.sku) + domain.price_errors(body.price))
+    check_rules(domain.sku_errors(body.sku) + domain.price_errors(body.price))
     category = await _referenced_category(session, _given(body.category_id), "category_id")
     if (await session.scalars(select(Product.id).where(col(Product.sku) == body.sku))).first():
         raise _sku_taken(body.sku)

@@ -23,7 +23,7 @@ from generated.inventory import models
 from services.inventory import domain
 from services.inventory.commands.warehouses import default_warehouse_id
 from services.inventory.domain import MovementType, StockLevel
-from services.inventory.errors import check, unknown, unprocessable
+from services.inventory.errors import unknown
 from services.inventory.tables import Movement, Product, Stock, Warehouse, metadata
 from services.platform import (
     Caller,
@@ -31,7 +31,9 @@ from services.platform import (
     Problem,
     Sql,
     UnitOfWork,
+    check_rules,
     insert_ignoring_conflicts,
+    unprocessable,
     utc_now,
 )
 
@@ -90,7 +92,7 @@ async def receive_stock(
 ) -> models.Movement:
     """Units in: the stock row and its `in` movement. No event (receipts never bring stock
     down to its minimum)."""
-    check(domain.reason_errors(body.reason))
+    check_rules(domain.reason_errors(body.reason))
     now = utc_now()
     into = body.warehouse_id is not MISSING
     where: dict[str, Any] = (
@@ -219,7 +221,7 @@ async def adjust_stock(
 ) -> models.Movement:
     """A signed change of the units on hand (a count, damage), optionally a new minimum; never
     below zero nor below what is reserved."""
-    check(domain.reason_errors(body.reason))
+    check_rules(domain.reason_errors(body.reason))
     session = uow.session
     product, warehouse = await _target(session, body.product_id, body.warehouse_id)
     stock = await _locked_stock(session, uow.dialect, product.id, warehouse)

@@ -12,14 +12,16 @@ from sqlmodel import col, select
 
 from generated.inventory import models
 from services.inventory import domain
-from services.inventory.errors import check, flush_unique, not_found
 from services.inventory.tables import Warehouse, metadata
 from services.platform import (
     Problem,
     ServiceContext,
     UnitOfWork,
+    check_rules,
+    flush_unique,
     insert_ignoring_conflicts,
     require_if_match,
+    resource_not_found,
     utc_now,
 )
 
@@ -70,7 +72,7 @@ async def create_warehouse(
 ) -> models.Warehouse:
     """A new warehouse; `new_id` fixes its id (the demo data set's, known to the docs)."""
     session = uow.session
-    check(domain.warehouse_code_errors(body.code))
+    check_rules(domain.warehouse_code_errors(body.code))
     if (
         await session.scalars(select(Warehouse.id).where(col(Warehouse.code) == body.code))
     ).first():
@@ -95,7 +97,7 @@ async def update_warehouse(
     statement = select(Warehouse).where(col(Warehouse.id) == warehouse_id).with_for_update()
     warehouse = (await uow.session.scalars(statement)).first()
     if warehouse is None:
-        raise not_found("Warehouse", warehouse_id)
+        raise resource_not_found("Warehouse", warehouse_id)
     require_if_match(if_match, warehouse.version)
     changes: dict[str, Any] = {}
     if "name" in body.model_fields_set:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 
+from services.platform.core.rules import FieldError
+
 PROBLEM_JSON = "application/problem+json"
 BEARER_CHALLENGE = "Bearer"
 MAX_FIELD_ERRORS = 50
@@ -75,3 +77,19 @@ def validation_problem(errors: Sequence[Mapping[str, str]]) -> Problem:
     else:
         detail = f"The request has {len(errors)} invalid fields; see errors."
     return Problem(400, "Bad Request", _printable(detail), errors=errors)
+
+
+def resource_not_found(kind: str, identifier: object) -> Problem:
+    """A 404 for something the URL names that does not exist ("Product 1f… not found.")."""
+    return Problem(404, detail=f"{kind} {identifier} not found.")
+
+
+def unprocessable(detail: str, errors: Sequence[FieldError]) -> Problem:
+    """A 422: a well-formed body that breaks a domain rule, each broken rule by its field."""
+    return Problem(422, detail=detail, errors=[error.as_dict() for error in errors])
+
+
+def check_rules(errors: Sequence[FieldError]) -> None:
+    """Raise the 422 when a service's domain rules found problems."""
+    if errors:
+        raise unprocessable("The request breaks the rules; see errors.", errors)

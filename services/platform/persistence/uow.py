@@ -35,7 +35,8 @@ from uuid import UUID, uuid4
 
 from prometheus_client import Counter
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSessionTransaction
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 
 from services.platform.core import scope as requestctx
 from services.platform.core.contracts import EventSpec
@@ -334,3 +335,12 @@ class Transactional(Protocol):
     def database(self) -> Database: ...
 
     def unit_of_work(self) -> UnitOfWork: ...
+
+
+async def flush_unique(session: AsyncSession, conflict: Problem) -> None:
+    """Flush; a unique violation (a concurrent insert of the same key, which the check before
+    it could not see) becomes `conflict`, the 409 the check would have raised."""
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise conflict from None

@@ -20,12 +20,14 @@ from services.platform import (
     FieldError,
     Problem,
     UnitOfWork,
+    flush_unique,
     normalise_email,
     require_if_match,
+    resource_not_found,
+    unprocessable,
     utc_now,
 )
 from services.sales import domain
-from services.sales.errors import flush_unique, not_found, unprocessable
 from services.sales.tables import Customer, CustomerAddress
 
 _ADDRESS_FIELDS = ("street", "number", "complement", "neighborhood", "city", "state", "zip_code")
@@ -80,7 +82,7 @@ async def _locked(uow: UnitOfWork, customer_id: UUID) -> Customer:
     statement = select(Customer).where(col(Customer.id) == customer_id).with_for_update()
     customer = (await uow.session.scalars(statement)).first()
     if customer is None:
-        raise not_found("Customer", customer_id)
+        raise resource_not_found("Customer", customer_id)
     return customer
 
 
@@ -248,7 +250,7 @@ async def _clear_default(uow: UnitOfWork, addresses: Sequence[CustomerAddress]) 
 async def _address(uow: UnitOfWork, customer_id: UUID, address_id: UUID) -> CustomerAddress:
     address = await uow.session.get(CustomerAddress, address_id)
     if address is None or address.customer_id != customer_id:
-        raise not_found("Address", address_id)
+        raise resource_not_found("Address", address_id)
     return address
 
 
