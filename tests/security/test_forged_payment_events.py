@@ -12,9 +12,7 @@ first retry), with a reason naming the check, and no payment was made, or refund
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -24,6 +22,7 @@ import pytest
 from tests.support.orders import PricedItem, order_cancelled, order_created, order_totalling
 from tests.support.polling import eventually
 from tests.support.processes import ServiceProcess
+from tests.support.wire import publish_body, take_dead_letter
 
 pytestmark = pytest.mark.integration
 
@@ -78,53 +77,15 @@ async def publish_raw(
     channel: aio_pika.abc.AbstractChannel, envelope: dict[str, Any], routing_key: str
 ) -> None:
     """As a producer would, but with whatever body and routing key the forger chose."""
-    exchange = await channel.get_exchange(SALES_EXCHANGE)
-    await exchange.publish(
-        aio_pika.Message(
-            json.dumps(envelope).encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=envelope["event_id"],
-            correlation_id=envelope["correlation_id"],
-        ),
-        routing_key=routing_key,
-        mandatory=True,
+    body = json.dumps(envelope).encode()
+    await publish_body(
+        channel,
+        SALES_EXCHANGE,
+        routing_key,
+        body,
+        message_id=envelope["event_id"],
+        correlation_id=envelope["correlation_id"],
     )
-
-
-@dataclass(frozen=True)
-class Refusal:
-    headers: Mapping[str, Any]
-    body: bytes
-    after: float  # seconds from publishing to finding it in the DLQ
-
-    def header(self, name: str) -> Any:
-        value = self.headers.get(name)
-        return value.decode() if isinstance(value, bytes) else value
-
-
-async def dead_letter_of(channel: aio_pika.abc.AbstractChannel, message_id: str) -> Refusal:
-    """Take `message_id` off `financial.dlq`; other letters are put back as they were."""
-    started = time.monotonic()
-    queue = await channel.declare_queue(FINANCIAL_DLQ, passive=True)
-
-    async def look() -> Refusal | None:
-        held: list[aio_pika.abc.AbstractIncomingMessage] = []
-        try:
-            while (message := await queue.get(no_ack=False, fail=False)) is not None:
-                if message.message_id == message_id:
-                    await message.ack()
-                    return Refusal(dict(message.headers), message.body, time.monotonic() - started)
-                held.append(message)
-            return None
-        finally:
-            for message in held:
-                await message.nack(requeue=True)
-
-    refusal: Refusal = await eventually(
-        look, what=f"{message_id} in {FINANCIAL_DLQ}", within=30, every=0.05
-    )
-    return refusal
 
 
 async def assert_refused(
@@ -134,11 +95,11 @@ async def assert_refused(
     reason: str,
 ) -> None:
     await publish_raw(channel, forged, routing_key)
-    refusal = await dead_letter_of(channel, forged["event_id"])
+    refusal = await take_dead_letter(channel, FINANCIAL_DLQ, forged["event_id"])
     assert refusal.header("x-erp-error") == "InvalidMessage"
     assert refusal.header("x-erp-error-reason") == reason
     assert refusal.header("x-erp-attempts") == 0  # refused, never tried
-    assert refusal.after < RETRY_DELAYS[0] + RETRY_DELAYS[1], refusal.after
+    assert refusal.arrived_after < RETRY_DELAYS[0] + RETRY_DELAYS[1], refusal.arrived_after
     assert refusal.header("x-erp-original-routing-key") == routing_key
     assert json.loads(refusal.body) == forged  # kept as it came, for a human to look at
 
