@@ -26,7 +26,6 @@ import sqlalchemy.exc
 import uvicorn
 
 from generated.topology import TOPOLOGY
-from services.auth.demo import DEMO_USER_EMAIL, DEMO_USER_PASSWORD
 from services.platform.core.settings import Mode, Settings, choose_mode, describe_servers
 from services.registry import DEMO_DATA, SERVICES, load_definition, with_demo_data
 
@@ -43,7 +42,12 @@ UNREACHABLE = (
 )
 EXIT_REFUSED = 2  # the command cannot do what was asked (bad input, no such thing, no server)
 
-DEMO_LOGIN = f"{DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD}"
+
+def _demo_login() -> str:
+    # Imported here: auth's domain (and its password list) is no business of `erp serve inventory`.
+    from services.auth.demo import DEMO_USER_EMAIL, DEMO_USER_PASSWORD
+
+    return f"{DEMO_USER_EMAIL} / {DEMO_USER_PASSWORD}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -206,7 +210,7 @@ def _up(args: argparse.Namespace) -> int:
         )
     print("erp: services\n" + "\n".join(lines), flush=True)
     if mode.embedded:
-        print(f"erp: demo data loaded; log in as {DEMO_LOGIN} (demo only)", flush=True)
+        print(f"erp: demo data loaded; log in as {_demo_login()} (demo only)", flush=True)
     asyncio.run(_serve_all(servers))
     return 0
 
@@ -238,7 +242,7 @@ def _demo_seed(args: argparse.Namespace) -> int:
         settings = _settings_in_mode(name)
         _reaching(settings, partial(asyncio.run, _seed(definition, settings)))
         print(f"demo data of {name} loaded")
-    print(f"log in as {DEMO_LOGIN} (demo only: not for a production database)")
+    print(f"log in as {_demo_login()} (demo only: not for a production database)")
     return 0
 
 
