@@ -233,7 +233,8 @@ def _field_problems(
         yield field or "body", _short(_rule_message(error))
 
 
-def _reject_constant(name: str) -> Any:
+def reject_json_constant(name: str) -> Any:
+    """`json.loads`'s parse_constant: NaN and Infinity are not JSON, and no column holds them."""
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -343,7 +344,7 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise body_problem("The body is not valid UTF-8 text.") from None
     try:
-        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        value = json.loads(text, parse_constant=reject_json_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as error:
         raise body_problem(f"The body is not valid JSON: {_short(str(error))}") from None
     if "\\u" in text and _has_lone_surrogate(value):  # only escapes can make one

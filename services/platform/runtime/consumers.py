@@ -56,7 +56,7 @@ from services.platform.core.contracts import (
     Topology,
     consumer_method,
 )
-from services.platform.http.validation import CompiledSchema
+from services.platform.http.validation import CompiledSchema, reject_json_constant
 from services.platform.messaging.bus import IncomingMessage
 from services.platform.persistence.failures import database_failure
 from services.platform.runtime.service import ServiceContext, use_context
@@ -268,7 +268,7 @@ class MessageConsumer:
 
     def _decode(self, message: IncomingMessage) -> tuple[Envelope, BaseModel, Handler]:
         try:
-            envelope = json.loads(message.body, parse_constant=_not_json)
+            envelope = json.loads(message.body, parse_constant=reject_json_constant)
         except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
             raise InvalidMessage(f"body is not JSON: {error}") from error
         except RecursionError:
@@ -430,8 +430,3 @@ def _describe(error: ValidationError) -> str:
         f"{'.'.join(str(part) for part in item['loc']) or '(root)'}: {item['msg']}"
         for item in error.errors(include_url=False)
     )
-
-
-def _not_json(constant: str) -> Any:
-    # json.loads takes NaN and Infinity, which JSON does not have and no column holds.
-    raise ValueError(f"{constant} is not a JSON value")
