@@ -225,7 +225,8 @@ async def test_a_body_that_is_not_the_product_asked_for_is_a_failure(
 
     with pytest.raises(CatalogueUnavailableError, match="another product"):
         await for_order(ctx, client, product_id)
-    assert await stored(ctx, product_id) is None and await stored(ctx, other) is None
+    assert await stored(ctx, product_id) is None
+    assert await stored(ctx, other) is None
 
 
 async def test_five_failures_open_the_breaker_which_then_fails_fast(
