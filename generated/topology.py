@@ -136,11 +136,19 @@ QUEUES: tuple[QueueSpec, ...] = (
                 "x-queue-type": "quorum",
             }
         ),
-        bindings=(),
+        bindings=(
+            Binding(exchange="inventory.events", routing_key="inventory.product.created"),
+            Binding(exchange="inventory.events", routing_key="inventory.product.updated"),
+            Binding(exchange="inventory.events", routing_key="inventory.product.deleted"),
+        ),
         dead_letter_exchange="dlx",
         dead_letter_queue="sales.dlq",
         dead_letter_routing_key="sales.dlq",
-        consumes=(),
+        consumes=(
+            "inventory.product.created",
+            "inventory.product.updated",
+            "inventory.product.deleted",
+        ),
         inbox="database",
     ),
 )

@@ -30,6 +30,9 @@ from generated.events.models import (
     AuthUserRegisteredEvent,
     FinancialPaymentFailedEvent,
     FinancialPaymentProcessedEvent,
+    InventoryProductCreatedEvent,
+    InventoryProductDeletedEvent,
+    InventoryProductUpdatedEvent,
     InventoryStockLowAlertEvent,
     SalesOrderCancelledEvent,
     SalesOrderConfirmedEvent,
@@ -37,7 +40,7 @@ from generated.events.models import (
 )
 from services.platform import ServiceContext, UnitOfWork
 
-__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers"]
+__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers", "SalesConsumers"]
 
 
 class FinancialConsumers(Protocol):
@@ -141,5 +144,35 @@ class NotificationConsumers(Protocol):
     ) -> None:
         """The gateway declined the payment of an order (or did not answer).
         `financial.payment.failed` v1.0, published by financial.
+        """
+        ...
+
+
+class SalesConsumers(Protocol):
+    """What sales does with the events of sales.queue. Each method gets the unit of work the kit
+    opened (the inbox row is in it) and must not commit: the kit commits after it returns.
+    """
+
+    async def on_inventory_product_created(
+        self, uow: UnitOfWork, event: InventoryProductCreatedEvent
+    ) -> None:
+        """A product was created; carries the full product state (sales keeps a replica of the
+        catalogue). `inventory.product.created` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_inventory_product_updated(
+        self, uow: UnitOfWork, event: InventoryProductUpdatedEvent
+    ) -> None:
+        """A product changed; carries the full product state after the change.
+        `inventory.product.updated` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_inventory_product_deleted(
+        self, uow: UnitOfWork, event: InventoryProductDeletedEvent
+    ) -> None:
+        """A product was deleted; carries its last state. `inventory.product.deleted` v1.0,
+        published by inventory.
         """
         ...

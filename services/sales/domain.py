@@ -1,4 +1,5 @@
-"""The sales service's pure rules: customer documents (CPF/CNPJ) and default addresses.
+"""The sales service's pure rules: customer documents (CPF/CNPJ), default addresses, and what
+a product description does to the catalogue replica.
 
 Check digits come from python-stdnum (`stdnum.br.cpf`, `stdnum.br.cnpj`): typed, maintained,
 and the same module family covers the alphanumeric CNPJ should the platform accept it later.
@@ -62,3 +63,29 @@ def initial_default(flags: Sequence[bool]) -> int | FieldError | None:
     if flagged:
         return flagged[0]
     return 0 if flags else None
+
+
+class ReplicaChange(StrEnum):
+    """What a description of a product (an event, or inventory's answer) does to its row."""
+
+    INSERT = "insert"  # not replicated yet
+    UPDATE = "update"  # a newer version of the row
+    STALE = "stale"  # the same version (a redelivery) or an older one: nothing changes
+    SKU_CHANGED = "sku_changed"  # a newer version under another SKU: inventory never does that
+
+
+@dataclass(frozen=True)
+class ReplicaVersion:
+    version: int
+    sku: str
+
+
+def replica_change(stored: ReplicaVersion | None, incoming: ReplicaVersion) -> ReplicaChange:
+    """Last writer wins by inventory's version; the SKU is immutable (a tombstone included)."""
+    if stored is None:
+        return ReplicaChange.INSERT
+    if incoming.version <= stored.version:
+        return ReplicaChange.STALE
+    if incoming.sku != stored.sku:
+        return ReplicaChange.SKU_CHANGED
+    return ReplicaChange.UPDATE

@@ -1,15 +1,19 @@
-"""The sales service as the platform kit runs it (customers so far; ADR 0011)."""
+"""The sales service as the platform kit runs it (customers, the product replica; ADRs 0011,
+0016)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import services.sales.consumers
 import services.sales.handlers
+from generated.events.consumers import SalesConsumers
 from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.sales.operations import OPERATIONS, SCHEMAS, SalesHandlers
 from generated.topology import TOPOLOGY
 from services.platform import ServiceDefinition
+from services.sales import catalogue
 from services.sales.tables import metadata
 
 definition = ServiceDefinition(
@@ -24,7 +28,11 @@ definition = ServiceDefinition(
     envelope_schemas=ENVELOPE_SCHEMAS,
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
+    consumers=services.sales.consumers,
+    on_startup=[catalogue.start_inventory_client],
 )
 
-# mypy proves here that the handler module has a coroutine for every operation of the spec.
+# mypy proves here that the handler module has a coroutine for every operation of the spec,
+# and the consumers module one for every event sales.queue receives.
 handlers_check: SalesHandlers = services.sales.handlers
+consumers_check: SalesConsumers = services.sales.consumers

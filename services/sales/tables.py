@@ -1,16 +1,17 @@
 """The sales service's tables (SQLModel, in the service's own registry — see platform/tables.py).
 
-The first migration (`migrations/versions/0001_initial.py`) creates exactly these. "At most one
-default address per customer" is a partial unique index: the database refuses a second default
-whatever code writes it.
+The migrations (`migrations/versions/`) create exactly these: 0001 the customers, 0002 the
+product replica. "At most one default address per customer" is a partial unique index: the
+database refuses a second default whatever code writes it.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from uuid import UUID, uuid4
 
-from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, MetaData, text
+from sqlalchemy import CheckConstraint, Column, ForeignKey, Index, MetaData, Numeric, text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
@@ -72,3 +73,28 @@ class CustomerAddress(SalesTable, table=True):
     zip_code: str = Field(max_length=9)
     country: str = Field(max_length=2)
     is_default: bool = Field(default=False)
+
+
+class Product(SalesTable, table=True):
+    """The catalogue replica: inventory's products as its events (or, for one not replicated
+    yet, its API) last described them. `version` is inventory's: a row changes only for a
+    newer one (last writer wins), and a deleted product stays as a tombstone with the delete's
+    version, so an older event arriving late cannot bring it back (ADR 0016)."""
+
+    __tablename__ = "products"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('active', 'inactive', 'discontinued')", name="products_status_valid"
+        ),
+        CheckConstraint("version >= 1", name="products_version_positive"),
+    )
+
+    product_id: UUID = Field(primary_key=True)
+    sku: str = Field(max_length=100)
+    name: str = Field(max_length=255)
+    price: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
+    currency: str = Field(max_length=3)
+    status: str = Field(max_length=20)  # generated ProductStatus
+    version: int
+    deleted: bool = Field(default=False)
+    updated_at: datetime = utc_timestamp(nullable=False)  # the event's occurred_at
