@@ -30,10 +30,14 @@ from generated.events.models import (
     AuthUserRegisteredEvent,
     FinancialPaymentFailedEvent,
     FinancialPaymentProcessedEvent,
+    FinancialPaymentRefundedEvent,
     InventoryProductCreatedEvent,
     InventoryProductDeletedEvent,
     InventoryProductUpdatedEvent,
     InventoryStockLowAlertEvent,
+    InventoryStockReleasedEvent,
+    InventoryStockReservationFailedEvent,
+    InventoryStockReservedEvent,
     SalesOrderCancelledEvent,
     SalesOrderConfirmedEvent,
     SalesOrderCreatedEvent,
@@ -174,5 +178,54 @@ class SalesConsumers(Protocol):
     ) -> None:
         """A product was deleted; carries its last state. `inventory.product.deleted` v1.0,
         published by inventory.
+        """
+        ...
+
+    async def on_inventory_stock_reserved(
+        self, uow: UnitOfWork, event: InventoryStockReservedEvent
+    ) -> None:
+        """Every item of an order was reserved (all or nothing) in the default warehouse; the
+        reservation expires at `expires_at` unless confirmed. `inventory.stock.reserved` v1.0,
+        published by inventory.
+        """
+        ...
+
+    async def on_inventory_stock_reservation_failed(
+        self, uow: UnitOfWork, event: InventoryStockReservationFailedEvent
+    ) -> None:
+        """The items of an order could not be reserved (nothing was reserved); lists the items short
+        of stock. `inventory.stock.reservation_failed` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_inventory_stock_released(
+        self, uow: UnitOfWork, event: InventoryStockReleasedEvent
+    ) -> None:
+        """An order's reservation was released (order cancelled, or the pending reservation
+        expired). `inventory.stock.released` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_financial_payment_processed(
+        self, uow: UnitOfWork, event: FinancialPaymentProcessedEvent
+    ) -> None:
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
+        published by financial.
+        """
+        ...
+
+    async def on_financial_payment_failed(
+        self, uow: UnitOfWork, event: FinancialPaymentFailedEvent
+    ) -> None:
+        """The gateway declined the payment of an order (or did not answer).
+        `financial.payment.failed` v1.0, published by financial.
+        """
+        ...
+
+    async def on_financial_payment_refunded(
+        self, uow: UnitOfWork, event: FinancialPaymentRefundedEvent
+    ) -> None:
+        """An approved payment was refunded because its order was cancelled.
+        `financial.payment.refunded` v1.0, published by financial.
         """
         ...

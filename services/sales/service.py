@@ -1,5 +1,5 @@
-"""The sales service as the platform kit runs it (customers, the product replica; ADRs 0011,
-0016)."""
+"""The sales service as the platform kit runs it: customers, the product replica, orders and
+the saga's sales side (ADRs 0011, 0016, 0018)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,15 @@ from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.sales.operations import OPERATIONS, SCHEMAS, SalesHandlers
 from generated.topology import TOPOLOGY
-from services.platform import ServiceDefinition
+from services.platform import PeriodicJob, ServiceContext, ServiceDefinition
 from services.sales import catalogue
+from services.sales.commands import orders
 from services.sales.tables import metadata
+
+
+async def _expire_stale_orders(ctx: ServiceContext) -> None:
+    await orders.expire_stale_orders(ctx)
+
 
 definition = ServiceDefinition(
     name="sales",
@@ -30,6 +36,11 @@ definition = ServiceDefinition(
     migrations=Path(__file__).parent / "migrations",
     consumers=services.sales.consumers,
     on_startup=[catalogue.start_inventory_client],
+    periodic=[
+        PeriodicJob(
+            "orders-expiry", every_seconds=60.0, run=_expire_stale_orders, run_at_start=True
+        )
+    ],
 )
 
 # mypy proves here that the handler module has a coroutine for every operation of the spec,
