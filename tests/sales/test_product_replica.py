@@ -24,7 +24,8 @@ from services.platform.runtime.runner import run_service
 from services.platform.runtime.service import ServiceContext
 from services.sales.service import definition
 from services.sales.tables import Product
-from tests.support.events import assert_conforms, envelope
+from tests.support.catalog import product_event
+from tests.support.events import assert_conforms
 from tests.support.polling import eventually
 from tests.support.wire import publish_body
 
@@ -53,24 +54,6 @@ async def channel(
         yield await connection.channel(publisher_confirms=True)
     finally:
         await connection.close()
-
-
-def product_event(action: str, product_id: str, version: int, **changes: Any) -> dict[str, Any]:
-    occurred = datetime(2026, 12, 1, 10, version, tzinfo=UTC).isoformat().replace("+00:00", "Z")
-    payload = {
-        "product_id": product_id,
-        "sku": "KB-MECH-001",
-        "name": "Mechanical keyboard",
-        "description": None,
-        "price": f"{300 + version}.90",
-        "currency": "BRL",
-        "category_id": None,
-        "status": "active",
-        "version": version,
-        "occurred_at": occurred,
-        **changes,
-    }
-    return envelope(f"inventory.product.{action}", payload)
 
 
 async def publish(channel: aio_pika.abc.AbstractChannel, event: dict[str, Any]) -> None:
