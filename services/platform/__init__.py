@@ -29,6 +29,7 @@ from services.platform.core.scope import (
     Caller,
     Principal,
     current_principal,
+    in_conversation,
     on_behalf_of,
     require_principal,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "etag",
     "flush_unique",
     "idempotent",
+    "in_conversation",
     "insert_ignoring_conflicts",
     "keyset_of",
     "kit_tables_downgrade",

@@ -16,7 +16,7 @@ from alembic import command
 from sqlalchemy import create_engine
 from sqlmodel import col, select
 
-from generated.events.models import SalesOrderCreatedPayload
+from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
 from services.financial import queries
 from services.financial.commands import payments
 from services.financial.domain import SummaryPeriod
@@ -45,26 +45,36 @@ def gateway() -> ResilientGateway:
     return ResilientGateway(SimulatedGateway(), FAST)
 
 
+async def payment_of(ctx: ServiceContext, order_id: str) -> Payment | None:
+    async with ctx.database.session() as session:
+        found = await session.scalars(
+            select(Payment).where(col(Payment.order_id) == UUID(order_id))
+        )
+        return found.first()
+
+
 async def created(
     ctx: ServiceContext, gateway: ResilientGateway, envelope: dict[str, Any]
 ) -> Payment:
-    order = SalesOrderCreatedPayload.model_validate(envelope["payload"])
+    """The consumer's transaction, and the charge after its commit: the payment as it is then."""
+    event = SalesOrderCreatedEvent.model_validate(envelope)
     async with ctx.unit_of_work() as uow:
-        payment = await payments.create_and_charge(uow, order, gateway)
+        await payments.receive_order(uow, event, payments.Charger(ctx, gateway))
         await uow.commit()
+    payment = await payment_of(ctx, envelope["payload"]["order_id"])
+    assert payment is not None
     return payment
 
 
 async def cancelled(
     ctx: ServiceContext, gateway: ResilientGateway, envelope: dict[str, Any]
 ) -> Payment | None:
-    order = envelope["payload"]
+    """The consumer's transaction, and the refund after its commit: the payment then."""
+    event = SalesOrderCancelledEvent.model_validate(envelope)
     async with ctx.unit_of_work() as uow:
-        payment = await payments.cancel_order(
-            uow, UUID(order["order_id"]), order["reason"], gateway
-        )
+        await payments.cancel_order(uow, event, payments.Charger(ctx, gateway))
         await uow.commit()
-    return payment
+    return await payment_of(ctx, envelope["payload"]["order_id"])
 
 
 async def outbox(ctx: ServiceContext, event_name: str) -> list[dict[str, Any]]:
