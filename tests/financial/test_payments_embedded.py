@@ -21,6 +21,7 @@ from services.financial import queries
 from services.financial.commands import payments
 from services.financial.domain import SummaryPeriod
 from services.financial.gateway import ResilientGateway, RetryPolicy, SimulatedGateway
+from services.financial.jobs import PAYMENT_RECOVERY
 from services.financial.service import definition
 from services.financial.tables import LedgerTransaction, Payment, metadata
 from services.platform.persistence.db import alembic_config
@@ -30,6 +31,7 @@ from services.platform.runtime.service import ServiceContext
 from tests.support.embedded import StartEmbedded
 from tests.support.events import assert_conforms
 from tests.support.orders import order_cancelled, order_totalling
+from tests.support.polling import eventually
 from tests.support.schema import assert_migrations_match
 
 FAST = RetryPolicy(attempts=3, attempt_timeout_seconds=0.5, first_wait_seconds=0.001)
@@ -231,6 +233,41 @@ async def test_a_pending_payment_is_cancelled(
     payment = await cancelled(ctx, gateway, envelope)
     assert payment is not None
     assert payment.status == "cancelled"
+
+
+@pytest.mark.parametrize("left", ["pending", "processing"])
+async def test_the_recovery_job_charges_what_a_crash_left(ctx: ServiceContext, left: str) -> None:
+    assert PAYMENT_RECOVERY in definition.periodic
+    order_id, long_ago = uuid4(), datetime.now(UTC) - 2 * payments.STALE_AFTER
+    async with ctx.unit_of_work() as uow:
+        uow.session.add(
+            Payment(
+                order_id=order_id,
+                order_number="ORD-2025-000002",
+                customer_id=uuid4(),
+                amount="12.00",
+                currency="BRL",
+                method="pix",
+                status=left,
+                created_at=long_ago,
+                updated_at=long_ago,
+            )
+        )
+        await uow.commit()
+
+    # The service runs the job too (at start-up, then every period): whichever run takes the
+    # payment up charges it, and the other finds it claimed.
+    await PAYMENT_RECOVERY.run(ctx)
+
+    async def settled() -> Payment | None:
+        found = await payment_of(ctx, str(order_id))
+        return found if found is not None and found.status != "processing" else None
+
+    payment = await eventually(settled, what="the recovered payment", within=10)
+    assert payment.status == "approved"
+    assert await ledger(ctx, str(order_id)) == [("credit", "sales", "12.00")]
+    [event] = await outbox(ctx, "financial.payment.processed")
+    assert event["payload"]["order_id"] == str(order_id)
 
 
 async def test_the_reads(embedded: StartEmbedded, gateway: ResilientGateway) -> None:
