@@ -5,6 +5,7 @@ the HTTP reads over ASGI and the migration against tables.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -233,6 +234,34 @@ async def test_a_pending_payment_is_cancelled(
     payment = await cancelled(ctx, gateway, envelope)
     assert payment is not None
     assert payment.status == "cancelled"
+
+
+async def test_the_consumers_on_the_in_process_broker_charge_and_refund(
+    ctx: ServiceContext,
+) -> None:
+    order = order_totalling("66.00")
+    cancel = order_cancelled(order, "Out of stock")
+    for envelope, answer in ((order, "processed"), (cancel, "refunded")):
+        await ctx.bus.publish(
+            "sales.events",
+            envelope["event_name"],
+            json.dumps(envelope).encode(),
+            message_id=envelope["event_id"],
+        )
+
+        async def announced(name: str = f"financial.payment.{answer}") -> list[dict[str, Any]]:
+            return await outbox(ctx, name)
+
+        [event] = await eventually(announced, what=answer)
+        assert event["causation_id"] == envelope["event_id"]
+        assert event["correlation_id"] == envelope["correlation_id"]
+    payment = await payment_of(ctx, order["payload"]["order_id"])
+    assert payment is not None
+    assert payment.status == "refunded"
+    assert await ledger(ctx, order["payload"]["order_id"]) == [
+        ("credit", "sales", "66.00"),
+        ("debit", "refunds", "66.00"),
+    ]
 
 
 @pytest.mark.parametrize("left", ["pending", "processing"])

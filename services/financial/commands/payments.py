@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
-from typing import Any, Final
+from typing import Final
 from uuid import UUID
 
-from sqlalchemy import text, update
+from sqlalchemy import ColumnElement, text, update
 from sqlmodel import col, select
 
 from generated.events import publishers as events
@@ -227,7 +227,9 @@ async def charge(charger: Charger, payment_id: UUID) -> None:
         await _charge_claimed(charger, payment)
 
 
-async def _claim(ctx: ServiceContext, which: Any, *statuses: PaymentStatus) -> list[Payment]:
+async def _claim(
+    ctx: ServiceContext, which: ColumnElement[bool], *statuses: PaymentStatus
+) -> list[Payment]:
     """Move the payments `which` selects among `statuses` to `processing` and commit, in one
     statement (the claim). `updated_at` is the claim's time: the recovery job leaves a
     payment alone for `STALE_AFTER` after it."""
