@@ -46,7 +46,7 @@ from tests.support.embedded import (
     embedded_settings,
     fresh_embedded_servers,
 )
-from tests.support.processes import ServerThread, ServiceProcess, rabbitmqctl
+from tests.support.processes import ServerThread, ServiceProcess, own_vhost
 from tests.support.servers import (
     AMQP_SERVER,
     POSTGRES_URL,
@@ -76,13 +76,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def amqp_vhost() -> Iterator[str]:
-    vhost = f"erptest-{RUN_ID}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    with own_vhost(f"erptest-{RUN_ID}") as vhost:
         yield vhost
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")
