@@ -109,25 +109,37 @@ class Capture:
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def start(cls, amqp_url: str, topology: Topology = TOPOLOGY) -> Capture:
+    async def start(
+        cls,
+        amqp_url: str,
+        topology: Topology = TOPOLOGY,
+        *,
+        bindings: Iterable[tuple[str, str]] | None = None,
+    ) -> Capture:
+        """Capture everything (`#` on every topic exchange, every dead-letter routing key on
+        its exchange), or only the (exchange, routing key) `bindings` given."""
+        if bindings is None:
+            everything = {
+                (spec.name, "#") for spec in topology.exchanges if spec.type == "topic"
+            } | {
+                (queue.dead_letter_exchange, queue.dead_letter_routing_key)
+                for queue in topology.queues
+            }
+            bindings = sorted(everything)
         connection = await aio_pika.connect_robust(amqp_url)
         try:
             channel = await connection.channel()
             queue = await channel.declare_queue(
                 f"test.wire.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
             )
+            # Declared as the services declare them (same type and durability, so theirs
+            # agree), for the queue to bind before any of them starts.
             for spec in topology.exchanges:
-                exchange = await channel.declare_exchange(
+                await channel.declare_exchange(
                     spec.name, aio_pika.ExchangeType(spec.type), durable=spec.durable
                 )
-                if spec.type == "topic":
-                    await queue.bind(exchange, routing_key="#")
-            dead_letters = {
-                (queue_spec.dead_letter_exchange, queue_spec.dead_letter_routing_key)
-                for queue_spec in topology.queues
-            }
-            for exchange_name, routing_key in sorted(dead_letters):
-                await queue.bind(exchange_name, routing_key=routing_key)
+            for exchange, routing_key in bindings:
+                await queue.bind(exchange, routing_key=routing_key)
         except BaseException:
             await connection.close()
             raise
