@@ -47,8 +47,9 @@ from bench.harness import BenchError, latency
 from services.platform.core.settings import service_variable
 from tests.support.accounts import Account, create_super_admin
 from tests.support.capture import Capture, WireMessage
-from tests.support.catalog import Product, product_with_stock
-from tests.support.customers import Customer, customer_with_address
+from tests.support.catalog import product_with_stock
+from tests.support.customers import customer_with_address
+from tests.support.orders import order_request
 from tests.support.processes import PLATFORM, Platform, own_vhost
 from tests.support.servers import AMQP_SERVER, POSTGRES_URL, REDIS_URL, delete_keys, drop_databases
 
@@ -236,14 +237,6 @@ def bench_env(run: str, vhost: str) -> dict[str, str]:
     return env
 
 
-def order_body(customer: Customer, product: Product) -> dict[str, Any]:
-    return {
-        "customer_id": customer.id,
-        "items": [{"product_id": product.id, "quantity": 1}],
-        "payment_method": "pix",
-    }
-
-
 async def place(
     client: httpx.AsyncClient, count: int, concurrency: int, body: Callable[[int], dict[str, Any]]
 ) -> list[Placement]:
@@ -309,7 +302,7 @@ async def measure(
             customer = await customer_with_address(sales, tag="SAGA")
 
             def body(number: int) -> dict[str, Any]:
-                return order_body(customer, products[number % len(products)])
+                return order_request(customer.id, [(products[number % len(products)], 1)])
 
             print(f"== saga warm-up: {options.warmup} order(s)", flush=True)
             warm = await place(sales, options.warmup, options.concurrency, body)

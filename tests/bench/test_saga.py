@@ -25,6 +25,7 @@ from bench.saga import (
 )
 from tests.support.capture import WireMessage
 from tests.support.events import envelope
+from tests.support.orders import PricedItem, order_request
 
 
 @pytest.mark.parametrize(
@@ -188,3 +189,12 @@ async def test_a_refused_order_stops_the_run_with_the_answer() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://sales") as client:
         with pytest.raises(BenchError, match="POST /api/v1/orders answered 404: no such path"):
             await place(client, 3, 2, lambda number: {})
+
+
+def test_an_order_is_placed_for_the_customer_with_one_line_per_product() -> None:
+    item = PricedItem("12.50")
+    assert order_request("c-1", [(item, 2)]) == {
+        "customer_id": "c-1",
+        "items": [{"product_id": str(item.id), "quantity": 2}],
+        "payment_method": "pix",
+    }
