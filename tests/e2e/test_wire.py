@@ -135,6 +135,7 @@ async def test_a_well_made_message_passes_the_checks(
         ({"message_id": "not-the-event-id"}, "message_id 'not-the-event-id' is not the event_id"),
         ({"correlation_id": None}, "correlation_id property None is not the envelope's"),
         ({"priority": 9}, "priority 9, the document says None"),
+        ({"expiration": 60}, "expiration 60.0 s, the document says None s"),
         (
             {
                 "body": user_updated(
@@ -145,6 +146,7 @@ async def test_a_well_made_message_passes_the_checks(
         ),
         ({"body": user_updated(event_name="auth.user.deleted")}, "schema: event_name"),
         ({"body": user_updated(payload={"user_id": "me"})}, "schema: payload"),
+        ({"body": user_updated(event_version="2.0")}, "event_version '2.0', the document says"),
         ({"body": b'{"event_id": NaN}'}, "the body is not a JSON object"),
     ],
     ids=[
@@ -155,9 +157,11 @@ async def test_a_well_made_message_passes_the_checks(
         "message-id",
         "no-correlation-id",
         "priority",
+        "ttl",
         "impostor-producer",
         "event-name",
         "payload",
+        "version",
         "not-json",
     ],
 )

@@ -8,9 +8,9 @@ arrival order; `await capture.wait_for(...)` waits for a message.
 
 `validate_wire(messages)` fails listing every breach of the contract (`violations(message)` of
 one message): the routing key names a declared event on its exchange, the body validates
-against the generated envelope JSON Schema of that event (jsonschema-rs, as the consumers do),
-the AMQP properties are DESIGN §4's (persistent, `application/json`, `message_id` =
-`event_id`, the correlation id, and the priority and TTL the document declares),
+against the generated envelope JSON Schema of that event (jsonschema-rs, as the consumers do)
+and has its version, the AMQP properties are DESIGN §4's (persistent, `application/json`,
+`message_id` = `event_id`, the correlation id, and the priority and TTL the document declares),
 `metadata.service` is the declared producer — and nothing was dead-lettered.
 
 `saga_of(messages, order_id)` is the ordered events of one order (`messages_of` the same as
@@ -247,6 +247,10 @@ def violations(message: WireMessage) -> list[str]:
         return found
     if envelope["event_name"] != message.routing_key:
         found.append(f"event_name {envelope['event_name']!r} is not the routing key")
+    if envelope["event_version"] != spec.version:
+        found.append(
+            f"event_version {envelope['event_version']!r}, the document says {spec.version!r}"
+        )
     if message.message_id != envelope["event_id"]:
         found.append(f"message_id {message.message_id!r} is not the event_id")
     if message.correlation_id != envelope["correlation_id"]:

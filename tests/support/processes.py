@@ -12,7 +12,8 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
-from contextlib import ExitStack, asynccontextmanager, contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -186,9 +187,10 @@ PLATFORM = ("auth", "inventory", "sales", "financial")
 
 
 class Platform(Mapping[str, ServiceProcess]):
-    """Services as `erp serve` processes on `env`: auth first, then every other one told where
-    auth is (`ERP_AUTH_URL`: they verify tokens from its JWKS). `platform["sales"].url`;
-    `with Platform(env, log_dir).start() as platform:` stops them all at the end of the block."""
+    """Services as `erp serve` processes on `env`: auth first, then every other one, side by
+    side, told where auth is (`ERP_AUTH_URL`: they verify tokens from its JWKS).
+    `platform["sales"].url`; `with Platform(env, log_dir).start() as platform:` stops them all
+    (side by side too) at the end of the block."""
 
     def __init__(
         self, env: Mapping[str, str], log_dir: Path, services: Sequence[str] = PLATFORM
@@ -198,39 +200,46 @@ class Platform(Mapping[str, ServiceProcess]):
         self._env = env
         self._log_dir = log_dir
         self._names = tuple(services)
-        self._started: dict[str, ServiceProcess] = {}
-        self._stack = ExitStack()
+        self._processes: dict[str, ServiceProcess] = {}
 
     def start(self) -> Platform:
         try:
-            for name in self._names:
-                env = dict(self._env)
-                if name != "auth":
-                    env["ERP_AUTH_URL"] = self._started["auth"].url
-                # Entered before it starts: one that fails to start is stopped too.
-                process = self._stack.enter_context(ServiceProcess(name, env, self._log_dir))
-                self._started[name] = process.start()
+            auth = self._add("auth", self._env).start()
+            others = [
+                self._add(name, {**self._env, "ERP_AUTH_URL": auth.url}) for name in self._names[1:]
+            ]
+            with ThreadPoolExecutor(max_workers=max(len(others), 1)) as pool:
+                # Each waits for its own process; the first failure is raised once all are done.
+                list(pool.map(ServiceProcess.start, others))
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _add(self, name: str, env: Mapping[str, str]) -> ServiceProcess:
+        # Known before it starts: one that fails to start is stopped too.
+        process = self._processes[name] = ServiceProcess(name, env, self._log_dir)
+        return process
+
     def stop(self) -> None:
-        self._stack.close()
-        self._started.clear()
+        processes = list(self._processes.values())
+        if processes:
+            with ThreadPoolExecutor(max_workers=len(processes)) as pool:
+                list(pool.map(ServiceProcess.stop, processes))
+        self._processes.clear()
 
     def logs(self) -> dict[str, str]:
         """Each service's log so far, by name."""
-        return {name: process.log() for name, process in self._started.items()}
+        return {name: process.log() for name, process in self._processes.items()}
 
     def __getitem__(self, name: str) -> ServiceProcess:
-        return self._started[name]
+        return self._processes[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._started)
+        return iter(self._processes)
 
     def __len__(self) -> int:
-        return len(self._started)
+        return len(self._processes)
 
     def __enter__(self) -> Platform:
         return self
