@@ -85,14 +85,6 @@ class TransactionCategory(StrEnum):
     REFUNDS = "refunds"
 
 
-CENT: Final = Decimal("0.01")
-
-
-def format_amount(value: Decimal) -> str:
-    """The wire form: two decimals, no exponent ("724.80")."""
-    return f"{value.quantize(CENT):f}"
-
-
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
     """What a payment keeps of its order; a second `sales.order.created` of the same order must

@@ -16,11 +16,18 @@ from generated.financial import models
 from services.financial.domain import (
     SummaryPeriod,
     TransactionType,
-    format_amount,
     summary_range_problem,
 )
 from services.financial.tables import LedgerTransaction, Payment
-from services.platform import Page, Problem, ServiceContext, page_of, paginate, resource_not_found
+from services.platform import (
+    Page,
+    Problem,
+    ServiceContext,
+    format_amount,
+    page_of,
+    paginate,
+    resource_not_found,
+)
 
 
 async def list_payments(

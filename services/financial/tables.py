@@ -11,42 +11,20 @@ the wire's decimal string.
 from __future__ import annotations
 
 from datetime import date, datetime
-from decimal import Decimal
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    Dialect,
     Index,
     MetaData,
-    Numeric,
     UniqueConstraint,
 )
 from sqlalchemy.orm import registry
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-from services.financial.domain import format_amount
-from services.platform import utc_timestamp
-
-
-class Amount(TypeDecorator[str]):
-    """`NUMERIC(14, 2)` in the database, the wire's decimal string in Python ("724.80")."""
-
-    impl = Numeric(14, 2)
-    cache_ok = True
-
-    @property
-    def python_type(self) -> type[str]:
-        return str
-
-    def process_bind_param(self, value: str | Decimal | None, dialect: Dialect) -> Decimal | None:
-        return None if value is None else Decimal(value)
-
-    def process_result_value(self, value: Decimal | None, dialect: Dialect) -> str | None:
-        return None if value is None else format_amount(Decimal(value))
+from services.platform import Amount, utc_timestamp
 
 
 class FinancialTable(SQLModel, registry=registry()):

@@ -16,6 +16,7 @@ from services.financial.domain import (
     PaymentStatus,
     SummaryPeriod,
 )
+from services.platform import format_amount
 
 S = PaymentStatus
 LEGAL = {
@@ -71,7 +72,7 @@ def test_order_facts_name_what_differs() -> None:
     [(Decimal("724.8"), "724.80"), (Decimal("0"), "0.00"), (Decimal("1E+3"), "1000.00")],
 )
 def test_amounts_on_the_wire_have_two_decimals_and_no_exponent(value: Decimal, wire: str) -> None:
-    assert domain.format_amount(value) == wire
+    assert format_amount(value) == wire
 
 
 @pytest.mark.parametrize(

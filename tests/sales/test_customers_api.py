@@ -23,7 +23,7 @@ from services.sales.tables import metadata
 from tests.support.accounts import PASSWORD
 from tests.support.customers import HOME, unique_cpf
 from tests.support.events import assert_conforms
-from tests.support.http import Api, unique_email
+from tests.support.http import Api, unique_cpf, unique_email
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
 from tests.support.schema import assert_migrations_match

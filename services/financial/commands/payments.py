@@ -39,7 +39,13 @@ from services.financial.domain import (
 )
 from services.financial.gateway import Charge, GatewayUnavailableError, PaymentGateway, Refund
 from services.financial.tables import LedgerTransaction, OrderCancellation, Payment, metadata
-from services.platform import DeadLetter, UnitOfWork, insert_ignoring_conflicts, utc_now
+from services.platform import (
+    DeadLetter,
+    UnitOfWork,
+    format_amount,
+    insert_ignoring_conflicts,
+    utc_now,
+)
 
 log = logging.getLogger("services.financial")
 
@@ -95,7 +101,7 @@ async def create_and_charge(
         order_id=order.order_id,
         order_number=order.order_number,
         customer_id=order.customer_id,
-        amount=domain.format_amount(facts.amount),
+        amount=format_amount(facts.amount),
         currency=facts.currency,
         method=facts.method,
         status=PaymentStatus.PENDING.value,
