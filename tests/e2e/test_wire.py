@@ -176,15 +176,16 @@ async def test_a_forged_message_is_caught(
         validate_wire([message])
 
 
-# --- the saga's first half, from a `sales.order.created` the test publishes as sales will -----
+# --- the saga's first half, and dead letters, from an order sales never placed ---------------
 
 
-async def test_inventory_and_financial_answer_an_order_in_its_conversation(
+async def test_an_order_sales_never_placed_is_answered_in_its_conversation_then_refused(
     wire: Capture, channel: aio_pika.abc.AbstractChannel, inventory_api: httpx.AsyncClient
 ) -> None:
     product = await product_with_stock(inventory_api, 10, tag="E2E")
-    created = order_created([(product, 2)])  # 2 x 12.50 + 15.00 shipping: approved
+    created = order_created([(product, 2)])  # as sales would publish it; sales has no such order
     order_id = created["payload"]["order_id"]
+    mark = len(wire.messages)
     await publish_body(
         channel,
         "sales.events",
@@ -196,14 +197,27 @@ async def test_inventory_and_financial_answer_an_order_in_its_conversation(
 
     reserved = await wire.wait_for_event("inventory.stock.reserved", order_id)
     processed = await wire.wait_for_event("financial.payment.processed", order_id)
+    # Sales refuses both answers: no order of its own has that id.
+    refused = await wire.wait_for(
+        lambda message: message.dead_letter and order_id.encode() in message.body,
+        count=2,
+        what=f"sales' dead letters of order {order_id}",
+    )
     await wire.quiet(0.5)
 
-    validate_wire(messages_of(wire.messages, order_id))
-    saga = saga_of(wire.messages, order_id)
+    # The events of the saga keep the contract and form one conversation...
+    validate_wire(messages_of(wire.since(mark), order_id))
+    saga = saga_of(wire.since(mark), order_id)
     check_causality(saga)
     assert names(saga)[0] == "sales.order.created"
     assert sorted(names(saga)[1:]) == ["financial.payment.processed", "inventory.stock.reserved"]
     for answer in (reserved, processed):
         assert answer["correlation_id"] == created["correlation_id"]
         assert answer["causation_id"] == created["event_id"]
-    assert processed["payload"]["amount"] == created["payload"]["total"]
+    # ... and the wire as a whole does not: the dead letters are reported, with their reasons.
+    assert sorted(message.header("x-erp-original-routing-key") for message in refused) == [
+        "financial.payment.processed",
+        "inventory.stock.reserved",
+    ]
+    with pytest.raises(AssertionError, match=f"dead-lettered to sales.dlq .*{order_id}"):
+        validate_wire(wire.since(mark))

@@ -21,7 +21,7 @@ from services.platform.runtime.app import create_app
 from services.sales.service import definition
 from services.sales.tables import metadata
 from tests.support.accounts import PASSWORD
-from tests.support.customers import HOME, unique_cpf
+from tests.support.customers import HOME
 from tests.support.events import assert_conforms
 from tests.support.http import Api, unique_cpf, unique_email
 from tests.support.problems import problem

@@ -329,6 +329,15 @@ def check_causality(events: Sequence[Mapping[str, Any]]) -> None:
     assert not problems, "the saga is not one conversation:\n" + "\n".join(problems)
 
 
+def causes(events: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
+    """Each event's name → the name of the event that caused it (None: nothing did, or a cause
+    outside `events`), for one saga where no event name repeats:
+    `assert causes(saga)["sales.order.confirmed"] == "inventory.stock.reserved"`."""
+    by_id = {event["event_id"]: event["event_name"] for event in events}
+    assert len(set(by_id.values())) == len(events), f"an event repeats: {names(events)}"
+    return {event["event_name"]: by_id.get(event["causation_id"]) for event in events}
+
+
 def names(events: Iterable[Mapping[str, Any]]) -> list[str]:
     """The event names of `events`, in order: `assert names(saga) == [...]`."""
     return [event["event_name"] for event in events]

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from dataclasses import dataclass
 
 import httpx
-from stdnum.br import cpf
 
-from tests.support.http import unique_email
+from tests.support.http import unique_cpf, unique_email
 
 HOME = {
     "street": "Avenida Paulista",
@@ -20,13 +18,6 @@ HOME = {
     "state": "SP",
     "zip_code": "01310-100",
 }
-
-
-def unique_cpf() -> str:
-    """A CPF with valid check digits that no other test run uses (documents are unique)."""
-    while not cpf.is_valid(candidate := f"{secrets.randbelow(10**11):011d}"):
-        pass  # about one random number in a hundred has the right check digits
-    return candidate
 
 
 @dataclass(frozen=True)
