@@ -21,12 +21,15 @@ class Product:
     price: str
 
 
-async def product_with_stock(api: httpx.AsyncClient, quantity: int, *, tag: str) -> Product:
-    """A new product (SKU `TAG-…`) with `quantity` units received, through `api` (staff)."""
+async def product_with_stock(
+    api: httpx.AsyncClient, quantity: int, *, tag: str, price: str = "12.50"
+) -> Product:
+    """A new product (SKU `TAG-…`, `price`) with `quantity` units received, through `api`
+    (staff)."""
     sku = f"{tag}-{uuid.uuid4().hex[:12].upper()}"
     created = await api.post(
         "/api/v1/products",
-        json={"sku": sku, "name": f"{tag} test {sku}", "price": "12.50"},
+        json={"sku": sku, "name": f"{tag} test {sku}", "price": price},
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     assert created.status_code == 201, created.text
