@@ -76,18 +76,26 @@ class Operation:
         return media.get("application/problem+json", {}).get("example")
 
     def request(self) -> tuple[str, dict[str, Any]]:
-        """The example request: its path with the parameters' examples, its body's example."""
+        """The example request: its path with the parameters' examples, its body's example,
+        the examples of its required headers (a required Idempotency-Key) as `headers`."""
         document = DOCUMENTS[self.service]
         url = example_path(document, self.path, self.parameters, self.id)
         required = [
             parameter
             for parameter in (_resolved(document, raw) for raw in self.parameters)
-            if parameter.get("in") == "query" and parameter.get("required")
+            if parameter.get("required")
         ]
-        if required:
-            url += "?" + urlencode({p["name"]: p["example"] for p in required})
+        query = {p["name"]: p["example"] for p in required if p["in"] == "query"}
+        if query:
+            url += "?" + urlencode(query)
+        options: dict[str, Any] = {}
+        headers = {p["name"]: p["example"] for p in required if p["in"] == "header"}
+        if headers:
+            options["headers"] = headers
         body = self.spec.get("requestBody", {}).get("content", {}).get("application/json")
-        return url, ({} if body is None else {"json": body["example"]})
+        if body is not None:
+            options["json"] = body["example"]
+        return url, options
 
 
 def _resolved(document: dict[str, Any], parameter: dict[str, Any]) -> dict[str, Any]:
@@ -272,7 +280,9 @@ async def test_the_400_example_is_the_answer_to_the_example_request_with_sort(
 ) -> None:
     url, options = operation.request()
     url += ("&" if "?" in url else "?") + "sort=name"  # beside the example's own query
-    headers = {} if operation.public else {"Authorization": f"Bearer {demo.token}"}
+    headers = options.pop("headers", {})
+    if not operation.public:
+        headers["Authorization"] = f"Bearer {demo.token}"
     response = await demo.services[operation.service].http.request(
         operation.method.upper(), url, headers=headers, **options
     )
@@ -298,7 +308,9 @@ async def test_each_example_request_works_as_written_on_the_demo_data(
         token = chained_token or token
         if not options["json"]:
             del options["json"]
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    headers = options.pop("headers", {})
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     response = await demo.services[operation.service].http.request(
         operation.method.upper(), url, headers=headers, **options
     )
