@@ -11,7 +11,7 @@ dead-lettered. `GATEWAY` is the payment-gateway adapter every payment goes throu
 from __future__ import annotations
 
 from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
-from services.financial.commands import payments
+from services.financial.commands import invoices, payments
 from services.financial.gateway import PaymentGateway, ResilientGateway, SimulatedGateway
 from services.platform import UnitOfWork
 
@@ -25,3 +25,6 @@ async def on_sales_order_created(uow: UnitOfWork, event: SalesOrderCreatedEvent)
 async def on_sales_order_cancelled(uow: UnitOfWork, event: SalesOrderCancelledEvent) -> None:
     order = event.payload
     await payments.cancel_order(uow, order.order_id, order.reason, GATEWAY)
+    # After the payment (its row lock taken first, as invoice generation takes it): an invoice
+    # generated meanwhile is committed by then and found here.
+    await invoices.cancel_for_order(uow, order.order_id, order.reason)
