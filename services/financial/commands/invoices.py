@@ -90,7 +90,9 @@ async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) 
         )
     existing = await _live_invoice(uow, body.order_id)
     if existing is not None:
-        raise Problem(409, detail=f"Order {payment.order_number} already has {_label(existing)}.")
+        raise Problem(
+            409, detail=f"Order {payment.order_number} already has {_label(existing).lower()}."
+        )
 
     number = await _next_number(uow, issuer.series)
     now = utc_now()
