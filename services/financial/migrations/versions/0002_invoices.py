@@ -53,7 +53,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("nfe_key", name="invoices_nfe_key_key"),
         sa.CheckConstraint(f"status IN ({_STATUSES})", name="invoices_status_valid"),
         sa.CheckConstraint("number BETWEEN 1 AND 999999999", name="invoices_number_in_range"),
-        sa.CheckConstraint("amount + taxes = total", name="invoices_total_adds_up"),
+        sa.CheckConstraint(
+            "round(amount + taxes, 2) = round(total, 2)", name="invoices_total_adds_up"
+        ),
     )
     op.create_index(
         "ix_invoices_order_id_live",
