@@ -19,8 +19,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
-from fpdf import FPDF
-
 from generated.financial import models
 from services.financial.domain import NFE_MODEL, NORMAL_EMISSION
 from services.financial.issuer import Issuer
@@ -132,6 +130,10 @@ def grouped_key(key: str) -> str:
 
 
 def invoice_pdf(invoice: models.Invoice, issuer: Issuer) -> bytes:
+    # Imported here: fpdf2 (with Pillow and fontTools) takes most of a second to import, which
+    # every start of the service would pay otherwise.
+    from fpdf import FPDF
+
     pdf = FPDF(format="A4")
     pdf.set_title(_latin1(f"NF-e {invoice.number} serie {invoice.series}"))
     pdf.set_creator("ERP financial service")
