@@ -30,14 +30,21 @@ from generated.events.models import (
     AuthUserRegisteredEvent,
     FinancialPaymentFailedEvent,
     FinancialPaymentProcessedEvent,
+    FinancialPaymentRefundedEvent,
+    InventoryProductCreatedEvent,
+    InventoryProductDeletedEvent,
+    InventoryProductUpdatedEvent,
     InventoryStockLowAlertEvent,
+    InventoryStockReleasedEvent,
+    InventoryStockReservationFailedEvent,
+    InventoryStockReservedEvent,
     SalesOrderCancelledEvent,
     SalesOrderConfirmedEvent,
     SalesOrderCreatedEvent,
 )
 from services.platform import ServiceContext, UnitOfWork
 
-__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers"]
+__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers", "SalesConsumers"]
 
 
 class FinancialConsumers(Protocol):
@@ -141,5 +148,84 @@ class NotificationConsumers(Protocol):
     ) -> None:
         """The gateway declined the payment of an order (or did not answer).
         `financial.payment.failed` v1.0, published by financial.
+        """
+        ...
+
+
+class SalesConsumers(Protocol):
+    """What sales does with the events of sales.queue. Each method gets the unit of work the kit
+    opened (the inbox row is in it) and must not commit: the kit commits after it returns.
+    """
+
+    async def on_inventory_product_created(
+        self, uow: UnitOfWork, event: InventoryProductCreatedEvent
+    ) -> None:
+        """A product was created; carries the full product state (sales keeps a replica of the
+        catalogue). `inventory.product.created` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_inventory_product_updated(
+        self, uow: UnitOfWork, event: InventoryProductUpdatedEvent
+    ) -> None:
+        """A product changed; carries the full product state after the change.
+        `inventory.product.updated` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_inventory_product_deleted(
+        self, uow: UnitOfWork, event: InventoryProductDeletedEvent
+    ) -> None:
+        """A product was deleted; carries its last state. `inventory.product.deleted` v1.0,
+        published by inventory.
+        """
+        ...
+
+    async def on_inventory_stock_reserved(
+        self, uow: UnitOfWork, event: InventoryStockReservedEvent
+    ) -> None:
+        """Every item of an order was reserved (all or nothing) in the default warehouse; the
+        reservation expires at `expires_at` unless confirmed. `inventory.stock.reserved` v1.0,
+        published by inventory.
+        """
+        ...
+
+    async def on_inventory_stock_reservation_failed(
+        self, uow: UnitOfWork, event: InventoryStockReservationFailedEvent
+    ) -> None:
+        """The items of an order could not be reserved (nothing was reserved); lists the items short
+        of stock. `inventory.stock.reservation_failed` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_inventory_stock_released(
+        self, uow: UnitOfWork, event: InventoryStockReleasedEvent
+    ) -> None:
+        """An order's reservation was released (order cancelled, or the pending reservation
+        expired). `inventory.stock.released` v1.0, published by inventory.
+        """
+        ...
+
+    async def on_financial_payment_processed(
+        self, uow: UnitOfWork, event: FinancialPaymentProcessedEvent
+    ) -> None:
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
+        published by financial.
+        """
+        ...
+
+    async def on_financial_payment_failed(
+        self, uow: UnitOfWork, event: FinancialPaymentFailedEvent
+    ) -> None:
+        """The gateway declined the payment of an order (or did not answer).
+        `financial.payment.failed` v1.0, published by financial.
+        """
+        ...
+
+    async def on_financial_payment_refunded(
+        self, uow: UnitOfWork, event: FinancialPaymentRefundedEvent
+    ) -> None:
+        """An approved payment was refunded because its order was cancelled.
+        `financial.payment.refunded` v1.0, published by financial.
         """
         ...

@@ -378,3 +378,365 @@ class CustomerList(BaseModel):
     )
     data: list[Customer]
     meta: PaginationMeta
+
+
+class OrderStatus(StrEnum):
+    pending = "pending"
+    confirmed = "confirmed"
+    shipped = "shipped"
+    completed = "completed"
+    cancelled = "cancelled"
+
+
+class StockStatus(StrEnum):
+    pending = "pending"
+    reserved = "reserved"
+    failed = "failed"
+    released = "released"
+
+
+class PaymentStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    declined = "declined"
+    refunded = "refunded"
+
+
+class SagaStep(StrEnum):
+    stock = "stock"
+    payment = "payment"
+
+
+class PaymentMethod(StrEnum):
+    credit_card = "credit_card"
+    debit_card = "debit_card"
+    pix = "pix"
+    boleto = "boleto"
+    bank_transfer = "bank_transfer"
+
+
+class ShippingAddressInput(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    street: Annotated[
+        str,
+        Field(
+            examples=["Avenida Paulista"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    number: Annotated[
+        str,
+        Field(examples=["1000"], max_length=20, min_length=1, pattern="^[^\\x00]*$"),
+    ]
+    complement: Annotated[
+        str | None | MISSING,
+        Field(examples=["Apto 12"], max_length=255, pattern="^[^\\x00]*$"),
+    ] = MISSING
+    neighborhood: Annotated[
+        str,
+        Field(examples=["Bela Vista"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
+    city: Annotated[
+        str,
+        Field(examples=["São Paulo"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
+    state: Annotated[
+        str,
+        Field(
+            description="Two upper-case letters (the UF).",
+            examples=["SP"],
+            pattern="^[A-Z]{2}$",
+        ),
+    ]
+    zip_code: Annotated[
+        str,
+        Field(
+            description="CEP, `NNNNN-NNN`.",
+            examples=["01310-100"],
+            pattern="^\\d{5}-\\d{3}$",
+        ),
+    ]
+    country: Annotated[
+        str,
+        Field(
+            description="ISO 3166-1 alpha-2 code.",
+            examples=["BR"],
+            pattern="^[A-Z]{2}$",
+        ),
+    ] = "BR"
+
+
+class ShippingAddress(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    street: Annotated[
+        str,
+        Field(
+            examples=["Avenida Paulista"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    number: Annotated[
+        str,
+        Field(examples=["1000"], max_length=20, min_length=1, pattern="^[^\\x00]*$"),
+    ]
+    complement: Annotated[
+        str | None, Field(examples=["Apto 12"], max_length=255, pattern="^[^\\x00]*$")
+    ]
+    neighborhood: Annotated[
+        str,
+        Field(examples=["Bela Vista"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
+    city: Annotated[
+        str,
+        Field(examples=["São Paulo"], max_length=255, min_length=1, pattern="^[^\\x00]*$"),
+    ]
+    state: Annotated[
+        str,
+        Field(
+            description="Two upper-case letters (the UF).",
+            examples=["SP"],
+            pattern="^[A-Z]{2}$",
+        ),
+    ]
+    zip_code: Annotated[
+        str,
+        Field(
+            description="CEP, `NNNNN-NNN`.",
+            examples=["01310-100"],
+            pattern="^\\d{5}-\\d{3}$",
+        ),
+    ]
+    country: Annotated[
+        str,
+        Field(
+            description="ISO 3166-1 alpha-2 code.",
+            examples=["BR"],
+            pattern="^[A-Z]{2}$",
+        ),
+    ]
+
+
+class OrderLineCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: Annotated[UUID, Field(examples=["5d1c7a2e-8b3f-4e6a-9c0d-1e2f3a4b5c6d"])]
+    quantity: Annotated[int, Field(examples=[2], ge=1, le=1000000)]
+    discount: Annotated[
+        str,
+        Field(
+            description="Amount off the line (staff only), at most the line's amount.",
+            examples=["0.00"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ] = "0.00"
+
+
+class OrderCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    customer_id: Annotated[
+        UUID | MISSING,
+        Field(
+            description="The customer; staff must give it, a customer may leave it out (their own record).",
+            examples=["b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e"],
+        ),
+    ] = MISSING
+    items: Annotated[
+        list[OrderLineCreate],
+        Field(
+            description="The lines, each product at most once.",
+            max_length=100,
+            min_length=1,
+        ),
+    ]
+    payment_method: PaymentMethod
+    installments: Annotated[
+        int | MISSING,
+        Field(description="Credit card only; 1 when left out.", examples=[3], ge=1, le=12),
+    ] = MISSING
+    shipping: Annotated[
+        str | MISSING,
+        Field(
+            description="The shipping fee (staff only); the house rule's when left out.",
+            examples=["25.00"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ] = MISSING
+    shipping_address: ShippingAddressInput | MISSING = MISSING
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    product_id: Annotated[UUID, Field(examples=["5d1c7a2e-8b3f-4e6a-9c0d-1e2f3a4b5c6d"])]
+    sku: Annotated[str, Field(examples=["KB-MECH-001"], pattern="^[^\\x00]*$")]
+    name: Annotated[str, Field(examples=["Mechanical keyboard"], pattern="^[^\\x00]*$")]
+    unit_price: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    quantity: Annotated[int, Field(examples=[2], ge=1)]
+    discount: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    total: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+
+
+class Order(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[UUID, Field(examples=["c7d8e9f0-1a2b-4c3d-8e4f-5a6b7c8d9e0f"])]
+    order_number: Annotated[str, Field(examples=["ORD-2025-000042"], pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: Annotated[UUID, Field(examples=["b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e"])]
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="E-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case), unique among customers.",
+            examples=["joao@example.com"],
+            max_length=254,
+            min_length=3,
+        ),
+    ]
+    status: OrderStatus
+    stock_status: StockStatus
+    payment_status: PaymentStatus
+    waiting_for: Annotated[
+        list[SagaStep],
+        Field(
+            description="What a `pending` order still waits for; empty once it is decided.",
+            max_length=2,
+        ),
+    ]
+    items: Annotated[list[OrderItem], Field(max_length=100, min_length=1)]
+    subtotal: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    discount: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    shipping: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    total: Annotated[
+        str,
+        Field(
+            description="Decimal string with two decimals.",
+            examples=["349.90"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[str, Field(examples=["BRL"], pattern="^[A-Z]{3}$")]
+    payment_method: PaymentMethod
+    installments: Annotated[int | None, Field(examples=[None], ge=1, le=12)]
+    shipping_address: ShippingAddress
+    cancellation_reason: Annotated[str | None, Field(examples=[None], pattern="^[^\\x00]*$")]
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-01-15T12:00:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-01-15T12:00:00Z"])]
+    confirmed_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    version: Annotated[int, Field(examples=[1], ge=1)]
+
+
+class OrderList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Order]
+    meta: PaginationMeta
+
+
+class OrderCancel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    reason: Annotated[
+        str,
+        Field(
+            examples=["Customer changed their mind"],
+            max_length=255,
+            min_length=3,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+
+
+class OrderHistoryEntry(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    from_status: Annotated[OrderStatus | None, Field(...)]
+    to_status: OrderStatus
+    reason: Annotated[str, Field(examples=["Order placed"], pattern="^[^\\x00]*$")]
+    actor: Annotated[
+        str,
+        Field(
+            description="Who moved it — the user's or API key's id — or the service whose event did.",
+            examples=["b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    event_id: Annotated[
+        UUID | None,
+        Field(description="The event that moved it, when one did.", examples=[None]),
+    ]
+    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-01-15T12:00:00Z"])]
+
+
+class OrderHistory(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[OrderHistoryEntry]

@@ -277,6 +277,262 @@ SCHEMAS: Mapping[str, Any] = {
                 "meta": {"$ref": "#/definitions/PaginationMeta"},
             },
         },
+        "OrderStatus": {
+            "type": "string",
+            "enum": ["pending", "confirmed", "shipped", "completed", "cancelled"],
+            "description": "`pending → confirmed → shipped → completed`; `cancelled` from `pending` or `confirmed`.",
+        },
+        "StockStatus": {
+            "type": "string",
+            "enum": ["pending", "reserved", "failed", "released"],
+            "description": "What inventory answered for the order's items (`pending` while it has not).",
+        },
+        "PaymentStatus": {
+            "type": "string",
+            "enum": ["pending", "approved", "declined", "refunded"],
+            "description": "What financial answered for the order's payment (`pending` while it has not).",
+        },
+        "SagaStep": {"type": "string", "enum": ["stock", "payment"]},
+        "PaymentMethod": {
+            "type": "string",
+            "enum": ["credit_card", "debit_card", "pix", "boleto", "bank_transfer"],
+        },
+        "Amount": {
+            "type": "string",
+            "pattern": "^\\d{1,12}\\.\\d{2}$",
+            "description": "Decimal string with two decimals.",
+        },
+        "ShippingAddressInput": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "Where to ship; `country` defaults to `BR`.",
+            "required": ["street", "number", "neighborhood", "city", "state", "zip_code"],
+            "properties": {
+                "street": {"$ref": "#/definitions/Street"},
+                "number": {"$ref": "#/definitions/StreetNumber"},
+                "complement": {"$ref": "#/definitions/Complement"},
+                "neighborhood": {"$ref": "#/definitions/Neighborhood"},
+                "city": {"$ref": "#/definitions/City"},
+                "state": {"$ref": "#/definitions/State"},
+                "zip_code": {"$ref": "#/definitions/ZipCode"},
+                "country": {
+                    "type": "string",
+                    "pattern": "^[A-Z]{2}$",
+                    "description": "ISO 3166-1 alpha-2 code.",
+                    "default": "BR",
+                },
+            },
+        },
+        "ShippingAddress": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "street",
+                "number",
+                "complement",
+                "neighborhood",
+                "city",
+                "state",
+                "zip_code",
+                "country",
+            ],
+            "properties": {
+                "street": {"$ref": "#/definitions/Street"},
+                "number": {"$ref": "#/definitions/StreetNumber"},
+                "complement": {"$ref": "#/definitions/Complement"},
+                "neighborhood": {"$ref": "#/definitions/Neighborhood"},
+                "city": {"$ref": "#/definitions/City"},
+                "state": {"$ref": "#/definitions/State"},
+                "zip_code": {"$ref": "#/definitions/ZipCode"},
+                "country": {"$ref": "#/definitions/Country"},
+            },
+        },
+        "OrderLineCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["product_id", "quantity"],
+            "properties": {
+                "product_id": {"type": "string", "format": "uuid"},
+                "quantity": {"type": "integer", "minimum": 1, "maximum": 1000000},
+                "discount": {
+                    "type": "string",
+                    "pattern": "^\\d{1,12}\\.\\d{2}$",
+                    "default": "0.00",
+                    "description": "Amount off the line (staff only), at most the line's amount.",
+                },
+            },
+        },
+        "OrderCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["items", "payment_method"],
+            "properties": {
+                "customer_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "The customer; staff must give it, a customer may leave it out (their own record).",
+                },
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 100,
+                    "description": "The lines, each product at most once.",
+                    "items": {"$ref": "#/definitions/OrderLineCreate"},
+                },
+                "payment_method": {"$ref": "#/definitions/PaymentMethod"},
+                "installments": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 12,
+                    "description": "Credit card only; 1 when left out.",
+                },
+                "shipping": {
+                    "type": "string",
+                    "pattern": "^\\d{1,12}\\.\\d{2}$",
+                    "description": "The shipping fee (staff only); the house rule's when left out.",
+                },
+                "shipping_address": {"$ref": "#/definitions/ShippingAddressInput"},
+            },
+        },
+        "OrderItem": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "product_id",
+                "sku",
+                "name",
+                "unit_price",
+                "quantity",
+                "discount",
+                "total",
+            ],
+            "properties": {
+                "product_id": {"type": "string", "format": "uuid"},
+                "sku": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "name": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "unit_price": {"$ref": "#/definitions/Amount"},
+                "quantity": {"type": "integer", "minimum": 1},
+                "discount": {"$ref": "#/definitions/Amount"},
+                "total": {"$ref": "#/definitions/Amount"},
+            },
+        },
+        "Order": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "order_number",
+                "customer_id",
+                "customer_email",
+                "status",
+                "stock_status",
+                "payment_status",
+                "waiting_for",
+                "items",
+                "subtotal",
+                "discount",
+                "shipping",
+                "total",
+                "currency",
+                "payment_method",
+                "installments",
+                "shipping_address",
+                "cancellation_reason",
+                "created_at",
+                "updated_at",
+                "confirmed_at",
+                "cancelled_at",
+                "version",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+                "customer_id": {"type": "string", "format": "uuid"},
+                "customer_email": {"$ref": "#/definitions/CustomerEmail"},
+                "status": {"$ref": "#/definitions/OrderStatus"},
+                "stock_status": {"$ref": "#/definitions/StockStatus"},
+                "payment_status": {"$ref": "#/definitions/PaymentStatus"},
+                "waiting_for": {
+                    "type": "array",
+                    "maxItems": 2,
+                    "description": "What a `pending` order still waits for; empty once it is decided.",
+                    "items": {"$ref": "#/definitions/SagaStep"},
+                },
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 100,
+                    "items": {"$ref": "#/definitions/OrderItem"},
+                },
+                "subtotal": {"$ref": "#/definitions/Amount"},
+                "discount": {"$ref": "#/definitions/Amount"},
+                "shipping": {"$ref": "#/definitions/Amount"},
+                "total": {"$ref": "#/definitions/Amount"},
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "payment_method": {"$ref": "#/definitions/PaymentMethod"},
+                "installments": {"type": ["integer", "null"], "minimum": 1, "maximum": 12},
+                "shipping_address": {"$ref": "#/definitions/ShippingAddress"},
+                "cancellation_reason": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "confirmed_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+                "version": {"type": "integer", "minimum": 1},
+            },
+        },
+        "OrderList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data", "meta"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/Order"}},
+                "meta": {"$ref": "#/definitions/PaginationMeta"},
+            },
+        },
+        "OrderCancel": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reason"],
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 3,
+                    "maxLength": 255,
+                    "pattern": "^[^\\x00]*$",
+                }
+            },
+        },
+        "OrderHistoryEntry": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["from_status", "to_status", "reason", "actor", "event_id", "occurred_at"],
+            "properties": {
+                "from_status": {
+                    "anyOf": [{"allOf": [{"$ref": "#/definitions/OrderStatus"}]}, {"type": "null"}]
+                },
+                "to_status": {"$ref": "#/definitions/OrderStatus"},
+                "reason": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "actor": {
+                    "type": "string",
+                    "description": "Who moved it — the user's or API key's id — or the service whose event did.",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "event_id": {
+                    "type": ["string", "null"],
+                    "format": "uuid",
+                    "description": "The event that moved it, when one did.",
+                },
+                "occurred_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "OrderHistory": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/OrderHistoryEntry"}}
+            },
+        },
         "FieldError": {
             "type": "object",
             "required": ["field", "message"],
@@ -736,6 +992,165 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
             ),
             location=None,
         ),
+        "list_orders": OperationInfo(
+            operation_id="list_orders",
+            method="GET",
+            path="/api/v1/orders",
+            permissions=(),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="status",
+                    location="query",
+                    required=False,
+                    wire_name="status",
+                    schema={"$ref": "#/definitions/OrderStatus"},
+                ),
+                ParameterInfo(
+                    name="customer_id",
+                    location="query",
+                    required=False,
+                    wire_name="customer_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="page",
+                    location="query",
+                    required=False,
+                    wire_name="page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                ),
+                ParameterInfo(
+                    name="per_page",
+                    location="query",
+                    required=False,
+                    wire_name="per_page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 15},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.OrderList,
+                schema={"$ref": "#/definitions/OrderList"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "create_order": OperationInfo(
+            operation_id="create_order",
+            method="POST",
+            path="/api/v1/orders",
+            permissions=(),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=True,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/OrderCreate"},
+                model=models.OrderCreate,
+            ),
+            success=ResponseInfo(
+                status=201,
+                model=models.Order,
+                schema={"$ref": "#/definitions/Order"},
+                headers=("Location", "ETag"),
+                content_type="application/json",
+            ),
+            location="/api/v1/orders/{id}",
+        ),
+        "get_order": OperationInfo(
+            operation_id="get_order",
+            method="GET",
+            path="/api/v1/orders/{order_id}",
+            permissions=(),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="order_id",
+                    location="path",
+                    required=True,
+                    wire_name="order_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Order,
+                schema={"$ref": "#/definitions/Order"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "get_order_history": OperationInfo(
+            operation_id="get_order_history",
+            method="GET",
+            path="/api/v1/orders/{order_id}/history",
+            permissions=(),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="order_id",
+                    location="path",
+                    required=True,
+                    wire_name="order_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.OrderHistory,
+                schema={"$ref": "#/definitions/OrderHistory"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "cancel_order": OperationInfo(
+            operation_id="cancel_order",
+            method="POST",
+            path="/api/v1/orders/{order_id}/cancel",
+            permissions=(),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="order_id",
+                    location="path",
+                    required=True,
+                    wire_name="order_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/OrderCancel"},
+                model=models.OrderCancel,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Order,
+                schema={"$ref": "#/definitions/Order"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
     }
 )
 
@@ -814,5 +1229,52 @@ class SalesHandlers(Protocol):
         customer.
 
         Permissions: sales.customers.update.
+        """
+        ...
+
+    async def list_orders(
+        self,
+        call: Call,
+        *,
+        status: str | None = None,
+        customer_id: UUID | None = None,
+        page: int = 1,
+        per_page: int = 15,
+    ) -> models.OrderList | Reply:
+        """GET /api/v1/orders — List orders.
+
+        Permissions: any authenticated caller.
+        """
+        ...
+
+    async def create_order(
+        self, call: WriteCall, *, body: models.OrderCreate
+    ) -> models.Order | Reply:
+        """POST /api/v1/orders — Place an order.
+
+        Permissions: any authenticated caller.
+        """
+        ...
+
+    async def get_order(self, call: Call, *, order_id: UUID) -> models.Order | Reply:
+        """GET /api/v1/orders/{order_id} — Get an order.
+
+        Permissions: any authenticated caller.
+        """
+        ...
+
+    async def get_order_history(self, call: Call, *, order_id: UUID) -> models.OrderHistory | Reply:
+        """GET /api/v1/orders/{order_id}/history — Status history of an order.
+
+        Permissions: any authenticated caller.
+        """
+        ...
+
+    async def cancel_order(
+        self, call: WriteCall, *, order_id: UUID, body: models.OrderCancel
+    ) -> models.Order | Reply:
+        """POST /api/v1/orders/{order_id}/cancel — Cancel an order.
+
+        Permissions: any authenticated caller.
         """
         ...

@@ -24,7 +24,7 @@ from services.financial.domain import (
     TransactionType,
 )
 from services.financial.tables import Invoice, InvoiceSeries, LedgerTransaction, Payment
-from services.platform import ServiceContext
+from services.platform import ServiceContext, format_amount
 
 DEMO_PAYMENT = UUID("d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70")
 DEMO_ORDER = UUID("c7d8e9f0-1a2b-4c3d-8e4f-5a6b7c8d9e0f")
@@ -133,10 +133,10 @@ def _invoice() -> Invoice:
         series=SERIES,
         number=1,
         nfe_key=domain.nfe_key(parts),
-        amount=domain.format_amount(money.amount),
-        taxes=domain.format_amount(money.taxes),
+        amount=format_amount(money.amount),
+        taxes=format_amount(money.taxes),
         tax_rate=domain.format_rate(TAX_RATE),
-        total=domain.format_amount(money.total),
+        total=format_amount(money.total),
         currency="BRL",
         status=InvoiceStatus.PENDING.value,
         created_at=INVOICED,

@@ -17,11 +17,18 @@ from services.financial.domain import (
     InvoiceStatus,
     SummaryPeriod,
     TransactionType,
-    format_amount,
     summary_range_problem,
 )
 from services.financial.tables import Invoice, LedgerTransaction, Payment
-from services.platform import Page, Problem, ServiceContext, page_of, paginate, resource_not_found
+from services.platform import (
+    Page,
+    Problem,
+    ServiceContext,
+    format_amount,
+    page_of,
+    paginate,
+    resource_not_found,
+)
 
 
 async def list_payments(

@@ -29,6 +29,7 @@ from services.platform.core.scope import (
     Caller,
     Principal,
     current_principal,
+    in_conversation,
     on_behalf_of,
     require_principal,
 )
@@ -62,7 +63,7 @@ from services.platform.persistence.pagination import (
 )
 from services.platform.persistence.redis import JsonCache
 from services.platform.persistence.sql import Sql
-from services.platform.persistence.tables import UtcDateTime, utc_timestamp
+from services.platform.persistence.tables import Amount, UtcDateTime, format_amount, utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, flush_unique, rfc3339
 from services.platform.runtime.app import create_app
 from services.platform.runtime.calls import Call, WriteCall
@@ -79,6 +80,7 @@ from services.platform.runtime.service import (
 __all__ = [
     "ACCESS_TOKEN_TYPE",
     "TOKEN_LEEWAY",
+    "Amount",
     "ApiKeyVerifier",
     "Call",
     "Caller",
@@ -117,7 +119,9 @@ __all__ = [
     "detect_embedded",
     "etag",
     "flush_unique",
+    "format_amount",
     "idempotent",
+    "in_conversation",
     "insert_ignoring_conflicts",
     "keyset_of",
     "kit_tables_downgrade",

@@ -8,12 +8,14 @@ from collections import defaultdict
 from uuid import UUID
 
 from sqlalchemy import func, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from generated.sales import models
-from services.platform import Page, ServiceContext, page_of, paginate, resource_not_found
+from services.platform import Caller, Page, ServiceContext, page_of, paginate, resource_not_found
+from services.sales.commands import orders
 from services.sales.commands.customers import customer_model
-from services.sales.tables import Customer, CustomerAddress
+from services.sales.tables import Customer, CustomerAddress, Order, OrderStatusChange
 
 
 def _like(text: str, *, anywhere: bool) -> str:
@@ -63,3 +65,68 @@ async def get_customer(ctx: ServiceContext, customer_id: UUID) -> models.Custome
             .order_by(col(CustomerAddress.position))
         )
         return customer_model(customer, list(addresses))
+
+
+# --- orders: staff with sales.orders.view see all; anyone else only their own -----------------
+
+
+async def _visible(session: AsyncSession, caller: Caller) -> UUID | bool | None:
+    """True when the caller sees every order, else the one customer whose orders they see
+    (None: they are no customer, and see none)."""
+    if orders.can_see_all(caller):
+        return True
+    return await orders.own_customer_id(session, caller)
+
+
+async def list_orders(
+    ctx: ServiceContext,
+    caller: Caller,
+    *,
+    status: str | None,
+    customer_id: UUID | None,
+    page: int,
+    per_page: int,
+) -> models.OrderList:
+    statement = select(Order).order_by(col(Order.created_at).desc(), col(Order.id))
+    if status is not None:
+        statement = statement.where(col(Order.status) == status)
+    if customer_id is not None:
+        statement = statement.where(col(Order.customer_id) == customer_id)
+    async with ctx.database.read_session() as session:
+        visible = await _visible(session, caller)
+        if visible is not True:
+            statement = statement.where(col(Order.customer_id) == visible)
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+        lines = await orders.order_items(session, [row.id for row in rows]) if rows else {}
+    return page_of(models.OrderList, [orders.order_model(r, lines[r.id]) for r in rows], meta)
+
+
+async def _visible_order(session: AsyncSession, caller: Caller, order_id: UUID) -> Order:
+    order = await session.get(Order, order_id)
+    if order is None:
+        raise resource_not_found("Order", order_id)
+    visible = await _visible(session, caller)
+    if visible is not True and order.customer_id != visible:
+        raise resource_not_found("Order", order_id)  # another's order: as if it did not exist
+    return order
+
+
+async def get_order(ctx: ServiceContext, caller: Caller, order_id: UUID) -> models.Order:
+    async with ctx.database.read_session() as session:
+        order = await _visible_order(session, caller, order_id)
+        lines = await orders.order_items(session, [order_id])
+    return orders.order_model(order, lines[order_id])
+
+
+async def get_order_history(
+    ctx: ServiceContext, caller: Caller, order_id: UUID
+) -> models.OrderHistory:
+    async with ctx.database.read_session() as session:
+        await _visible_order(session, caller, order_id)
+        changes = await session.scalars(
+            select(OrderStatusChange)
+            .where(col(OrderStatusChange.order_id) == order_id)
+            .order_by(col(OrderStatusChange.id))
+        )
+        entries = list(changes)
+    return models.OrderHistory.model_validate({"data": entries}, from_attributes=True)

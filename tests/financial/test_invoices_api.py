@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
-from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedPayload
+from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
 from generated.financial import models
 from services.financial import consumers, domain
 from services.financial.commands import invoices, payments
@@ -38,7 +38,7 @@ from services.platform.persistence.db import Database
 from services.platform.persistence.redis import Keys, connect_redis
 from services.platform.runtime.app import create_app
 from services.platform.runtime.consumers import DeadLetter
-from services.platform.runtime.service import ServiceContext
+from services.platform.runtime.service import ServiceContext, use_context
 from tests.support.events import assert_conforms
 from tests.support.http import Api
 from tests.support.orders import order_cancelled, order_totalling
@@ -100,10 +100,10 @@ async def paid_order(ctx: ServiceContext, total: str = "1250.00") -> dict[str, A
     """A `sales.order.created` envelope whose payment the simulator approved (or declined: a
     total ending in .51)."""
     created = order_totalling(total)
-    order = SalesOrderCreatedPayload.model_validate(created["payload"])
+    order = SalesOrderCreatedEvent.model_validate(created)
     async with ctx.unit_of_work() as uow:
-        await payments.create_and_charge(uow, order, SimulatedGateway())
-        await uow.commit()
+        await payments.receive_order(uow, order, payments.Charger(ctx, SimulatedGateway()))
+        await uow.commit()  # and then the charge, after the commit
     return created
 
 
@@ -131,7 +131,10 @@ def invoice_events(engine: Engine, invoice_id: str) -> list[tuple[str, dict[str,
     AsyncAPI document."""
     with engine.connect() as connection:
         rows = connection.execute(
-            text("SELECT event_name, body FROM outbox WHERE event_name LIKE 'financial.invoice.%'")
+            text(
+                "SELECT event_name, body FROM outbox "
+                "WHERE event_name LIKE 'financial.invoice.%' ORDER BY id"
+            )
         ).all()
     found = []
     for name, body in rows:
@@ -235,7 +238,9 @@ async def test_a_sent_invoice_issued_over_24_hours_ago_is_not_cancelled(
     assert api.get(f"{INVOICES}/{invoice['id']}").json()["status"] == "sent"
 
 
-async def test_what_cannot_be_invoiced_is_refused(api: Api, ctx: ServiceContext) -> None:
+async def test_what_cannot_be_invoiced_is_refused(
+    api: Api, ctx: ServiceContext, engine: Engine
+) -> None:
     unknown = problem(api.post(INVOICES, json={"order_id": str(uuid4())}), 404)
     assert unknown["detail"].startswith("The payment of order")
     declined = await paid_order(ctx, "100.51")
@@ -248,6 +253,19 @@ async def test_what_cannot_be_invoiced_is_refused(api: Api, ctx: ServiceContext)
         f"Order {order['payload']['order_number']} already has invoice {first['number']} "
         "of series 1."
     )
+    # Cancelled, its refund not recorded yet (that runs after the cancellation's commit): the
+    # payment still reads approved, the cancellation refuses the invoice.
+    cancelled = await paid_order(ctx)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO order_cancellations (order_id, reason, cancelled_at) "
+                "VALUES (:id, 'Customer asked to cancel', now())"
+            ),
+            {"id": cancelled["payload"]["order_id"]},
+        )
+    late = problem(api.post(INVOICES, json={"order_id": cancelled["payload"]["order_id"]}), 409)
+    assert late["detail"].endswith("is cancelled: it is not invoiced.")
     for action in ("issue", "send", "cancel"):
         problem(act(api, {"id": str(uuid4())}, action, reason=REASON), 404)
     for rendition in ("xml", "pdf"):
@@ -367,9 +385,10 @@ async def test_invoices_are_listed_newest_first_and_filtered(api: Api, ctx: Serv
 
 async def cancel_by_event(ctx: ServiceContext, created: dict[str, Any], reason: str) -> None:
     event = SalesOrderCancelledEvent.model_validate(order_cancelled(created, reason))
-    async with ctx.unit_of_work() as uow:
-        await consumers.on_sales_order_cancelled(uow, event)
-        await uow.commit()
+    with use_context(ctx):  # the consumer's charger is the running service's
+        async with ctx.unit_of_work() as uow:
+            await consumers.on_sales_order_cancelled(uow, event)
+            await uow.commit()  # and then the refund, after the commit
 
 
 async def test_a_cancelled_order_cancels_its_invoice(

@@ -24,6 +24,7 @@ def test_defaults_point_at_local_servers() -> None:
     assert settings.redis_url == DEFAULT_REDIS_URL
     assert settings.redis_prefix == "erp:"
     assert settings.auth_url == "http://127.0.0.1:8001"
+    assert settings.inventory_url == "http://127.0.0.1:8002"
     assert settings.port == 8003
     assert settings.retry_delays == (1.0, 2.0, 4.0)
     assert settings.log_level == "INFO"
@@ -107,6 +108,7 @@ def test_every_bad_value_is_reported_on_its_own_line() -> None:
         "ERP_AMQP_URL": "http://rabbit:5672/",
         "ERP_REDIS_URL": "redis://cache:notaport/0",
         "ERP_AUTH_URL": "ftp://auth",
+        "ERP_INVENTORY_URL": "inventory:8002",
         "PORT": "eighty",
         "ERP_RETRY_DELAYS": "1,two,4",
         "ERP_LOG_LEVEL": "LOUD",

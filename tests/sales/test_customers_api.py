@@ -7,7 +7,6 @@ auth (`ERP_AUTH_URL`). Databases and Redis keys are this module's own (`scoped_e
 from __future__ import annotations
 
 import json
-import secrets
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
-from stdnum.br import cpf
 
 from services.platform.core.settings import Settings, load_settings
 from services.platform.runtime.app import create_app
@@ -24,7 +22,7 @@ from services.sales.service import definition
 from services.sales.tables import metadata
 from tests.support.accounts import PASSWORD
 from tests.support.events import assert_conforms
-from tests.support.http import Api, unique_email
+from tests.support.http import Api, unique_cpf, unique_email
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
 from tests.support.schema import assert_migrations_match
@@ -85,13 +83,6 @@ def customer_events(engine: Engine, customer_id: str) -> list[tuple[str, dict[st
             assert_conforms(body.encode())
             found.append((name, envelope["payload"]))
     return found
-
-
-def unique_cpf() -> str:
-    """A CPF with valid check digits that no other test run uses (documents are unique)."""
-    while not cpf.is_valid(candidate := f"{secrets.randbelow(10**11):011d}"):
-        pass  # about one random number in a hundred has the right check digits
-    return candidate
 
 
 def new_customer(api: Api, **fields: Any) -> dict[str, Any]:

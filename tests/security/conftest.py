@@ -86,9 +86,12 @@ def inventory_app(
 
 @pytest.fixture(scope="session")
 def sales_app(
-    security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
+    security_env: Mapping[str, str],
+    auth_app: ServiceProcess,
+    inventory_app: ServiceProcess,
+    security_logs: Path,
 ) -> Iterator[ServiceProcess]:
-    env = {**security_env, "ERP_AUTH_URL": auth_app.url}
+    env = {**security_env, "ERP_AUTH_URL": auth_app.url, "ERP_INVENTORY_URL": inventory_app.url}
     with ServiceProcess("sales", env, security_logs).start() as service:
         yield service
 

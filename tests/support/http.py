@@ -9,11 +9,13 @@ fresh address is a fresh bucket).
 from __future__ import annotations
 
 import itertools
+import secrets
 import socket
 import uuid
 from typing import Any
 
 import httpx
+from stdnum.br import cpf
 
 LOGIN = "/api/v1/auth/login"
 _addresses = itertools.count(1)
@@ -27,6 +29,13 @@ def new_ip() -> str:
 
 def unique_email(tag: str = "user") -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+
+
+def unique_cpf() -> str:
+    """A CPF with valid check digits that no other test run uses (documents are unique)."""
+    while not cpf.is_valid(candidate := f"{secrets.randbelow(10**11):011d}"):
+        pass  # about one random number in a hundred has the right check digits
+    return candidate
 
 
 class Api:

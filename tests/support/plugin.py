@@ -201,9 +201,17 @@ def inventory_service(
 
 @pytest.fixture(scope="module")
 def sales_service(
-    module_env: Mapping[str, str], auth_service: ServiceProcess, service_logs: Path
+    module_env: Mapping[str, str],
+    auth_service: ServiceProcess,
+    inventory_service: ServiceProcess,
+    service_logs: Path,
 ) -> Iterator[ServiceProcess]:
-    env = {**module_env, "ERP_AUTH_URL": auth_service.url}
+    """Sales asks this inventory for the products its replica does not hold yet."""
+    env = {
+        **module_env,
+        "ERP_AUTH_URL": auth_service.url,
+        "ERP_INVENTORY_URL": inventory_service.url,
+    }
     with ServiceProcess("sales", env, service_logs).start() as service:
         yield service
 

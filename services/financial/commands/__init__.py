@@ -1,7 +1,9 @@
 """The financial service's writes: `payments` (the payment side of the order saga: create,
 charge through the gateway, refund, cancel; and the ledger rows they book).
 
-Each command takes the `UnitOfWork` it writes in (the kit's, committed after the consumer
-returns; commands never commit), applies the rules of `domain.py`, writes the rows and events
-(outbox, same transaction). An event asking for something impossible raises `DeadLetter`.
+The consumers' commands take the `UnitOfWork` they write in (the kit's, committed after the
+consumer returns; they never commit), apply the rules of `domain.py`, write the rows and
+events (outbox, same transaction). An event asking for something impossible raises
+`DeadLetter`. What runs after that commit — the gateway's charge and refund, and the recovery
+job — holds no transaction over the gateway call and opens its own short units of work.
 """

@@ -27,12 +27,19 @@ from generated.financial import models
 from services.financial import domain
 from services.financial.domain import InvoiceStatus, KeyParts, PaymentStatus
 from services.financial.issuer import Issuer
-from services.financial.tables import Invoice, InvoiceSeries, Payment, metadata
+from services.financial.tables import (
+    Invoice,
+    InvoiceSeries,
+    OrderCancellation,
+    Payment,
+    metadata,
+)
 from services.platform import (
     DeadLetter,
     Problem,
     UnitOfWork,
     flush_unique,
+    format_amount,
     insert_ignoring_conflicts,
     resource_not_found,
     utc_now,
@@ -76,8 +83,9 @@ async def _next_number(uow: UnitOfWork, series: str) -> int:
 
 
 async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) -> models.Invoice:
-    """The `pending` invoice of an order whose payment is approved (the order's payment row is
-    locked meanwhile, so its cancellation waits and then finds this invoice)."""
+    """The `pending` invoice of an order whose payment is approved and that is not cancelled.
+    The payment row is locked meanwhile, as the cancellation's transaction locks it: a
+    cancellation committed first is seen here; one that comes after finds this invoice."""
     statement = select(Payment).where(col(Payment.order_id) == body.order_id).with_for_update()
     payment = (await uow.session.scalars(statement)).first()
     if payment is None:
@@ -88,6 +96,10 @@ async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) 
             detail=f"The payment of order {payment.order_number} is {payment.status}: "
             "only an order with an approved payment is invoiced.",
         )
+    # A cancelled order's payment stays approved until its refund is recorded (after the
+    # cancellation's commit): the cancellation itself is what refuses the invoice.
+    if await uow.session.get(OrderCancellation, body.order_id) is not None:
+        raise Problem(409, detail=f"Order {payment.order_number} is cancelled: it is not invoiced.")
     existing = await _live_invoice(uow, body.order_id)
     if existing is not None:
         raise Problem(
@@ -116,10 +128,10 @@ async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) 
         series=issuer.series,
         number=number,
         nfe_key=key,
-        amount=domain.format_amount(money.amount),
-        taxes=domain.format_amount(money.taxes),
+        amount=format_amount(money.amount),
+        taxes=format_amount(money.taxes),
         tax_rate=domain.format_rate(issuer.tax_rate),
-        total=domain.format_amount(money.total),
+        total=format_amount(money.total),
         currency=payment.currency,
         status=InvoiceStatus.PENDING.value,
         created_at=now,

@@ -37,6 +37,7 @@ DEFAULT_DATABASE_SERVER = "postgresql://postgres@127.0.0.1:5432"
 DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_AUTH_URL = "http://127.0.0.1:8001"
+DEFAULT_INVENTORY_URL = "http://127.0.0.1:8002"
 DEFAULT_RETRY_DELAYS = (1.0, 2.0, 4.0)
 DEFAULT_PORTS = {"postgresql": 5432, "rabbitmq": 5672, "redis": 6379}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -94,6 +95,9 @@ class Settings:
     # Addresses (IPs or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto are believed.
     # Empty: nobody's, so a client can never choose the address its rate limits count against.
     trusted_proxies: tuple[str, ...] = ()
+    # Where inventory's API answers (sales asks it for a product its replica lacks). Embedded
+    # `erp up` serves every service on its default port, so the default reaches it there too.
+    inventory_url: str = DEFAULT_INVENTORY_URL
 
 
 def service_variable(service: str, name: str) -> str:
@@ -150,6 +154,7 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
         log_format=reader.log_format("ERP_LOG_FORMAT"),
         max_header_bytes=reader.size("ERP_MAX_HEADER_BYTES", default=16 << 10),
         trusted_proxies=reader.networks("ERP_TRUSTED_PROXIES"),
+        inventory_url=reader.url("ERP_INVENTORY_URL", ("http", "https")) or DEFAULT_INVENTORY_URL,
     )
     if reader.errors:
         raise SettingsError(reader.errors)

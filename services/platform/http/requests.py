@@ -148,6 +148,10 @@ class RequestParser:
                     idempotency_key = raw
                 elif raw is not None:
                     errors += parameter.schema.errors(raw, IDEMPOTENCY_KEY_HEADER)
+                elif parameter.info.required:
+                    # An operation whose repeat would do harm (placing an order) requires it.
+                    message = "is a required header parameter"
+                    errors.append({"field": IDEMPOTENCY_KEY_HEADER, "message": message})
                 continue
             self._take(parameter, raw, arguments, errors)
         if errors:

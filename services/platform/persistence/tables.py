@@ -19,15 +19,52 @@ tables to it for autogenerate.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import JSON, BigInteger, Column, DateTime, Dialect, Index, Integer, MetaData, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    text,
+)
 from sqlalchemy.orm import registry
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from services.platform.core.rules import utc_now
+
+CENT = Decimal("0.01")
+
+
+def format_amount(value: Decimal) -> str:
+    """Money's wire form: two decimals, no exponent ("724.80")."""
+    return f"{value.quantize(CENT):f}"
+
+
+class Amount(TypeDecorator[str]):
+    """Money: `NUMERIC(14, 2)` in the database, the wire's decimal string in Python ("724.80"),
+    so a row validates straight into a generated model."""
+
+    impl = Numeric(14, 2)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[str]:
+        return str
+
+    def process_bind_param(self, value: str | Decimal | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+    def process_result_value(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else format_amount(Decimal(value))
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -1,0 +1,428 @@
+"""Sales' side of the order saga on PostgreSQL: inventory's and financial's answers delivered in
+every order and duplicated, through the kit's own consumer (envelope checks, inbox, unit of
+work, dead letters), and the end state is the same each time.
+
+Orders are placed with the real command (priced from snapshots the test hands it, as the
+catalogue would); each answer is a real envelope, delivered as RabbitMQ would deliver it to
+`sales.queue`, one after the other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from itertools import permutations
+from typing import Any
+from uuid import UUID
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from generated.events.publishers import EVENTS
+from generated.sales import models
+from generated.topology import TOPOLOGY
+from services.platform.core.scope import Caller, Principal
+from services.platform.core.settings import Settings, load_settings
+from services.platform.http.validation import CompiledSchema
+from services.platform.messaging.bus import (
+    IncomingMessage,
+    InProcessBus,
+    InProcessRouter,
+    Settlement,
+)
+from services.platform.persistence.tables import OutboxMessage
+from services.platform.runtime.consumers import MessageConsumer, resolve_handlers
+from services.platform.runtime.service import ServiceContext
+from services.sales.catalogue import ProductSnapshot
+from services.sales.commands import customers, orders
+from services.sales.service import definition
+from services.sales.tables import Order, OrderStatusChange
+from tests.support.contexts import migrated_database, service_context
+from tests.support.events import envelope
+
+pytestmark = pytest.mark.integration
+
+STAFF = Caller(
+    principal=Principal(
+        str(uuid.uuid4()),
+        "user",
+        frozenset({"sales.orders.create", "sales.orders.view", "sales.orders.cancel"}),
+    ),
+    client_ip=None,
+    request_id=None,
+    correlation_id=None,
+)
+KEYBOARD = ProductSnapshot(
+    product_id=uuid.uuid4(),
+    sku="KB-SAGA-001",
+    name="Saga keyboard",
+    price=Decimal("100.00"),
+    currency="BRL",
+    status="active",
+    version=1,
+)
+
+
+@pytest.fixture(scope="module")
+def settings(scoped_env: Callable[[str], Mapping[str, str]]) -> Settings:
+    return load_settings("sales", 8003, {**scoped_env("sales_saga"), "ERP_RETRY_DELAYS": "0.01"})
+
+
+@pytest.fixture(scope="module")
+def router() -> InProcessRouter:
+    return InProcessRouter(TOPOLOGY)
+
+
+@pytest.fixture(scope="module")
+async def ctx(settings: Settings, router: InProcessRouter) -> AsyncIterator[ServiceContext]:
+    bus = InProcessBus(router, service="sales")
+    await bus.start()
+    async with (
+        migrated_database(definition, settings) as database,
+        service_context(definition, settings, bus=bus, database=database) as running,
+    ):
+        yield running
+    await bus.stop()
+
+
+@pytest.fixture(scope="module")
+async def customer_id(ctx: ServiceContext) -> UUID:
+    document = "39053344705"
+    body = models.CustomerCreate(
+        name="Saga Customer",
+        email=f"saga-{uuid.uuid4().hex[:8]}@example.com",
+        document=document,
+        addresses=[
+            models.AddressCreate(
+                street="Rua A",
+                number="1",
+                neighborhood="Centro",
+                city="Campinas",
+                state="SP",
+                zip_code="13010-000",
+            )
+        ],
+    )
+    async with ctx.unit_of_work() as uow:
+        created = await customers.create_customer(uow, body)
+        await uow.commit()
+    return created.id
+
+
+@dataclass(frozen=True)
+class Delivery:
+    dead_letter_reason: str | None  # None: handled (or dropped as a duplicate)
+
+    @property
+    def handled(self) -> bool:
+        return self.dead_letter_reason is None
+
+
+@pytest.fixture(scope="module")
+def deliver(ctx: ServiceContext, router: InProcessRouter) -> Callable[[dict[str, Any]], Any]:
+    queue = next(q for q in TOPOLOGY.queues if q.name == "sales.queue")
+    handlers = resolve_handlers(ctx, queue, definition.envelopes, definition.envelope_schemas)
+    compiled = {name: CompiledSchema(definition.envelope_schemas[name]) for name in handlers}
+    consumer = MessageConsumer(ctx, queue, EVENTS, definition.envelopes, compiled, handlers)
+
+    dead_letters = router.queue("sales.dlq").messages
+
+    async def send(body: dict[str, Any]) -> Delivery:
+        async def settle(how: Settlement) -> None:
+            """The bus settles after the consumer; a dead letter is acked by the consumer."""
+
+        name = body["event_name"]
+        message = IncomingMessage(
+            body=json.dumps(body).encode(),
+            headers={},
+            message_id=body["event_id"],
+            correlation_id=body["correlation_id"],
+            exchange=EVENTS[name].exchange,
+            routing_key=name,
+            queue="sales.queue",
+            redelivered=False,
+            settle=settle,
+        )
+        before = len(dead_letters)
+        await consumer(message)
+        if len(dead_letters) == before:
+            return Delivery(None)
+        return Delivery(str(dead_letters.pop().headers["x-erp-error-reason"]))
+
+    return send
+
+
+async def place(ctx: ServiceContext, customer_id: UUID, quantity: int = 1) -> models.Order:
+    async def lookup(ids: Sequence[UUID]) -> dict[UUID, ProductSnapshot]:
+        return {KEYBOARD.product_id: KEYBOARD}
+
+    body = models.OrderCreate.model_validate(
+        {
+            "customer_id": str(customer_id),
+            "items": [{"product_id": str(KEYBOARD.product_id), "quantity": quantity}],
+            "payment_method": "pix",
+        }
+    )
+    async with ctx.unit_of_work() as uow:
+        placed = await orders.place_order(uow, STAFF, body, lookup)
+        await uow.commit()
+    return placed
+
+
+# --- the answers, as inventory and financial publish them --------------------------------------
+
+
+def reserved(order: models.Order) -> dict[str, Any]:
+    return envelope(
+        "inventory.stock.reserved",
+        {
+            "order_id": str(order.id),
+            "reservation_id": str(uuid.uuid4()),
+            "items": [
+                {
+                    "product_id": str(KEYBOARD.product_id),
+                    "warehouse_id": str(uuid.uuid4()),
+                    "quantity": 1,
+                }
+            ],
+            "expires_at": "2030-01-01T00:00:00Z",
+        },
+    )
+
+
+def reservation_failed(order: models.Order) -> dict[str, Any]:
+    return envelope(
+        "inventory.stock.reservation_failed",
+        {
+            "order_id": str(order.id),
+            "reason": "insufficient_stock",
+            "items": [{"product_id": str(KEYBOARD.product_id), "requested": 1, "available": 0}],
+        },
+    )
+
+
+def released(order: models.Order, reason: str = "expired") -> dict[str, Any]:
+    return envelope(
+        "inventory.stock.released",
+        {"order_id": str(order.id), "reservation_id": None, "reason": reason, "items": []},
+    )
+
+
+def _payment(order: models.Order) -> dict[str, Any]:
+    return {
+        "order_id": str(order.id),
+        "order_number": order.order_number,
+        "payment_id": str(uuid.uuid4()),
+        "customer_id": str(order.customer_id),
+        "amount": order.total,
+        "currency": order.currency,
+        "method": "pix",
+    }
+
+
+def processed(order: models.Order) -> dict[str, Any]:
+    return envelope(
+        "financial.payment.processed",
+        {**_payment(order), "gateway_reference": "SIM-1", "processed_at": "2026-01-01T00:00:00Z"},
+    )
+
+
+def failed(order: models.Order) -> dict[str, Any]:
+    return envelope(
+        "financial.payment.failed",
+        {**_payment(order), "reason": "card_declined", "processed_at": "2026-01-01T00:00:00Z"},
+    )
+
+
+Answer = Callable[[models.Order], dict[str, Any]]
+
+
+async def state(ctx: ServiceContext, order_id: UUID) -> tuple[str, str, str, list[str]]:
+    """(status, stock_status, payment_status, the order's outbox events after its creation)."""
+    async with ctx.database.session() as session:
+        order = await session.get(Order, order_id)
+        assert order is not None
+        rows = await session.scalars(select(OutboxMessage).order_by(col(OutboxMessage.id)))
+        names = [
+            row.event_name
+            for row in rows
+            if json.loads(row.body)["payload"].get("order_id") == str(order_id)
+            and row.event_name != "sales.order.created"
+        ]
+        return order.status, order.stock_status, order.payment_status, names
+
+
+def arrivals(answers: Iterable[Answer]) -> list[tuple[int, ...]]:
+    """Every arrival order of the answers, each delivered twice (a redelivery), deduplicated."""
+    twice = [index for index, _ in enumerate(answers) for _ in range(2)]
+    return sorted(set(permutations(twice)))
+
+
+SCENARIOS = [
+    (
+        "reserved and paid",
+        (reserved, processed),
+        ("confirmed", "reserved", "approved"),
+        ["sales.order.confirmed"],
+    ),
+    (
+        "no stock",
+        (reservation_failed, processed),
+        ("cancelled", "failed", "approved"),
+        ["sales.order.cancelled"],
+    ),
+    (
+        "declined",
+        (reserved, failed),
+        ("cancelled", "reserved", "declined"),
+        ["sales.order.cancelled"],
+    ),
+    (
+        "both fail",
+        (reservation_failed, failed),
+        ("cancelled", "failed", "declined"),
+        ["sales.order.cancelled"],
+    ),
+    (
+        "reservation expired",
+        (released, processed),
+        ("cancelled", "released", "approved"),
+        ["sales.order.cancelled"],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("answers", "end", "announced"), [s[1:] for s in SCENARIOS], ids=[s[0] for s in SCENARIOS]
+)
+async def test_any_arrival_order_any_number_of_times_ends_the_same(
+    ctx: ServiceContext,
+    customer_id: UUID,
+    deliver: Callable[[dict[str, Any]], Any],
+    answers: tuple[Answer, ...],
+    end: tuple[str, str, str],
+    announced: list[str],
+) -> None:
+    for arrival in arrivals(answers):
+        order = await place(ctx, customer_id)
+        bodies = [answer(order) for answer in answers]  # one event each, delivered twice
+        for index in arrival:
+            delivery = await deliver(bodies[index])
+            assert delivery.handled, (arrival, index, delivery)
+        status, stock, payment, events = await state(ctx, order.id)
+        assert (status, stock, payment) == end, arrival
+        assert events == announced, arrival
+
+
+async def test_a_waiting_order_shows_what_it_waits_for(
+    ctx: ServiceContext, customer_id: UUID, deliver: Callable[[dict[str, Any]], Any]
+) -> None:
+    order = await place(ctx, customer_id)
+    assert order.waiting_for == [models.SagaStep.stock, models.SagaStep.payment]
+    await deliver(processed(order))
+    async with ctx.database.session() as session:
+        row = await session.get(Order, order.id)
+        assert row is not None
+        lines = await orders.order_items(session, [order.id])
+        shown = orders.order_model(row, lines[order.id])
+    assert shown.status == models.OrderStatus.pending
+    assert shown.waiting_for == [models.SagaStep.stock]
+
+
+async def test_a_customer_cancellation_overtaking_the_answers_stays_cancelled(
+    ctx: ServiceContext, customer_id: UUID, deliver: Callable[[dict[str, Any]], Any]
+) -> None:
+    order = await place(ctx, customer_id)
+    async with ctx.unit_of_work() as uow:
+        await orders.cancel_order(uow, STAFF, order.id, "Customer changed their mind")
+        await uow.commit()
+    for body in (reserved(order), processed(order), released(order, "cancelled")):
+        assert (await deliver(body)).handled
+    status, stock, payment, events = await state(ctx, order.id)
+    assert (status, stock, payment) == ("cancelled", "released", "approved")
+    # One cancellation, whose event makes inventory release and financial refund.
+    assert events == ["sales.order.cancelled"]
+
+
+async def test_a_reservation_released_under_a_confirmed_order_cancels_it(
+    ctx: ServiceContext, customer_id: UUID, deliver: Callable[[dict[str, Any]], Any]
+) -> None:
+    order = await place(ctx, customer_id)
+    for body in (reserved(order), processed(order), released(order)):
+        await deliver(body)
+    status, _, _, events = await state(ctx, order.id)
+    assert status == "cancelled"
+    assert events == ["sales.order.confirmed", "sales.order.cancelled"]
+
+
+async def test_answers_about_unknown_orders_or_other_amounts_are_dead_lettered(
+    ctx: ServiceContext, customer_id: UUID, deliver: Callable[[dict[str, Any]], Any]
+) -> None:
+    order = await place(ctx, customer_id)
+    stranger = order.model_copy(update={"id": uuid.uuid4()})
+    unknown = await deliver(reserved(stranger))
+    assert unknown.dead_letter_reason == f"order {stranger.id} is not an order of sales"
+    wrong = processed(order)
+    wrong["payload"]["amount"] = "0.01"
+    refused = await deliver(wrong)
+    assert refused.dead_letter_reason == (
+        f"order {order.id} totals {order.total} BRL, the payment event states 0.01 BRL"
+    )
+    status, _, payment, _ = await state(ctx, order.id)
+    assert (status, payment) == ("pending", "pending")
+
+
+async def test_the_history_names_who_moved_the_order(
+    ctx: ServiceContext, customer_id: UUID, deliver: Callable[[dict[str, Any]], Any]
+) -> None:
+    order = await place(ctx, customer_id)
+    answer = reserved(order)
+    await deliver(answer)
+    await deliver(failed(order))
+    async with ctx.database.session() as session:
+        changes = list(
+            await session.scalars(
+                select(OrderStatusChange)
+                .where(col(OrderStatusChange.order_id) == order.id)
+                .order_by(col(OrderStatusChange.id))
+            )
+        )
+    assert [(c.from_status, c.to_status, c.actor) for c in changes] == [
+        (None, "pending", STAFF.subject),
+        ("pending", "cancelled", "financial"),
+    ]
+    assert changes[1].reason == "Payment declined: card_declined"
+    assert changes[1].event_id is not None
+
+
+async def test_orders_that_never_get_their_answers_are_cancelled_at_their_deadline(
+    ctx: ServiceContext, customer_id: UUID
+) -> None:
+    stale = await place(ctx, customer_id)
+    fresh = await place(ctx, customer_id)
+    async with ctx.unit_of_work() as uow:
+        await uow.session.execute(
+            update(Order)
+            .where(col(Order.id) == stale.id)
+            .values(created_at=stale.created_at - timedelta(hours=1))
+        )
+        await uow.commit()
+    assert await orders.expire_stale_orders(ctx) >= 1
+    status, _, _, events = await state(ctx, stale.id)
+    assert status == "cancelled"
+    assert events == ["sales.order.cancelled"]
+    assert (await state(ctx, fresh.id))[0] == "pending"
+
+
+async def test_order_numbers_are_consecutive_under_concurrency(
+    ctx: ServiceContext, customer_id: UUID
+) -> None:
+    placed = await asyncio.gather(*(place(ctx, customer_id) for _ in range(8)))
+    numbers = sorted(int(order.order_number[-6:]) for order in placed)
+    assert numbers == list(range(numbers[0], numbers[0] + 8))
