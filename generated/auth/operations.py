@@ -337,7 +337,7 @@ SCHEMAS: Mapping[str, Any] = {
                 "action": {"type": "string", "pattern": "^[^\\x00]*$"},
                 "description": {"type": "string", "pattern": "^[^\\x00]*$"},
             },
-            "description": "One permission. The catalogue: auth.users.view|create|update|delete, auth.roles.manage,\nauth.api_keys.manage, auth.audit.view, inventory.products.view|create|update|delete,\ninventory.stock.view|update, sales.orders.view|create|update|cancel,\nsales.customers.view|create|update, logistics.shipments.view|create|update,\nfinancial.payments.view|process|refund, financial.invoices.view|generate,\nfinancial.accounts.view|manage, notification.notifications.view|send.\n",
+            "description": "One permission. The catalogue: auth.users.view|create|update|delete, auth.roles.manage,\nauth.api_keys.manage, auth.audit.view, inventory.products.view|create|update|delete,\ninventory.stock.view|update, sales.orders.view|create|update|cancel,\nsales.customers.view|create|update, logistics.shipments.view|create|update,\nfinancial.payments.view|process|refund, financial.invoices.view|manage,\nfinancial.accounts.view|manage, notification.notifications.view|send.\n",
         },
         "TokenPair": {
             "type": "object",

@@ -551,6 +551,68 @@ class FinancialPaymentRefundedPayload(BaseModel):
     refunded_at: AwareDatetime
 
 
+class FinancialInvoiceGeneratedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    invoice_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    series: Annotated[str, Field(description="The NF-e series.", pattern="^(0|[1-9]\\d{0,2})$")]
+    number: Annotated[
+        int,
+        Field(description="The invoice's number in its series.", ge=1, le=999999999),
+    ]
+    nfe_key: Annotated[str, Field(description="The 44-digit NF-e access key.", pattern="^\\d{44}$")]
+    amount: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    taxes: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    total: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code.", pattern="^[A-Z]{3}$")]
+    issued_at: AwareDatetime
+
+
+class FinancialInvoiceCancelledPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    invoice_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    series: Annotated[str, Field(description="The NF-e series.", pattern="^(0|[1-9]\\d{0,2})$")]
+    number: Annotated[
+        int,
+        Field(description="The invoice's number in its series.", ge=1, le=999999999),
+    ]
+    nfe_key: Annotated[str, Field(description="The 44-digit NF-e access key.", pattern="^\\d{44}$")]
+    total: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code.", pattern="^[A-Z]{3}$")]
+    reason: Annotated[
+        str,
+        Field(
+            description="Why the invoice was cancelled (the order's cancel reason when the order was cancelled).",
+            max_length=255,
+            min_length=1,
+        ),
+    ]
+    cancelled_at: AwareDatetime
+
+
 class EventEnvelope(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -877,6 +939,28 @@ class FinancialPaymentRefundedEvent(EventEnvelope):
     payload: FinancialPaymentRefundedPayload
 
 
+class FinancialInvoiceGeneratedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["financial.invoice.generated"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: FinancialInvoiceGeneratedPayload
+
+
+class FinancialInvoiceCancelledEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["financial.invoice.cancelled"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: FinancialInvoiceCancelledPayload
+
+
 class AnyEvent(
     RootModel[
         AuthUserRegisteredEvent
@@ -902,6 +986,8 @@ class AnyEvent(
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
         | FinancialPaymentRefundedEvent
+        | FinancialInvoiceGeneratedEvent
+        | FinancialInvoiceCancelledEvent
     ]
 ):
     root: Annotated[
@@ -927,7 +1013,9 @@ class AnyEvent(
         | SalesCustomerUpdatedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
-        | FinancialPaymentRefundedEvent,
+        | FinancialPaymentRefundedEvent
+        | FinancialInvoiceGeneratedEvent
+        | FinancialInvoiceCancelledEvent,
         Field(
             description="Any event of the platform: the envelope of one of the declared events.",
             title="AnyEvent",

@@ -33,6 +33,10 @@ from generated.events.models import (
     AuthUserRegisteredPayload,
     AuthUserUpdatedEvent,
     AuthUserUpdatedPayload,
+    FinancialInvoiceCancelledEvent,
+    FinancialInvoiceCancelledPayload,
+    FinancialInvoiceGeneratedEvent,
+    FinancialInvoiceGeneratedPayload,
     FinancialPaymentFailedEvent,
     FinancialPaymentFailedPayload,
     FinancialPaymentProcessedEvent,
@@ -93,6 +97,8 @@ __all__ = [
     "FINANCIAL_PAYMENT_PROCESSED",
     "FINANCIAL_PAYMENT_FAILED",
     "FINANCIAL_PAYMENT_REFUNDED",
+    "FINANCIAL_INVOICE_GENERATED",
+    "FINANCIAL_INVOICE_CANCELLED",
     "publish_auth_user_registered",
     "publish_auth_user_updated",
     "publish_auth_user_deleted",
@@ -116,6 +122,8 @@ __all__ = [
     "publish_financial_payment_processed",
     "publish_financial_payment_failed",
     "publish_financial_payment_refunded",
+    "publish_financial_invoice_generated",
+    "publish_financial_invoice_cancelled",
 ]
 
 AUTH_USER_REGISTERED = EventSpec(
@@ -417,6 +425,32 @@ FINANCIAL_PAYMENT_REFUNDED = EventSpec(
 )
 """financial.payment.refunded v1.0: financial → financial.events."""
 
+FINANCIAL_INVOICE_GENERATED = EventSpec(
+    name="financial.invoice.generated",
+    version="1.0",
+    exchange="financial.events",
+    routing_key="financial.invoice.generated",
+    producer="financial",
+    payload_model=FinancialInvoiceGeneratedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""financial.invoice.generated v1.0: financial → financial.events."""
+
+FINANCIAL_INVOICE_CANCELLED = EventSpec(
+    name="financial.invoice.cancelled",
+    version="1.0",
+    exchange="financial.events",
+    routing_key="financial.invoice.cancelled",
+    producer="financial",
+    payload_model=FinancialInvoiceCancelledPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""financial.invoice.cancelled v1.0: financial → financial.events."""
+
 EVENTS: Mapping[str, EventSpec] = MappingProxyType(
     {
         "auth.user.registered": AUTH_USER_REGISTERED,
@@ -442,6 +476,8 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         "financial.payment.processed": FINANCIAL_PAYMENT_PROCESSED,
         "financial.payment.failed": FINANCIAL_PAYMENT_FAILED,
         "financial.payment.refunded": FINANCIAL_PAYMENT_REFUNDED,
+        "financial.invoice.generated": FINANCIAL_INVOICE_GENERATED,
+        "financial.invoice.cancelled": FINANCIAL_INVOICE_CANCELLED,
     }
 )
 """Every event of the document by name."""
@@ -471,6 +507,8 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "financial.payment.processed": FinancialPaymentProcessedEvent,
         "financial.payment.failed": FinancialPaymentFailedEvent,
         "financial.payment.refunded": FinancialPaymentRefundedEvent,
+        "financial.invoice.generated": FinancialInvoiceGeneratedEvent,
+        "financial.invoice.cancelled": FinancialInvoiceCancelledEvent,
     }
 )
 """The envelope model of every event by name."""
@@ -659,3 +697,21 @@ def publish_financial_payment_refunded(
     `financial.payment.refunded` to financial.events.
     """
     sink.emit(FINANCIAL_PAYMENT_REFUNDED, payload)
+
+
+def publish_financial_invoice_generated(
+    sink: EventSink, payload: FinancialInvoiceGeneratedPayload
+) -> None:
+    """An order's invoice was issued (its number, series and access key are final). Emit
+    `financial.invoice.generated` to financial.events.
+    """
+    sink.emit(FINANCIAL_INVOICE_GENERATED, payload)
+
+
+def publish_financial_invoice_cancelled(
+    sink: EventSink, payload: FinancialInvoiceCancelledPayload
+) -> None:
+    """An invoice was cancelled (over HTTP, or because its order was cancelled). Emit
+    `financial.invoice.cancelled` to financial.events.
+    """
+    sink.emit(FINANCIAL_INVOICE_CANCELLED, payload)

@@ -1111,6 +1111,149 @@ DEFINITIONS: Mapping[str, Any] = {
             },
         ],
     },
+    "FinancialInvoiceGeneratedPayload": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "invoice_id",
+            "order_id",
+            "order_number",
+            "customer_id",
+            "series",
+            "number",
+            "nfe_key",
+            "amount",
+            "taxes",
+            "total",
+            "currency",
+            "issued_at",
+        ],
+        "properties": {
+            "invoice_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "series": {
+                "type": "string",
+                "pattern": "^(0|[1-9]\\d{0,2})$",
+                "description": "The NF-e series.",
+            },
+            "number": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 999999999,
+                "description": "The invoice's number in its series.",
+            },
+            "nfe_key": {
+                "type": "string",
+                "pattern": "^\\d{44}$",
+                "description": "The 44-digit NF-e access key.",
+            },
+            "amount": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "taxes": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "total": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 code.",
+            },
+            "issued_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "FinancialInvoiceGeneratedEvent": {
+        "description": "Envelope of `financial.invoice.generated`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["financial.invoice.generated"]},
+                    "payload": {"$ref": "#/definitions/FinancialInvoiceGeneratedPayload"},
+                },
+            },
+        ],
+    },
+    "FinancialInvoiceCancelledPayload": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "invoice_id",
+            "order_id",
+            "order_number",
+            "customer_id",
+            "series",
+            "number",
+            "nfe_key",
+            "total",
+            "currency",
+            "reason",
+            "cancelled_at",
+        ],
+        "properties": {
+            "invoice_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "series": {
+                "type": "string",
+                "pattern": "^(0|[1-9]\\d{0,2})$",
+                "description": "The NF-e series.",
+            },
+            "number": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 999999999,
+                "description": "The invoice's number in its series.",
+            },
+            "nfe_key": {
+                "type": "string",
+                "pattern": "^\\d{44}$",
+                "description": "The 44-digit NF-e access key.",
+            },
+            "total": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 code.",
+            },
+            "reason": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "Why the invoice was cancelled (the order's cancel reason when the order was cancelled).",
+            },
+            "cancelled_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "FinancialInvoiceCancelledEvent": {
+        "description": "Envelope of `financial.invoice.cancelled`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["financial.invoice.cancelled"]},
+                    "payload": {"$ref": "#/definitions/FinancialInvoiceCancelledPayload"},
+                },
+            },
+        ],
+    },
 }
 
 ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
@@ -1205,6 +1348,14 @@ ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         },
         "financial.payment.refunded": {
             "$ref": "#/definitions/FinancialPaymentRefundedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "financial.invoice.generated": {
+            "$ref": "#/definitions/FinancialInvoiceGeneratedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "financial.invoice.cancelled": {
+            "$ref": "#/definitions/FinancialInvoiceCancelledEvent",
             "definitions": DEFINITIONS,
         },
     }

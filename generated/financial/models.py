@@ -229,3 +229,141 @@ class TransactionSummary(BaseModel):
     to: Annotated[date, Field(examples=["2025-01-31"])]
     period: SummaryPeriod
     data: Annotated[list[PeriodTotals], Field(max_length=1000)]
+
+
+class InvoiceStatus(StrEnum):
+    pending = "pending"
+    issued = "issued"
+    sent = "sent"
+    cancelled = "cancelled"
+
+
+class Invoice(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[UUID, Field(examples=["9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f"])]
+    order_id: Annotated[UUID, Field(examples=["0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"])]
+    order_number: Annotated[str, Field(examples=["ORD-2025-000043"], pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: Annotated[UUID, Field(examples=["b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e"])]
+    series: Annotated[
+        str,
+        Field(
+            description="The NF-e series (0–999, no leading zeros); numbers are sequential per series.",
+            examples=["1"],
+            pattern="^(0|[1-9]\\d{0,2})$",
+        ),
+    ]
+    number: Annotated[
+        int,
+        Field(
+            description="The invoice's number in its series (gap-free, unique with the series).",
+            examples=[1],
+            ge=1,
+            le=999999999,
+        ),
+    ]
+    nfe_key: Annotated[
+        str,
+        Field(
+            description="The NF-e access key: cUF(2) AAMM(4) CNPJ(14) mod(2)=55 serie(3) nNF(9) tpEmis(1) cNF(8) cDV(1), the last digit a mod-11 check digit.",
+            examples=["35250211222333000181550010000000011095501554"],
+            pattern="^\\d{44}$",
+        ),
+    ]
+    amount: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    taxes: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    tax_rate: Annotated[
+        str,
+        Field(
+            description='The ICMS rate applied (included in the total, "por dentro").',
+            examples=["0.1800"],
+            pattern="^0\\.\\d{4}$",
+        ),
+    ]
+    total: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Field(
+            description="ISO 4217 currency code.",
+            examples=["BRL"],
+            pattern="^[A-Z]{3}$",
+        ),
+    ]
+    status: InvoiceStatus
+    reason: Annotated[
+        str | None,
+        Field(
+            description="Why it was cancelled; null unless cancelled.",
+            examples=[None],
+            max_length=255,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-02-03T10:30:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-02-03T10:30:00Z"])]
+    issued_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    sent_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+
+
+class InvoiceList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Invoice]
+    meta: PaginationMeta
+
+
+class InvoiceCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: Annotated[
+        UUID,
+        Field(
+            description="The order to invoice; its payment must be approved.",
+            examples=["2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f60"],
+        ),
+    ]
+
+
+class InvoiceCancel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    reason: Annotated[
+        str,
+        Field(
+            description="Why the invoice is cancelled (the NF-e justification, 15 to 255 characters).",
+            examples=["Pedido cancelado a pedido do cliente"],
+            max_length=255,
+            min_length=15,
+            pattern="^[^\\x00]*$",
+        ),
+    ]

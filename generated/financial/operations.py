@@ -229,6 +229,115 @@ SCHEMAS: Mapping[str, Any] = {
                 },
             },
         },
+        "InvoiceStatus": {
+            "type": "string",
+            "enum": ["pending", "issued", "sent", "cancelled"],
+            "description": "`pending → issued → sent`; `cancelled` from `pending` or `issued`, and from `sent` within 24 hours of the issue.",
+        },
+        "InvoiceSeries": {
+            "type": "string",
+            "pattern": "^(0|[1-9]\\d{0,2})$",
+            "description": "The NF-e series (0–999, no leading zeros); numbers are sequential per series.",
+        },
+        "Invoice": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "order_id",
+                "order_number",
+                "customer_id",
+                "series",
+                "number",
+                "nfe_key",
+                "amount",
+                "taxes",
+                "tax_rate",
+                "total",
+                "currency",
+                "status",
+                "reason",
+                "created_at",
+                "updated_at",
+                "issued_at",
+                "sent_at",
+                "cancelled_at",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "order_id": {"type": "string", "format": "uuid"},
+                "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+                "customer_id": {"type": "string", "format": "uuid"},
+                "series": {"$ref": "#/definitions/InvoiceSeries"},
+                "number": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 999999999,
+                    "description": "The invoice's number in its series (gap-free, unique with the series).",
+                },
+                "nfe_key": {
+                    "type": "string",
+                    "pattern": "^\\d{44}$",
+                    "description": "The NF-e access key: cUF(2) AAMM(4) CNPJ(14) mod(2)=55 serie(3) nNF(9) tpEmis(1) cNF(8) cDV(1), the last digit a mod-11 check digit.",
+                },
+                "amount": {"$ref": "#/definitions/Amount"},
+                "taxes": {"$ref": "#/definitions/Amount"},
+                "tax_rate": {
+                    "type": "string",
+                    "pattern": "^0\\.\\d{4}$",
+                    "description": 'The ICMS rate applied (included in the total, "por dentro").',
+                },
+                "total": {"$ref": "#/definitions/Amount"},
+                "currency": {"$ref": "#/definitions/Currency"},
+                "status": {"$ref": "#/definitions/InvoiceStatus"},
+                "reason": {
+                    "type": ["string", "null"],
+                    "maxLength": 255,
+                    "description": "Why it was cancelled; null unless cancelled.",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "issued_at": {"type": ["string", "null"], "format": "date-time"},
+                "sent_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+            },
+        },
+        "InvoiceList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data", "meta"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/Invoice"}},
+                "meta": {"$ref": "#/definitions/PaginationMeta"},
+            },
+        },
+        "InvoiceCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["order_id"],
+            "properties": {
+                "order_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "The order to invoice; its payment must be approved.",
+                }
+            },
+        },
+        "InvoiceCancel": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reason"],
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 15,
+                    "maxLength": 255,
+                    "description": "Why the invoice is cancelled (the NF-e justification, 15 to 255 characters).",
+                    "pattern": "^[^\\x00]*$",
+                }
+            },
+        },
         "FieldError": {
             "type": "object",
             "required": ["field", "message"],
@@ -627,6 +736,272 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
             ),
             location=None,
         ),
+        "list_invoices": OperationInfo(
+            operation_id="list_invoices",
+            method="GET",
+            path="/api/v1/invoices",
+            permissions=("financial.invoices.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="status",
+                    location="query",
+                    required=False,
+                    wire_name="status",
+                    schema={"$ref": "#/definitions/InvoiceStatus"},
+                ),
+                ParameterInfo(
+                    name="series",
+                    location="query",
+                    required=False,
+                    wire_name="series",
+                    schema={"$ref": "#/definitions/InvoiceSeries"},
+                ),
+                ParameterInfo(
+                    name="customer_id",
+                    location="query",
+                    required=False,
+                    wire_name="customer_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="page",
+                    location="query",
+                    required=False,
+                    wire_name="page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                ),
+                ParameterInfo(
+                    name="per_page",
+                    location="query",
+                    required=False,
+                    wire_name="per_page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 15},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.InvoiceList,
+                schema={"$ref": "#/definitions/InvoiceList"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "generate_invoice": OperationInfo(
+            operation_id="generate_invoice",
+            method="POST",
+            path="/api/v1/invoices",
+            permissions=("financial.invoices.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/InvoiceCreate"},
+                model=models.InvoiceCreate,
+            ),
+            success=ResponseInfo(
+                status=201,
+                model=models.Invoice,
+                schema={"$ref": "#/definitions/Invoice"},
+                headers=("Location",),
+                content_type="application/json",
+            ),
+            location="/api/v1/invoices/{id}",
+        ),
+        "get_invoice": OperationInfo(
+            operation_id="get_invoice",
+            method="GET",
+            path="/api/v1/invoices/{invoice_id}",
+            permissions=("financial.invoices.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="invoice_id",
+                    location="path",
+                    required=True,
+                    wire_name="invoice_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Invoice,
+                schema={"$ref": "#/definitions/Invoice"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "get_order_invoice": OperationInfo(
+            operation_id="get_order_invoice",
+            method="GET",
+            path="/api/v1/invoices/by-order/{order_id}",
+            permissions=("financial.invoices.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="order_id",
+                    location="path",
+                    required=True,
+                    wire_name="order_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Invoice,
+                schema={"$ref": "#/definitions/Invoice"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "issue_invoice": OperationInfo(
+            operation_id="issue_invoice",
+            method="POST",
+            path="/api/v1/invoices/{invoice_id}/issue",
+            permissions=("financial.invoices.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="invoice_id",
+                    location="path",
+                    required=True,
+                    wire_name="invoice_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Invoice,
+                schema={"$ref": "#/definitions/Invoice"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "send_invoice": OperationInfo(
+            operation_id="send_invoice",
+            method="POST",
+            path="/api/v1/invoices/{invoice_id}/send",
+            permissions=("financial.invoices.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="invoice_id",
+                    location="path",
+                    required=True,
+                    wire_name="invoice_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Invoice,
+                schema={"$ref": "#/definitions/Invoice"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "cancel_invoice": OperationInfo(
+            operation_id="cancel_invoice",
+            method="POST",
+            path="/api/v1/invoices/{invoice_id}/cancel",
+            permissions=("financial.invoices.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="invoice_id",
+                    location="path",
+                    required=True,
+                    wire_name="invoice_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/InvoiceCancel"},
+                model=models.InvoiceCancel,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Invoice,
+                schema={"$ref": "#/definitions/Invoice"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "get_invoice_xml": OperationInfo(
+            operation_id="get_invoice_xml",
+            method="GET",
+            path="/api/v1/invoices/{invoice_id}/xml",
+            permissions=("financial.invoices.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="invoice_id",
+                    location="path",
+                    required=True,
+                    wire_name="invoice_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=None,
+                schema={"type": "string", "pattern": "^[^\\x00]*$"},
+                headers=(),
+                content_type="application/xml",
+            ),
+            location=None,
+        ),
+        "get_invoice_pdf": OperationInfo(
+            operation_id="get_invoice_pdf",
+            method="GET",
+            path="/api/v1/invoices/{invoice_id}/pdf",
+            permissions=("financial.invoices.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="invoice_id",
+                    location="path",
+                    required=True,
+                    wire_name="invoice_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=None,
+                schema={"type": "string", "format": "binary"},
+                headers=("Content-Disposition",),
+                content_type="application/pdf",
+            ),
+            location=None,
+        ),
     }
 )
 
@@ -686,5 +1061,81 @@ class FinancialHandlers(Protocol):
         """GET /api/v1/transactions/summary — Ledger totals per period.
 
         Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def list_invoices(
+        self,
+        call: Call,
+        *,
+        status: str | None = None,
+        series: str | None = None,
+        customer_id: UUID | None = None,
+        page: int = 1,
+        per_page: int = 15,
+    ) -> models.InvoiceList | Reply:
+        """GET /api/v1/invoices — List invoices.
+
+        Permissions: financial.invoices.view.
+        """
+        ...
+
+    async def generate_invoice(
+        self, call: WriteCall, *, body: models.InvoiceCreate
+    ) -> models.Invoice | Reply:
+        """POST /api/v1/invoices — Generate an order's invoice.
+
+        Permissions: financial.invoices.manage.
+        """
+        ...
+
+    async def get_invoice(self, call: Call, *, invoice_id: UUID) -> models.Invoice | Reply:
+        """GET /api/v1/invoices/{invoice_id} — Get an invoice.
+
+        Permissions: financial.invoices.view.
+        """
+        ...
+
+    async def get_order_invoice(self, call: Call, *, order_id: UUID) -> models.Invoice | Reply:
+        """GET /api/v1/invoices/by-order/{order_id} — An order's invoice.
+
+        Permissions: financial.invoices.view.
+        """
+        ...
+
+    async def issue_invoice(self, call: WriteCall, *, invoice_id: UUID) -> models.Invoice | Reply:
+        """POST /api/v1/invoices/{invoice_id}/issue — Issue an invoice.
+
+        Permissions: financial.invoices.manage.
+        """
+        ...
+
+    async def send_invoice(self, call: WriteCall, *, invoice_id: UUID) -> models.Invoice | Reply:
+        """POST /api/v1/invoices/{invoice_id}/send — Mark an invoice sent.
+
+        Permissions: financial.invoices.manage.
+        """
+        ...
+
+    async def cancel_invoice(
+        self, call: WriteCall, *, invoice_id: UUID, body: models.InvoiceCancel
+    ) -> models.Invoice | Reply:
+        """POST /api/v1/invoices/{invoice_id}/cancel — Cancel an invoice.
+
+        Permissions: financial.invoices.manage.
+        """
+        ...
+
+    async def get_invoice_xml(self, call: Call, *, invoice_id: UUID) -> bytes | Reply:
+        """GET /api/v1/invoices/{invoice_id}/xml — The invoice as NF-e XML.
+
+        Permissions: financial.invoices.view.
+        """
+        ...
+
+    async def get_invoice_pdf(self, call: Call, *, invoice_id: UUID) -> bytes | Reply:
+        """GET /api/v1/invoices/{invoice_id}/pdf — The invoice as a PDF (DANFE-like).
+
+        Permissions: financial.invoices.view.
         """
         ...

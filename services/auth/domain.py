@@ -223,7 +223,7 @@ PERMISSIONS: Final = _catalogue(
         ("financial.payments.process", "Process payments"),
         ("financial.payments.refund", "Refund payments"),
         ("financial.invoices.view", "View invoices"),
-        ("financial.invoices.generate", "Generate invoices"),
+        ("financial.invoices.manage", "Generate, issue, send and cancel invoices"),
         ("financial.accounts.view", "View accounts payable and receivable, ledger"),
         ("financial.accounts.manage", "Manage accounts payable and receivable, ledger"),
         ("notification.notifications.view", "View notifications and templates"),

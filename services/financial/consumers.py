@@ -13,7 +13,7 @@ the same adapter.
 from __future__ import annotations
 
 from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
-from services.financial.commands import payments
+from services.financial.commands import invoices, payments
 from services.financial.gateway import PaymentGateway, ResilientGateway, SimulatedGateway
 from services.platform import UnitOfWork, current_context
 
@@ -31,3 +31,6 @@ async def on_sales_order_created(uow: UnitOfWork, event: SalesOrderCreatedEvent)
 
 async def on_sales_order_cancelled(uow: UnitOfWork, event: SalesOrderCancelledEvent) -> None:
     await payments.cancel_order(uow, event, charger())
+    # After the payment's part (its row lock taken first, as invoice generation takes it): an
+    # invoice generated meanwhile is committed by then and found here.
+    await invoices.cancel_for_order(uow, event.payload.order_id, event.payload.reason)

@@ -1,6 +1,8 @@
 """The financial part of the demo data set: the rows whose ids the spec's examples use
 (specs/openapi/financial.yaml) — the payment of the demo order ORD-2025-000042, approved and
-then refunded, and its credit and debit in the ledger.
+then refunded, and its credit and debit in the ledger; the approved payments (and credits) of
+ORD-2025-000043, whose invoice is number 1 of series 1, still pending (the examples issue, send
+and cancel it), and of ORD-2025-000044, not invoiced yet (the example generates its invoice).
 
 Loaded by embedded `erp up` and by `erp demo seed` (docs/adr/0008-docs-that-work.md);
 idempotent: what exists already is kept. Payments are made only by the saga's events, so the
@@ -9,13 +11,20 @@ rows are written directly, as the events would have left them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import UUID
 
 from services.financial import domain
-from services.financial.domain import PaymentStatus, TransactionCategory, TransactionType
-from services.financial.tables import LedgerTransaction, Payment
-from services.platform import ServiceContext
+from services.financial.domain import (
+    InvoiceStatus,
+    PaymentStatus,
+    TransactionCategory,
+    TransactionType,
+)
+from services.financial.tables import Invoice, InvoiceSeries, LedgerTransaction, Payment
+from services.platform import ServiceContext, format_amount
 
 DEMO_PAYMENT = UUID("d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70")
 DEMO_ORDER = UUID("c7d8e9f0-1a2b-4c3d-8e4f-5a6b7c8d9e0f")
@@ -28,24 +37,110 @@ PLACED = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 APPROVED = datetime(2025, 1, 15, 12, 0, 1, tzinfo=UTC)
 REFUNDED = datetime(2025, 1, 15, 14, 0, tzinfo=UTC)
 
+DEMO_INVOICE = UUID("9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f")
+INVOICED = datetime(2025, 2, 3, 10, 30, tzinfo=UTC)
+SERIES = "1"
+TAX_RATE = Decimal("0.18")
+
+
+@dataclass(frozen=True)
+class PaidOrder:
+    payment: UUID
+    order: UUID
+    number: str
+    amount: str
+    credit: UUID
+    placed: datetime
+
+
+INVOICED_ORDER = PaidOrder(
+    UUID("1c2d3e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f"),
+    UUID("0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"),
+    "ORD-2025-000043",
+    "1250.00",
+    UUID("5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"),
+    datetime(2025, 2, 3, 10, 0, tzinfo=UTC),
+)
+UNINVOICED_ORDER = PaidOrder(
+    UUID("3e4f5a6b-7c8d-4e9f-8a0b-1c2d3e4f5a6b"),
+    UUID("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f60"),
+    "ORD-2025-000044",
+    "349.90",
+    UUID("6b7c8d9e-0f1a-4b2c-9d3e-4f5a6b7c8d9e"),
+    datetime(2025, 2, 5, 9, 0, tzinfo=UTC),
+)
+
 
 def _booking(
-    identifier: UUID, kind: TransactionType, category: TransactionCategory, when: datetime
+    identifier: UUID,
+    kind: TransactionType,
+    category: TransactionCategory,
+    when: datetime,
+    order: PaidOrder | None = None,
 ) -> LedgerTransaction:
     what = "Payment" if kind is TransactionType.CREDIT else "Refund"
+    number = ORDER_NUMBER if order is None else order.number
     return LedgerTransaction(
         id=identifier,
         type=kind.value,
         category=category.value,
-        amount=AMOUNT,
+        amount=AMOUNT if order is None else order.amount,
         currency="BRL",
-        reference=ORDER_NUMBER,
-        description=f"{what} of order {ORDER_NUMBER}",
-        payment_id=DEMO_PAYMENT,
-        order_id=DEMO_ORDER,
+        reference=number,
+        description=f"{what} of order {number}",
+        payment_id=DEMO_PAYMENT if order is None else order.payment,
+        order_id=DEMO_ORDER if order is None else order.order,
         occurred_at=when,
         booked_on=when.date(),
         booked_month=domain.month_start(when.date()),
+    )
+
+
+def _approved(order: PaidOrder) -> Payment:
+    approved = order.placed + timedelta(seconds=1)
+    return Payment(
+        id=order.payment,
+        order_id=order.order,
+        order_number=order.number,
+        customer_id=DEMO_CUSTOMER,
+        amount=order.amount,
+        currency="BRL",
+        method="credit_card",
+        status=PaymentStatus.APPROVED.value,
+        gateway_reference=f"SIM-{order.order.hex[:16]}",
+        created_at=order.placed,
+        updated_at=approved,
+        processed_at=approved,
+    )
+
+
+def _invoice() -> Invoice:
+    order = INVOICED_ORDER
+    money = domain.invoice_taxes(Decimal(order.amount), TAX_RATE)
+    parts = domain.KeyParts(
+        state_code="35",
+        issued_on=INVOICED.date(),
+        cnpj="11222333000181",
+        series=int(SERIES),
+        number=1,
+        code=domain.numeric_code(DEMO_INVOICE.bytes, 1),
+    )
+    return Invoice(
+        id=DEMO_INVOICE,
+        order_id=order.order,
+        order_number=order.number,
+        customer_id=DEMO_CUSTOMER,
+        series=SERIES,
+        number=1,
+        nfe_key=domain.nfe_key(parts),
+        amount=format_amount(money.amount),
+        taxes=format_amount(money.taxes),
+        tax_rate=domain.format_rate(TAX_RATE),
+        total=format_amount(money.total),
+        currency="BRL",
+        status=InvoiceStatus.PENDING.value,
+        created_at=INVOICED,
+        updated_at=INVOICED,
     )
 
 
@@ -72,11 +167,33 @@ async def seed_demo(ctx: ServiceContext) -> None:
                 )
             )
             await session.flush()
+        for order in (INVOICED_ORDER, UNINVOICED_ORDER):
+            if await session.get(Payment, order.payment) is None:
+                session.add(_approved(order))
+                await session.flush()
         bookings = [
             _booking(CREDIT, TransactionType.CREDIT, TransactionCategory.SALES, APPROVED),
             _booking(DEBIT, TransactionType.DEBIT, TransactionCategory.REFUNDS, REFUNDED),
+            *(
+                _booking(
+                    order.credit,
+                    TransactionType.CREDIT,
+                    TransactionCategory.SALES,
+                    order.placed + timedelta(seconds=1),
+                    order,
+                )
+                for order in (INVOICED_ORDER, UNINVOICED_ORDER)
+            ),
         ]
         for booking in bookings:
             if await session.get(LedgerTransaction, booking.id) is None:
                 session.add(booking)
+        if await session.get(Invoice, DEMO_INVOICE) is None:
+            session.add(_invoice())
+        # Number 1 of the series is the demo invoice's: the next one generated gets 2.
+        counter = await session.get(InvoiceSeries, SERIES)
+        if counter is None:
+            session.add(InvoiceSeries(series=SERIES, last_number=1))
+        elif counter.last_number < 1:
+            counter.last_number = 1
         await uow.commit()

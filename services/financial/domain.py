@@ -1,13 +1,15 @@
 """The financial service's pure rules: the payment status machine, what an order event does to
-a payment, money on the wire, and the ranges a ledger summary may span (table-tested in
-tests/financial/test_domain.py)."""
+a payment, money on the wire, the ranges a ledger summary may span, and invoices (their status
+machine, the NF-e access key and its check digit, the tax rule) — table-tested in
+tests/financial/test_domain.py and tests/financial/test_invoice_domain.py."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal
+from datetime import date, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Final
 
@@ -107,6 +109,15 @@ class TransactionCategory(StrEnum):
     REFUNDS = "refunds"
 
 
+CENT: Final = Decimal("0.01")
+RATE_STEP: Final = Decimal("0.0001")
+
+
+def format_rate(value: Decimal) -> str:
+    """A tax rate on the wire: four decimals ("0.1800")."""
+    return f"{value.quantize(RATE_STEP):f}"
+
+
 @dataclass(frozen=True, slots=True)
 class OrderFacts:
     """What a payment keeps of its order; a second `sales.order.created` of the same order must
@@ -152,3 +163,122 @@ def summary_range_problem(start: date, end: date, period: SummaryPeriod) -> str 
 
 def month_start(day: date) -> date:
     return day.replace(day=1)
+
+
+# ---------------------------------------------------------------- invoices (ADR 0014)
+
+
+class InvoiceStatus(StrEnum):
+    PENDING = "pending"  # numbered and keyed, not yet issued (authorised)
+    ISSUED = "issued"
+    SENT = "sent"  # delivered to the customer
+    CANCELLED = "cancelled"
+
+
+_INVOICE_TRANSITIONS: Final[Mapping[InvoiceStatus, frozenset[InvoiceStatus]]] = {
+    InvoiceStatus.PENDING: frozenset({InvoiceStatus.ISSUED, InvoiceStatus.CANCELLED}),
+    InvoiceStatus.ISSUED: frozenset({InvoiceStatus.SENT, InvoiceStatus.CANCELLED}),
+    InvoiceStatus.SENT: frozenset({InvoiceStatus.CANCELLED}),
+    InvoiceStatus.CANCELLED: frozenset(),
+}
+
+# An authorised NF-e may be cancelled within 24 hours of its authorisation (SEFAZ refuses a
+# later cancellation; a return invoice is the way then). `issued_at` is the authorisation.
+CANCELLATION_WINDOW: Final = timedelta(hours=24)
+
+
+def invoice_transition_problem(
+    current: InvoiceStatus,
+    target: InvoiceStatus,
+    *,
+    issued_at: datetime | None = None,
+    now: datetime | None = None,
+) -> str | None:
+    """Why the invoice cannot move from `current` to `target`, or None when it can. Cancelling a
+    sent invoice needs `issued_at` and `now`: it is allowed within CANCELLATION_WINDOW."""
+    if target not in _INVOICE_TRANSITIONS[current]:
+        return f"is {current}: it cannot become {target}"
+    late = issued_at is None or now is None or now - issued_at > CANCELLATION_WINDOW
+    if current is InvoiceStatus.SENT and target is InvoiceStatus.CANCELLED and late:
+        return "was issued more than 24 hours ago: it can no longer be cancelled"
+    return None
+
+
+MAX_INVOICE_NUMBER: Final = 999_999_999  # nNF: nine digits
+NFE_MODEL: Final = "55"  # NF-e (model 55)
+NORMAL_EMISSION: Final = "1"  # tpEmis 1: normal emission
+_KEY_WEIGHTS: Final = (2, 3, 4, 5, 6, 7, 8, 9)
+
+
+def nfe_check_digit(digits: str) -> int:
+    """cDV of the first 43 digits of an access key: modulo 11, weights 2 to 9 from the right
+    (repeating); a remainder of 0 or 1 gives 0 (Manual de Orientação do Contribuinte)."""
+    if len(digits) != 43 or not digits.isdigit():
+        raise ValueError("an access key's check digit covers exactly 43 digits")
+    total = sum(
+        int(digit) * _KEY_WEIGHTS[i % len(_KEY_WEIGHTS)] for i, digit in enumerate(reversed(digits))
+    )
+    remainder = total % 11
+    return 0 if remainder < 2 else 11 - remainder
+
+
+def nfe_key_is_valid(key: str) -> bool:
+    return len(key) == 44 and key.isdigit() and nfe_check_digit(key[:43]) == int(key[43])
+
+
+def numeric_code(seed: bytes, number: int) -> int:
+    """cNF: eight digits drawn from `seed` (the invoice id's bytes, so a key can be rebuilt),
+    never equal to the number (the manual forbids cNF = nNF)."""
+    code = int.from_bytes(hashlib.sha256(seed).digest()[:8], "big") % 100_000_000
+    return (code + 1) % 100_000_000 if code == number else code
+
+
+@dataclass(frozen=True, slots=True)
+class KeyParts:
+    """What an NF-e access key is made of."""
+
+    state_code: str  # cUF, two digits (IBGE code of the issuer's state)
+    issued_on: date  # gives AAMM
+    cnpj: str  # the issuer's, 14 digits
+    series: int  # 0-999
+    number: int  # 1-999,999,999
+    code: int  # cNF, 0-99,999,999
+
+
+def nfe_key(parts: KeyParts) -> str:
+    """cUF(2) AAMM(4) CNPJ(14) mod(2) serie(3) nNF(9) tpEmis(1) cNF(8) cDV(1): 44 digits."""
+    if not (len(parts.state_code) == 2 and parts.state_code.isdigit()):
+        raise ValueError("cUF must be two digits")
+    if not (len(parts.cnpj) == 14 and parts.cnpj.isdigit()):
+        raise ValueError("the CNPJ must be 14 digits")
+    if not 0 <= parts.series <= 999:
+        raise ValueError("the series must be 0 to 999")
+    if not 1 <= parts.number <= MAX_INVOICE_NUMBER:
+        raise ValueError(f"the number must be 1 to {MAX_INVOICE_NUMBER}")
+    if not 0 <= parts.code <= 99_999_999:
+        raise ValueError("cNF must be at most eight digits")
+    body = (
+        f"{parts.state_code}{parts.issued_on:%y%m}{parts.cnpj}{NFE_MODEL}{parts.series:03d}"
+        f"{parts.number:09d}{NORMAL_EMISSION}{parts.code:08d}"
+    )
+    return f"{body}{nfe_check_digit(body)}"
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceTaxes:
+    amount: Decimal  # the goods without the tax
+    taxes: Decimal
+    total: Decimal  # what the customer paid
+
+
+def invoice_taxes(total: Decimal, rate: Decimal) -> InvoiceTaxes:
+    """ICMS "por dentro": the rate applies to a base that includes the tax itself, so the tax is
+    `total * rate`, inside the total the customer paid (Brazilian prices include it). Rounded to
+    cents half-even (banker's rounding: no upward drift over many invoices);
+    `amount + taxes == total` always."""
+    if total < 0:
+        raise ValueError("an invoice total cannot be negative")
+    if not Decimal(0) <= rate < Decimal(1):
+        raise ValueError("the tax rate must be at least 0 and below 1")
+    taxes = (total * rate).quantize(CENT, rounding=ROUND_HALF_EVEN)
+    return InvoiceTaxes(amount=total - taxes, taxes=taxes, total=total)

@@ -1,6 +1,7 @@
 """HTTP handlers of the financial service: one small coroutine per operationId, typed by the
 generated `FinancialHandlers` Protocol (`service.py` checks it). The kit has parsed, checked
-and authorised the request; each handler calls a query."""
+and authorised the request; each handler calls a query or a command (writes, in the unit of
+work the kit commits), or renders an invoice."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ from datetime import date
 from uuid import UUID
 
 from generated.financial import models
-from services.financial import queries
+from services.financial import queries, renditions
+from services.financial.commands import invoices
 from services.financial.domain import SummaryPeriod
-from services.platform import Call
+from services.financial.issuer import issuer_of
+from services.platform import Call, Reply, WriteCall
 
 
 async def list_payments(
@@ -60,3 +63,60 @@ async def get_transactions_summary(
 ) -> models.TransactionSummary:
     chosen = SummaryPeriod(period) if period is not None else SummaryPeriod.MONTH
     return await queries.summarise_transactions(call.ctx, start=from_, end=to, period=chosen)
+
+
+async def list_invoices(
+    call: Call,
+    *,
+    status: str | None = None,
+    series: str | None = None,
+    customer_id: UUID | None = None,
+    page: int = 1,
+    per_page: int = 15,
+) -> models.InvoiceList:
+    return await queries.list_invoices(
+        call.ctx,
+        status=status,
+        series=series,
+        customer_id=customer_id,
+        page=page,
+        per_page=per_page,
+    )
+
+
+async def generate_invoice(call: WriteCall, *, body: models.InvoiceCreate) -> models.Invoice:
+    return await invoices.generate(call.uow, issuer_of(call.ctx), body)
+
+
+async def get_invoice(call: Call, *, invoice_id: UUID) -> models.Invoice:
+    return await queries.get_invoice(call.ctx, invoice_id)
+
+
+async def get_order_invoice(call: Call, *, order_id: UUID) -> models.Invoice:
+    return await queries.get_order_invoice(call.ctx, order_id)
+
+
+async def issue_invoice(call: WriteCall, *, invoice_id: UUID) -> models.Invoice:
+    return await invoices.issue(call.uow, invoice_id)
+
+
+async def send_invoice(call: WriteCall, *, invoice_id: UUID) -> models.Invoice:
+    return await invoices.send(call.uow, invoice_id)
+
+
+async def cancel_invoice(
+    call: WriteCall, *, invoice_id: UUID, body: models.InvoiceCancel
+) -> models.Invoice:
+    return await invoices.cancel(call.uow, invoice_id, body)
+
+
+async def get_invoice_xml(call: Call, *, invoice_id: UUID) -> bytes:
+    invoice = await queries.get_invoice(call.ctx, invoice_id)
+    return renditions.invoice_xml(invoice, issuer_of(call.ctx))
+
+
+async def get_invoice_pdf(call: Call, *, invoice_id: UUID) -> Reply:
+    invoice = await queries.get_invoice(call.ctx, invoice_id)
+    document = renditions.invoice_pdf(invoice, issuer_of(call.ctx))
+    disposition = f'attachment; filename="nfe-{invoice.nfe_key}.pdf"'
+    return Reply(document, headers={"Content-Disposition": disposition})

@@ -8,17 +8,18 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 
 from generated.financial import models
 from services.financial.domain import (
+    InvoiceStatus,
     SummaryPeriod,
     TransactionType,
     summary_range_problem,
 )
-from services.financial.tables import LedgerTransaction, Payment
+from services.financial.tables import Invoice, LedgerTransaction, Payment
 from services.platform import (
     Page,
     Problem,
@@ -139,3 +140,48 @@ async def summarise_transactions(
     return models.TransactionSummary.model_validate(
         {"from": start, "to": end, "period": period.value, "data": data}
     )
+
+
+async def list_invoices(
+    ctx: ServiceContext,
+    *,
+    status: str | None,
+    series: str | None,
+    customer_id: UUID | None,
+    page: int,
+    per_page: int,
+) -> models.InvoiceList:
+    statement = select(Invoice)
+    if status is not None:
+        statement = statement.where(col(Invoice.status) == status)
+    if series is not None:
+        statement = statement.where(col(Invoice.series) == series)
+    if customer_id is not None:
+        statement = statement.where(col(Invoice.customer_id) == customer_id)
+    statement = statement.order_by(col(Invoice.created_at).desc(), col(Invoice.id))
+    async with ctx.database.read_session() as session:
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    return page_of(models.InvoiceList, rows, meta)
+
+
+async def get_invoice(ctx: ServiceContext, invoice_id: UUID) -> models.Invoice:
+    async with ctx.database.read_session() as session:
+        found = await session.get(Invoice, invoice_id)
+    if found is None:
+        raise resource_not_found("Invoice", invoice_id)
+    return models.Invoice.model_validate(found, from_attributes=True)
+
+
+async def get_order_invoice(ctx: ServiceContext, order_id: UUID) -> models.Invoice:
+    """The order's invoice that is not cancelled (at most one), else its newest cancelled one."""
+    live = case((col(Invoice.status) == InvoiceStatus.CANCELLED.value, 1), else_=0)
+    statement = (
+        select(Invoice)
+        .where(col(Invoice.order_id) == order_id)
+        .order_by(live, col(Invoice.created_at).desc(), col(Invoice.id))
+    )
+    async with ctx.database.read_session() as session:
+        found = (await session.scalars(statement)).first()
+    if found is None:
+        raise resource_not_found("The invoice of order", order_id)
+    return models.Invoice.model_validate(found, from_attributes=True)

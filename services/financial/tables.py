@@ -4,27 +4,52 @@ these; `0002_charge_conversations.py` adds the causes of payments and cancellati
 
 One payment per order is the unique `payments.order_id`; one credit and at most one debit per
 payment is the unique `(payment_id, type)` of the ledger: whatever code runs twice, the
-database refuses a second charge or a second booking. Amounts are `NUMERIC(14, 2)` read back as
-the wire's decimal string.
+database refuses a second charge or a second booking. Invoices (migration 0003): one that is
+not cancelled per order (a partial unique index), `(series, number)` and `nfe_key` unique, and
+the numbers of a series taken from its `invoice_series` counter row. Amounts are
+`NUMERIC(14, 2)` read back as the wire's decimal string.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from uuid import UUID, uuid4
 
 from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
+    Dialect,
     Index,
     MetaData,
+    Numeric,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import registry
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
+from services.financial.domain import format_rate
 from services.platform import Amount, utc_timestamp
+
+
+class Rate(TypeDecorator[str]):
+    """`NUMERIC(5, 4)` in the database, the wire's decimal string in Python ("0.1800")."""
+
+    impl = Numeric(5, 4)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[str]:
+        return str
+
+    def process_bind_param(self, value: str | Decimal | None, dialect: Dialect) -> Decimal | None:
+        return None if value is None else Decimal(value)
+
+    def process_result_value(self, value: Decimal | None, dialect: Dialect) -> str | None:
+        return None if value is None else format_rate(Decimal(value))
 
 
 class FinancialTable(SQLModel, registry=registry()):
@@ -112,3 +137,63 @@ class LedgerTransaction(FinancialTable, table=True):
     occurred_at: datetime = utc_timestamp(nullable=False)
     booked_on: date = Field(sa_column=Column(Date(), nullable=False))
     booked_month: date = Field(sa_column=Column(Date(), nullable=False))
+
+
+INVOICE_STATUSES = "'pending', 'issued', 'sent', 'cancelled'"
+
+
+class Invoice(FinancialTable, table=True):
+    """An order's invoice (ADR 0014). `amount + taxes = total`; `total` is what was paid."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({INVOICE_STATUSES})", name="invoices_status_valid"),
+        CheckConstraint("number BETWEEN 1 AND 999999999", name="invoices_number_in_range"),
+        # round(): SQLite keeps NUMERIC as a float (286.92 + 62.98 is not 349.90 there).
+        CheckConstraint(
+            "round(amount + taxes, 2) = round(total, 2)", name="invoices_total_adds_up"
+        ),
+        UniqueConstraint("series", "number", name="invoices_series_number_key"),
+        UniqueConstraint("nfe_key", name="invoices_nfe_key_key"),
+        Index(
+            "ix_invoices_order_id_live",
+            "order_id",
+            unique=True,
+            postgresql_where=text("status <> 'cancelled'"),
+            sqlite_where=text("status <> 'cancelled'"),
+        ),
+        Index("ix_invoices_created_at", "created_at"),
+        Index("ix_invoices_customer_id", "customer_id"),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    order_id: UUID
+    order_number: str = Field(max_length=20)
+    customer_id: UUID
+    series: str = Field(max_length=3)
+    number: int
+    nfe_key: str = Field(max_length=44)
+    amount: str = Field(sa_column=Column(Amount(), nullable=False))
+    taxes: str = Field(sa_column=Column(Amount(), nullable=False))
+    tax_rate: str = Field(sa_column=Column(Rate(), nullable=False))
+    total: str = Field(sa_column=Column(Amount(), nullable=False))
+    currency: str = Field(max_length=3)
+    status: str = Field(max_length=20)  # domain.InvoiceStatus
+    reason: str | None = Field(default=None, max_length=255)
+    created_at: datetime = utc_timestamp(nullable=False)
+    updated_at: datetime = utc_timestamp(nullable=False)
+    issued_at: datetime | None = utc_timestamp(nullable=True)
+    sent_at: datetime | None = utc_timestamp(nullable=True)
+    cancelled_at: datetime | None = utc_timestamp(nullable=True)
+
+
+class InvoiceSeries(FinancialTable, table=True):
+    """The last number taken in a series. Taking the next one updates this row, so concurrent
+    invoices of a series wait for each other's commit: numbers are unique and gap-free (a
+    rolled-back invoice gives its number back)."""
+
+    __tablename__ = "invoice_series"
+    __table_args__ = (CheckConstraint("last_number >= 0", name="invoice_series_last_number"),)
+
+    series: str = Field(primary_key=True, max_length=3)
+    last_number: int

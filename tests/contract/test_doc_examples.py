@@ -120,7 +120,7 @@ def test_each_documented_example_conforms_to_its_schema(
 def test_the_walk_finds_every_kind_of_example(service: str) -> None:
     document = DOCUMENTS[service]
     places = [where for where, _, _ in documented_examples(document)]
-    # financial has reads only (its payments come from events): no request body to show.
+    # A document whose operations take no request body has no body example to show.
     takes_bodies = any(
         "requestBody" in operation
         for item in document["paths"].values()

@@ -5,6 +5,7 @@ Sales does not exist yet, so the tests play its part: they publish `sales.order.
 `sales.events`, read what financial answers on `financial.events` through a queue of their own
 (each message checked against the document), and look at the payment and the ledger over HTTP
 with an admin's token. The simulated gateway answers from the cents of the total (ADR 0012).
+The order's invoice (ADR 0014) is made over HTTP and cancelled by `sales.order.cancelled`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from services.financial.service import definition
 from services.financial.tables import metadata
@@ -95,7 +96,8 @@ async def publish(channel: aio_pika.abc.AbstractChannel, envelope: dict[str, Any
 
 @dataclass
 class Capture:
-    """Everything financial publishes under `financial.payment.#`, from the moment of binding."""
+    """Everything financial publishes under `financial.payment.#` and `financial.invoice.#`,
+    from the moment of binding."""
 
     queue: aio_pika.abc.AbstractQueue
     seen: list[dict[str, Any]] = field(default_factory=list)
@@ -139,6 +141,7 @@ async def captured(channel: aio_pika.abc.AbstractChannel) -> AsyncIterator[Captu
     exchange = await channel.get_exchange(FINANCIAL_EXCHANGE)
     queue = await channel.declare_queue(f"test.capture.{uuid.uuid4().hex}", exclusive=True)
     await queue.bind(exchange, routing_key="financial.payment.#")
+    await queue.bind(exchange, routing_key="financial.invoice.#")
     try:
         yield Capture(queue)
     finally:
@@ -383,6 +386,70 @@ async def test_the_summary_totals_the_day(
     )
     assert backwards.status_code == 400
     assert backwards.json()["errors"] == [{"field": "to", "message": "must not be before `from`"}]
+
+
+async def issued_invoice(api: httpx.AsyncClient, order_id: str) -> dict[str, Any]:
+    generated = await api.post("/api/v1/invoices", json={"order_id": order_id})
+    assert generated.status_code == 201, generated.text
+    issued = await api.post(f"/api/v1/invoices/{generated.json()['id']}/issue")
+    assert issued.status_code == 200, issued.text
+    invoice: dict[str, Any] = issued.json()
+    return invoice
+
+
+async def test_a_cancelled_order_cancels_its_invoice(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
+) -> None:
+    created = order_totalling("480.00")
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+    await captured.wait("financial.payment.processed", order_id)
+    invoice = await issued_invoice(api, order_id)
+    generated = await captured.wait("financial.invoice.generated", order_id)
+    assert generated["payload"]["nfe_key"] == invoice["nfe_key"]
+
+    cancelled = order_cancelled(created, "Out of stock")
+    await publish(channel, cancelled)
+    gone = await captured.wait("financial.invoice.cancelled", order_id)
+    assert_caused_by(gone, cancelled)
+    assert (gone["payload"]["invoice_id"], gone["payload"]["reason"]) == (
+        invoice["id"],
+        "Out of stock",
+    )
+    after = await api.get(f"/api/v1/invoices/{invoice['id']}")
+    assert (after.json()["status"], after.json()["reason"]) == ("cancelled", "Out of stock")
+    await settled_payment(api, order_id, "refunded")
+
+
+async def test_an_invoice_past_its_cancellation_window_dead_letters_the_cancellation(
+    api: httpx.AsyncClient,
+    channel: aio_pika.abc.AbstractChannel,
+    captured: Capture,
+    module_env: Mapping[str, str],
+) -> None:
+    created = order_totalling("490.00")
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+    await captured.wait("financial.payment.processed", order_id)
+    invoice = await issued_invoice(api, order_id)
+    sent = await api.post(f"/api/v1/invoices/{invoice['id']}/send")
+    assert sent.status_code == 200, sent.text
+    engine = create_engine(load_settings("financial", 8005, module_env).database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text("UPDATE invoices SET issued_at = issued_at - interval '2 days' WHERE id = :id"),
+            {"id": invoice["id"]},
+        )
+    engine.dispose()
+
+    cancelled = order_cancelled(created, "Out of stock")
+    await publish(channel, cancelled)
+    letter = await take_dead_letter(channel, FINANCIAL_DLQ, cancelled["event_id"], within=30)
+    assert letter.header("x-erp-error") == "DeadLetter"
+    assert "can no longer be cancelled" in letter.header("x-erp-error-reason")
+    # The delivery's effects rolled back with it: the payment is still approved.
+    await settled_payment(api, order_id, "approved")
+    assert (await api.get(f"/api/v1/invoices/{invoice['id']}")).json()["status"] == "sent"
 
 
 def test_the_migrations_on_postgresql_match_the_tables(

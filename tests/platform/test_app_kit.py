@@ -213,13 +213,14 @@ def test_a_missing_handler_fails_at_build_time_naming_all_of_them() -> None:
         "get_thing",
         "delete_thing",
         "archive_thing",
+        "get_thing_label",
         "list_my_things",
         "whoami",
         "boom",
         "broken",
     }  # the operational ones resolve to the kit
     assert "whoami (GET /api/v1/whoami)" in str(raised.value)
-    assert "tests.platform.fixtures.kit_tables lacks a handler for 9 operation(s)" in str(
+    assert "tests.platform.fixtures.kit_tables lacks a handler for 10 operation(s)" in str(
         raised.value
     )
 
@@ -507,6 +508,18 @@ def test_a_reply_overrides_the_status_and_adds_headers(client: TestClient) -> No
     assert response.headers["x-archived"] == "later"
     assert response.headers["etag"] == '"3"'
     assert response.json()["id"] == str(KNOWN)
+
+
+def test_bytes_are_sent_with_the_media_type_the_spec_declares(client: TestClient) -> None:
+    response = client.get(f"{THING}/label")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert response.content == f"id,name\r\n{KNOWN},lamp\r\n".encode()
+    # A Reply that names no media type gets the declared one too, with its own headers.
+    download = client.get(f"{THING}/label", params={"download": "true"})
+    assert download.headers["content-type"].startswith("text/csv")
+    assert download.headers["content-disposition"] == 'attachment; filename="label.csv"'
+    assert download.content == response.content
 
 
 def test_a_handler_problem_is_rendered(client: TestClient) -> None:

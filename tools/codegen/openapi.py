@@ -684,8 +684,10 @@ def _method(operation: Operation, document: JsonObject, index: ModelIndex, sourc
             arguments.append((True, f"body: {model} | None = None"))
     result = "None"
     success = operation.success
-    if success is not None and success.content_type is not None and _is_json(success.content_type):
-        result = _model(index, success.schema_name, "response", where)
+    if success is not None and success.content_type is not None:
+        # JSON: the response model; another media type (a PDF, XML): its bytes, sent as they are.
+        is_json = _is_json(success.content_type)
+        result = _model(index, success.schema_name, "response", where) if is_json else "bytes"
     # A Reply answers with another status or extra headers (services.platform.Reply).
     result = "Reply | None" if result == "None" else f"{result} | Reply"
     # Required first, so that the signature can be copied into a plain function.

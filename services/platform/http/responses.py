@@ -1,7 +1,8 @@
 """From what a handler returns to the bytes on the wire, as the operation's spec declares.
 
-A handler returns its operation's generated response model (or None for a 204); the kit sends
-it with the declared status, `ETag` from the model's `version` when the response declares ETag,
+A handler returns its operation's generated response model (or None for a 204; the bytes of a
+response whose media type is not JSON, such as a PDF); the kit sends it with the declared status
+and media type, `ETag` from the model's `version` when the response declares ETag,
 and `Location` for a created resource when the operation has a location template. A handler
 that must answer otherwise (the health checks' 503, the metrics text, a model's JSON kept in a
 cache) returns a `Reply`; JSON bytes in a Reply are still checked against the response schema.
@@ -32,7 +33,7 @@ class Reply:
     body: BaseModel | Mapping[str, Any] | bytes | None
     status: int | None = None  # None: the operation's success status
     headers: Mapping[str, str] = field(default_factory=dict)
-    content_type: str | None = JSON
+    content_type: str | None = None  # None: the media type of the operation's success response
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,7 @@ def render(operation: OperationInfo, result: object, *, keep_data: bool) -> tupl
     if isinstance(result, Reply):
         status = result.status or status
         headers.update(result.headers)
-        content_type = result.content_type
+        content_type = result.content_type or content_type
         body = result.body
     if body is None:
         return Rendered(status, b"", headers), None

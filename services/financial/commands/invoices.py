@@ -1,0 +1,236 @@
+"""Invoices of paid orders, NF-e style (ADR 0014).
+
+`generate` numbers the invoice from its series' counter row in the request's own transaction
+(`UPDATE ... RETURNING`: concurrent invoices of a series wait for each other, a rollback gives
+the number back, so numbers are unique and gap-free), works out the taxes and the access key,
+and leaves it `pending`; `issue`, `send` and `cancel` move it along `domain`'s status machine
+(an illegal move is a 409). `cancel_for_order` is `sales.order.cancelled`'s part: there an
+invoice that can no longer be cancelled is dead-lettered, for a person to issue a return
+invoice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID, uuid4
+
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from generated.events import publishers as events
+from generated.events.models import (
+    FinancialInvoiceCancelledPayload,
+    FinancialInvoiceGeneratedPayload,
+)
+from generated.financial import models
+from services.financial import domain
+from services.financial.domain import InvoiceStatus, KeyParts, PaymentStatus
+from services.financial.issuer import Issuer
+from services.financial.tables import (
+    Invoice,
+    InvoiceSeries,
+    OrderCancellation,
+    Payment,
+    metadata,
+)
+from services.platform import (
+    DeadLetter,
+    Problem,
+    UnitOfWork,
+    flush_unique,
+    format_amount,
+    insert_ignoring_conflicts,
+    resource_not_found,
+    utc_now,
+)
+
+
+def invoice_model(invoice: Invoice) -> models.Invoice:
+    return models.Invoice.model_validate(invoice, from_attributes=True)
+
+
+def _label(invoice: Invoice) -> str:
+    return f"Invoice {invoice.number} of series {invoice.series}"
+
+
+async def _live_invoice(uow: UnitOfWork, order_id: UUID) -> Invoice | None:
+    statement = (
+        select(Invoice)
+        .where(col(Invoice.order_id) == order_id)
+        .where(col(Invoice.status) != InvoiceStatus.CANCELLED.value)
+        .with_for_update()
+    )
+    return (await uow.session.scalars(statement)).first()
+
+
+async def _next_number(uow: UnitOfWork, series: str) -> int:
+    """The series' next number, taken in this transaction: the counter row stays locked until
+    it ends, so a concurrent invoice of the series waits and gets the number after."""
+    counters = metadata.tables["invoice_series"]
+    first = {"series": series, "last_number": 0}
+    await uow.session.execute(insert_ignoring_conflicts(uow.dialect, counters, first))
+    taken = await uow.session.execute(
+        update(InvoiceSeries)
+        .where(col(InvoiceSeries.series) == series)
+        .values(last_number=col(InvoiceSeries.last_number) + 1)
+        .returning(col(InvoiceSeries.last_number))
+    )
+    number = int(taken.scalar_one())
+    if number > domain.MAX_INVOICE_NUMBER:
+        raise Problem(409, detail=f"Series {series} has used every number; configure another.")
+    return number
+
+
+async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) -> models.Invoice:
+    """The `pending` invoice of an order whose payment is approved and that is not cancelled.
+    The payment row is locked meanwhile, as the cancellation's transaction locks it: a
+    cancellation committed first is seen here; one that comes after finds this invoice."""
+    statement = select(Payment).where(col(Payment.order_id) == body.order_id).with_for_update()
+    payment = (await uow.session.scalars(statement)).first()
+    if payment is None:
+        raise resource_not_found("The payment of order", body.order_id)
+    if payment.status != PaymentStatus.APPROVED.value:
+        raise Problem(
+            409,
+            detail=f"The payment of order {payment.order_number} is {payment.status}: "
+            "only an order with an approved payment is invoiced.",
+        )
+    # A cancelled order's payment stays approved until its refund is recorded (after the
+    # cancellation's commit): the cancellation itself is what refuses the invoice.
+    if await uow.session.get(OrderCancellation, body.order_id) is not None:
+        raise Problem(409, detail=f"Order {payment.order_number} is cancelled: it is not invoiced.")
+    existing = await _live_invoice(uow, body.order_id)
+    if existing is not None:
+        raise Problem(
+            409, detail=f"Order {payment.order_number} already has {_label(existing).lower()}."
+        )
+
+    number = await _next_number(uow, issuer.series)
+    now = utc_now()
+    invoice_id = uuid4()
+    money = domain.invoice_taxes(Decimal(payment.amount), issuer.tax_rate)
+    key = domain.nfe_key(
+        KeyParts(
+            state_code=issuer.state_code,
+            issued_on=now.date(),
+            cnpj=issuer.cnpj,
+            series=int(issuer.series),
+            number=number,
+            code=domain.numeric_code(invoice_id.bytes, number),
+        )
+    )
+    invoice = Invoice(
+        id=invoice_id,
+        order_id=payment.order_id,
+        order_number=payment.order_number,
+        customer_id=payment.customer_id,
+        series=issuer.series,
+        number=number,
+        nfe_key=key,
+        amount=format_amount(money.amount),
+        taxes=format_amount(money.taxes),
+        tax_rate=domain.format_rate(issuer.tax_rate),
+        total=format_amount(money.total),
+        currency=payment.currency,
+        status=InvoiceStatus.PENDING.value,
+        created_at=now,
+        updated_at=now,
+    )
+    uow.session.add(invoice)
+    # The partial unique index on order_id is the last guard (SQLite ignores FOR UPDATE).
+    await flush_unique(
+        uow.session, Problem(409, detail=f"Order {payment.order_number} already has an invoice.")
+    )
+    return invoice_model(invoice)
+
+
+async def _locked(uow: UnitOfWork, invoice_id: UUID) -> Invoice:
+    statement = select(Invoice).where(col(Invoice.id) == invoice_id).with_for_update()
+    invoice = (await uow.session.scalars(statement)).first()
+    if invoice is None:
+        raise resource_not_found("Invoice", invoice_id)
+    return invoice
+
+
+def _problem(invoice: Invoice, target: InvoiceStatus, now: datetime) -> str | None:
+    return domain.invoice_transition_problem(
+        InvoiceStatus(invoice.status), target, issued_at=invoice.issued_at, now=now
+    )
+
+
+def _move(invoice: Invoice, target: InvoiceStatus, now: datetime) -> None:
+    problem = _problem(invoice, target, now)
+    if problem is not None:
+        raise Problem(409, detail=f"{_label(invoice)} {problem}.")
+    invoice.status = target.value
+    invoice.updated_at = now
+
+
+async def issue(uow: UnitOfWork, invoice_id: UUID) -> models.Invoice:
+    invoice = await _locked(uow, invoice_id)
+    now = utc_now()
+    _move(invoice, InvoiceStatus.ISSUED, now)
+    invoice.issued_at = now
+    events.publish_financial_invoice_generated(
+        uow,
+        FinancialInvoiceGeneratedPayload(
+            **_event_fields(invoice), amount=invoice.amount, taxes=invoice.taxes, issued_at=now
+        ),
+    )
+    return invoice_model(invoice)
+
+
+async def send(uow: UnitOfWork, invoice_id: UUID) -> models.Invoice:
+    invoice = await _locked(uow, invoice_id)
+    now = utc_now()
+    _move(invoice, InvoiceStatus.SENT, now)
+    invoice.sent_at = now
+    return invoice_model(invoice)
+
+
+def _cancelled(uow: UnitOfWork, invoice: Invoice, reason: str, now: datetime) -> None:
+    invoice.status = InvoiceStatus.CANCELLED.value
+    invoice.updated_at = now
+    invoice.cancelled_at = now
+    invoice.reason = reason
+    events.publish_financial_invoice_cancelled(
+        uow,
+        FinancialInvoiceCancelledPayload(**_event_fields(invoice), reason=reason, cancelled_at=now),
+    )
+
+
+async def cancel(uow: UnitOfWork, invoice_id: UUID, body: models.InvoiceCancel) -> models.Invoice:
+    invoice = await _locked(uow, invoice_id)
+    now = utc_now()
+    _move(invoice, InvoiceStatus.CANCELLED, now)
+    _cancelled(uow, invoice, body.reason, now)
+    return invoice_model(invoice)
+
+
+async def cancel_for_order(uow: UnitOfWork, order_id: UUID, reason: str) -> None:
+    """The order was cancelled: so is its invoice, if it has one that is not cancelled yet. One
+    past the cancellation window is dead-lettered (with the rest of the event's effects): a
+    person must issue a return invoice; a replay after that finds it cancelled."""
+    invoice = await _live_invoice(uow, order_id)
+    if invoice is None:
+        return
+    now = utc_now()
+    problem = _problem(invoice, InvoiceStatus.CANCELLED, now)
+    if problem is not None:
+        raise DeadLetter(f"order {order_id}: {_label(invoice).lower()} {problem}")
+    _cancelled(uow, invoice, reason, now)
+
+
+def _event_fields(invoice: Invoice) -> dict[str, object]:
+    return {
+        "invoice_id": invoice.id,
+        "order_id": invoice.order_id,
+        "order_number": invoice.order_number,
+        "customer_id": invoice.customer_id,
+        "series": invoice.series,
+        "number": invoice.number,
+        "nfe_key": invoice.nfe_key,
+        "total": invoice.total,
+        "currency": invoice.currency,
+    }
