@@ -13,6 +13,7 @@ below it (enforced by `tests/platform/test_layers.py` with import-linter):
 """
 
 from services.platform.core.contracts import EventSink, EventSpec, OperationInfo, Topology
+from services.platform.core.documents import Document, DocumentType, parse_document
 from services.platform.core.emails import normalise_email
 from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
@@ -85,6 +86,8 @@ __all__ = [
     "Caller",
     "Database",
     "DeadLetter",
+    "Document",
+    "DocumentType",
     "EventSink",
     "EventSpec",
     "FieldError",
@@ -130,6 +133,7 @@ __all__ = [
     "on_behalf_of",
     "page_of",
     "paginate",
+    "parse_document",
     "parse_uuid",
     "prepare_database",
     "rate_limit",
