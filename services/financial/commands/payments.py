@@ -29,6 +29,7 @@ from generated.events.models import (
     SalesOrderCreatedPayload,
 )
 from services.financial import domain
+from services.financial.commands import accounts
 from services.financial.domain import (
     CancelAction,
     DeclineReason,
@@ -117,6 +118,7 @@ async def create_and_charge(
         _move(payment, PaymentStatus.CANCELLED, now)
         payment.cancelled_at = now
         log.info("order %s was cancelled before it arrived: nothing charged", order.order_id)
+        await accounts.follow_payment(uow, payment)
         return payment
 
     _move(payment, PaymentStatus.PROCESSING, now)
@@ -139,6 +141,7 @@ async def create_and_charge(
                 **_event_fields(payment), gateway_reference=reference, processed_at=processed_at
             ),
         )
+        await accounts.follow_payment(uow, payment)
         return payment
     decline = reason or DeclineReason.CARD_DECLINED
     _move(payment, PaymentStatus.DECLINED, processed_at)
@@ -149,6 +152,7 @@ async def create_and_charge(
             **_event_fields(payment), reason=decline.value, processed_at=processed_at
         ),
     )
+    await accounts.follow_payment(uow, payment)
     return payment
 
 
@@ -190,6 +194,7 @@ async def cancel_order(
                 **_event_fields(payment), reason=reason, refunded_at=now
             ),
         )
+    await accounts.follow_payment(uow, payment)
     return payment
 
 
