@@ -300,17 +300,22 @@ async def _mark_overdue(
     batch: int,
 ) -> int:
     pending = PayableStatus.PENDING.value  # the same word in both machines
+    # The ids first, then the update: a LIMIT inside `UPDATE ... WHERE id IN (SELECT ...)` is
+    # not a bound on PostgreSQL (the locking subquery may run again per row).
     due = (
         select(table.id)
         .where(col(table.status) == pending, col(table.due_date) < today)
-        .order_by(col(table.due_date))
+        .order_by(col(table.due_date), col(table.id))
         .limit(batch)
         # Rows a settling request holds are left for the next run (PostgreSQL).
         .with_for_update(skip_locked=True)
     )
+    ids = list((await uow.session.scalars(due)).all())
+    if not ids:
+        return 0
     result = await uow.session.execute(
         update(table)
-        .where(col(table.id).in_(due), col(table.status) == pending)
+        .where(col(table.id).in_(ids), col(table.status) == pending)
         .values(status=PayableStatus.OVERDUE.value, updated_at=now, version=col(table.version) + 1)
         .execution_options(synchronize_session=False)
     )
