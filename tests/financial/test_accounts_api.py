@@ -4,7 +4,6 @@ the overdue job runs on the same database. Databases and Redis keys are this mod
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +21,7 @@ from services.platform.persistence.db import Database
 from services.platform.persistence.redis import Keys, connect_redis
 from services.platform.runtime.app import create_app
 from services.platform.runtime.service import ServiceContext
-from tests.support.http import Api
+from tests.support.http import Api, unique_cnpj
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
 
@@ -65,12 +64,6 @@ async def ctx(settings: Settings, server: ServerThread) -> AsyncIterator[Service
 def api(server: ServerThread, admin_token: str) -> Iterator[Api]:
     with Api(server.url, admin_token) as client:
         yield client
-
-
-def unique_cnpj() -> str:
-    """A CNPJ with valid check digits that no other test run uses (CNPJs are unique)."""
-    base = f"{secrets.randbelow(10**8):08d}0001"
-    return base + cnpj.calc_check_digits(base)
 
 
 def new_supplier(api: Api, **fields: Any) -> dict[str, Any]:
