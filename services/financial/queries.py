@@ -27,10 +27,12 @@ from services.financial.tables import (
     Supplier,
 )
 from services.platform import (
+    LIKE_ESCAPE,
     Page,
     Problem,
     ServiceContext,
     format_amount,
+    like_pattern,
     page_of,
     paginate,
     resource_not_found,
@@ -151,12 +153,6 @@ async def summarise_transactions(
 # ------------------------------------------------------------------ suppliers and accounts
 
 
-def _like(text: str, *, anywhere: bool) -> str:
-    """A case-insensitive LIKE pattern matching `text` (ESCAPE '\\')."""
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%" if anywhere else f"{escaped}%"
-
-
 async def list_suppliers(
     ctx: ServiceContext, *, search: str | None, status: str | None, page: int, per_page: int
 ) -> models.SupplierList:
@@ -164,8 +160,8 @@ async def list_suppliers(
     if search is not None:
         statement = statement.where(
             or_(
-                func.lower(col(Supplier.name)).like(_like(search, anywhere=True), escape="\\"),
-                col(Supplier.cnpj).like(_like(search, anywhere=False), escape="\\"),
+                func.lower(col(Supplier.name)).like(like_pattern(search), escape=LIKE_ESCAPE),
+                col(Supplier.cnpj).like(like_pattern(search, anywhere=False), escape=LIKE_ESCAPE),
             )
         )
     if status is not None:

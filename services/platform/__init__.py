@@ -62,6 +62,7 @@ from services.platform.persistence.pagination import (
     paginate,
 )
 from services.platform.persistence.redis import JsonCache
+from services.platform.persistence.search import LIKE_ESCAPE, like_pattern
 from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import Amount, UtcDateTime, format_amount, utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, flush_unique, rfc3339
@@ -79,6 +80,7 @@ from services.platform.runtime.service import (
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "LIKE_ESCAPE",
     "TOKEN_LEEWAY",
     "Amount",
     "ApiKeyVerifier",
@@ -127,6 +129,7 @@ __all__ = [
     "keyset_of",
     "kit_tables_downgrade",
     "kit_tables_upgrade",
+    "like_pattern",
     "load_settings",
     "newest_first",
     "normalise_email",
