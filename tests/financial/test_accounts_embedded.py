@@ -1,0 +1,78 @@
+"""Accounts payable and receivable through the embedded harness (SQLite, as `erp up` runs
+without servers): the overdue job and an order's receivable following its payment's
+cancellation before the order, on the other dialect (ADR 0013)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+import pytest
+from sqlmodel import col, select
+
+from generated.events.models import SalesOrderCreatedPayload
+from generated.financial import models
+from services.financial.commands import accounts, payments, suppliers
+from services.financial.gateway import SimulatedGateway
+from services.financial.service import definition
+from services.financial.tables import AccountPayable, AccountReceivable
+from services.platform import utc_now
+from services.platform.runtime.service import ServiceContext
+from tests.support.embedded import StartEmbedded
+from tests.support.http import unique_cnpj
+from tests.support.orders import order_cancelled, order_totalling
+
+
+@pytest.fixture
+async def ctx(embedded: StartEmbedded) -> ServiceContext:
+    return (await embedded(definition)).ctx
+
+
+async def test_the_overdue_job_on_sqlite(ctx: ServiceContext) -> None:
+    today = utc_now().date()
+    async with ctx.unit_of_work() as uow:
+        supplier = await suppliers.create_supplier(
+            uow, models.SupplierCreate(name="Papelaria", cnpj=unique_cnpj())
+        )
+        body = models.PayableCreate(
+            supplier_id=supplier.id,
+            description="Paper",
+            amount="12.00",
+            issue_date=today,
+            payment_terms_days=0,
+        )
+        payable = await accounts.create_payable(uow, body)
+        await uow.commit()
+    tomorrow = today + timedelta(days=1)
+    assert await accounts.mark_overdue(ctx, today=tomorrow) == accounts.Overdue(1, 0)
+    assert await accounts.mark_overdue(ctx, today=tomorrow) == accounts.Overdue(0, 0)
+    async with ctx.database.session() as session:
+        row = await session.get(AccountPayable, payable.id)
+    assert row is not None
+    assert (row.status, row.version) == ("overdue", 2)
+
+
+async def test_an_order_cancelled_before_it_arrived_leaves_its_receivable_cancelled(
+    ctx: ServiceContext,
+) -> None:
+    created = order_totalling("20.00")
+    order_id = UUID(created["payload"]["order_id"])
+    gateway = SimulatedGateway()
+    async with ctx.unit_of_work() as uow:
+        cancelled = order_cancelled(created)["payload"]
+        await payments.cancel_order(uow, order_id, cancelled["reason"], gateway)
+        await uow.commit()
+    async with ctx.unit_of_work() as uow:
+        order = SalesOrderCreatedPayload.model_validate(created["payload"])
+        await payments.create_and_charge(uow, order, gateway)
+        await uow.commit()
+    async with ctx.database.session() as session:
+        rows = (
+            await session.scalars(
+                select(AccountReceivable).where(col(AccountReceivable.order_id) == order_id)
+            )
+        ).all()
+    assert [(row.status, row.cancellation_reason) for row in rows] == [
+        ("cancelled", "The payment was cancelled.")
+    ]
+    assert gateway.charge_calls == 0
