@@ -129,7 +129,7 @@ class Summary:
         )
 
 
-def _latency(ms: float) -> str:
+def latency(ms: float) -> str:
     return f"{ms * 1000:.0f}us" if ms < 1 else f"{ms:.2f}ms" if ms < 1000 else f"{ms / 1000:.2f}s"
 
 
@@ -141,9 +141,9 @@ def table(rows: list[tuple[str, Summary, Summary]]) -> str:
     for label, service, twin in rows:
         ratio = service.requests_per_second / twin.requests_per_second
         lines.append(
-            f"| {label} | {service.requests_per_second:.0f} | {_latency(service.p50_ms)}"
-            f" | {_latency(service.p99_ms)} | {twin.requests_per_second:.0f}"
-            f" | {_latency(twin.p50_ms)} | {_latency(twin.p99_ms)} | {ratio:.2f} |"
+            f"| {label} | {service.requests_per_second:.0f} | {latency(service.p50_ms)}"
+            f" | {latency(service.p99_ms)} | {twin.requests_per_second:.0f}"
+            f" | {latency(twin.p50_ms)} | {latency(twin.p99_ms)} | {ratio:.2f} |"
         )
     return "\n".join(lines)
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
             run = check_run(args.label, args.path)
             print(
                 f"  {args.label}: {run.requests_per_second:.0f} req/s,"
-                f" p50 {_latency(run.p50_ms)}, p99 {_latency(run.p99_ms)}"
+                f" p50 {latency(run.p50_ms)}, p99 {latency(run.p99_ms)}"
             )
         else:
             endpoints = [_pair(item, "=") for item in args.endpoints]

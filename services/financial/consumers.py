@@ -5,7 +5,9 @@ it).
 The kit has validated the envelope, recorded the event in the inbox (a duplicate never reaches
 these) and opened the unit of work it commits after the method returns. Raising `DeadLetter`
 dead-letters the event at once; any other exception is retried with back-off, then
-dead-lettered. `GATEWAY` is the payment-gateway adapter every payment goes through.
+dead-lettered. `GATEWAY` is the payment-gateway adapter every payment goes through; charges
+and refunds run after the commit (`payments.Charger`), and the recovery job (`jobs.py`) uses
+the same adapter.
 """
 
 from __future__ import annotations
@@ -13,15 +15,19 @@ from __future__ import annotations
 from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
 from services.financial.commands import payments
 from services.financial.gateway import PaymentGateway, ResilientGateway, SimulatedGateway
-from services.platform import UnitOfWork
+from services.platform import UnitOfWork, current_context
 
 GATEWAY: PaymentGateway = ResilientGateway(SimulatedGateway())
 
 
+def charger() -> payments.Charger:
+    """The running service's charger (its context: the consumers and jobs run inside it)."""
+    return payments.Charger(current_context(), GATEWAY)
+
+
 async def on_sales_order_created(uow: UnitOfWork, event: SalesOrderCreatedEvent) -> None:
-    await payments.create_and_charge(uow, event.payload, GATEWAY)
+    await payments.receive_order(uow, event, charger())
 
 
 async def on_sales_order_cancelled(uow: UnitOfWork, event: SalesOrderCancelledEvent) -> None:
-    order = event.payload
-    await payments.cancel_order(uow, order.order_id, order.reason, GATEWAY)
+    await payments.cancel_order(uow, event, charger())

@@ -53,22 +53,44 @@ def transition(current: PaymentStatus, target: PaymentStatus) -> PaymentStatus:
     return target
 
 
+def sources(target: PaymentStatus) -> frozenset[PaymentStatus]:
+    """The statuses `target` may be reached from: the guard of a conditional UPDATE that
+    moves a payment there (a row in any other status has been moved by someone else)."""
+    return frozenset(current for current, targets in _TRANSITIONS.items() if target in targets)
+
+
+# A charge starts from `pending`; the recovery job starts one again, with the same
+# idempotency key, for a payment left `processing` (its answer lost in a crash).
+CHARGEABLE: Final = frozenset({PaymentStatus.PENDING, PaymentStatus.PROCESSING})
+
+
 class CancelAction(StrEnum):
     """What `sales.order.cancelled` does to the order's payment."""
 
     REFUND = "refund"  # money was taken: give it back
-    CANCEL = "cancel"  # not charged yet: stop it
+    CANCEL = "cancel"  # the gateway was never asked: nothing can have been taken, stop it
+    # The charge is with the gateway, which may take the money: its outcome decides — an
+    # approval is refunded at once, a decline stays declined (as had the cancellation come
+    # just after the answer).
+    AWAIT_OUTCOME = "await_outcome"
     NOTHING = "nothing"  # never charged (declined) or already refunded / cancelled
 
 
 def on_order_cancelled(current: PaymentStatus) -> CancelAction:
     if current is PaymentStatus.APPROVED:
         return CancelAction.REFUND
-    if can_transition(current, PaymentStatus.CANCELLED):
+    if current is PaymentStatus.PENDING:
         return CancelAction.CANCEL
+    if current is PaymentStatus.PROCESSING:
+        return CancelAction.AWAIT_OUTCOME
     # declined is the usual saga path (sales cancels the order because its payment failed);
     # refunded / cancelled: a second cancellation of the same order.
     return CancelAction.NOTHING
+
+
+def refund_due(current: PaymentStatus, *, order_cancelled: bool) -> bool:
+    """An approved payment of a cancelled order is refunded (whenever either became known)."""
+    return order_cancelled and current is PaymentStatus.APPROVED
 
 
 class DeclineReason(StrEnum):

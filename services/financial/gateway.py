@@ -11,6 +11,7 @@ The simulator's documented test values — the cents of the amount decide:
 | --- | --- |
 | `.51` | declined, `card_declined` |
 | `.52` | declined, `insufficient_funds` |
+| `.96` | approved after 2 seconds (the payment shows `processing` meanwhile) |
 | `.97` | the first attempt times out, the retry approves |
 | `.98` | every attempt times out: the payment is declined, `gateway_unavailable` |
 | anything else | approved |
@@ -86,6 +87,8 @@ DECLINED_CENTS: Final = {
     Decimal("0.51"): DeclineReason.CARD_DECLINED,
     Decimal("0.52"): DeclineReason.INSUFFICIENT_FUNDS,
 }
+SLOW_CENTS: Final = Decimal("0.96")
+SLOW_SECONDS: Final = 2.0  # well inside the retry policy's timeout of an attempt
 TIMES_OUT_ONCE_CENTS: Final = Decimal("0.97")
 TIMES_OUT_CENTS: Final = Decimal("0.98")
 
@@ -98,7 +101,8 @@ class SimulatedGateway:
     """The default adapter: answers from the amount (module docstring); remembers its answers by
     idempotency key, as a real gateway does, for as long as the process lives."""
 
-    def __init__(self) -> None:
+    def __init__(self, slow_seconds: float = SLOW_SECONDS) -> None:
+        self.slow_seconds = slow_seconds
         self._charges: dict[str, ChargeResult] = {}
         self._timed_out: set[str] = set()
         self.charge_calls = 0  # attempts seen, for tests of the retry policy
@@ -113,6 +117,8 @@ class SimulatedGateway:
         if cents == TIMES_OUT_ONCE_CENTS and charge.idempotency_key not in self._timed_out:
             self._timed_out.add(charge.idempotency_key)
             raise GatewayTimeoutError(f"simulated first-attempt timeout (amount ending in {cents})")
+        if cents == SLOW_CENTS:
+            await asyncio.sleep(self.slow_seconds)
         reference = f"SIM-{charge.idempotency_key.replace('-', '')[:16]}"
         reason = DECLINED_CENTS.get(cents)
         result = ChargeResult(approved=reason is None, reference=reference, decline_reason=reason)

@@ -11,17 +11,9 @@ from generated.events.publishers import ENVELOPE_MODELS, EVENTS
 from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.financial.operations import OPERATIONS, SCHEMAS, FinancialHandlers
 from generated.topology import TOPOLOGY
-from services.financial.commands import accounts
+from services.financial.jobs import ACCOUNTS_OVERDUE, PAYMENT_RECOVERY
 from services.financial.tables import metadata
-from services.platform import PeriodicJob, ServiceContext, ServiceDefinition
-
-# Due dates are days: a run every ten minutes marks an account overdue soon after midnight UTC.
-OVERDUE_INTERVAL_SECONDS = 600.0
-
-
-async def _mark_overdue(ctx: ServiceContext) -> None:
-    await accounts.mark_overdue(ctx)
-
+from services.platform import ServiceDefinition
 
 definition = ServiceDefinition(
     name="financial",
@@ -36,15 +28,7 @@ definition = ServiceDefinition(
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     consumers=services.financial.consumers,
-    # run_at_start: accounts that fell due while the service was down are marked at once.
-    periodic=[
-        PeriodicJob(
-            "accounts-overdue",
-            every_seconds=OVERDUE_INTERVAL_SECONDS,
-            run=_mark_overdue,
-            run_at_start=True,
-        )
-    ],
+    periodic=[PAYMENT_RECOVERY, ACCOUNTS_OVERDUE],
 )
 
 # mypy proves here that the handler module has a coroutine for every operation of the spec,

@@ -1,6 +1,7 @@
 """The financial service's tables (SQLModel, in the service's own registry — see
 platform/tables.py). The first migration (`migrations/versions/0001_initial.py`) creates exactly
-these; `0002_accounts.py` the suppliers and accounts payable and receivable.
+these; `0002_charge_conversations.py` adds the causes of payments and cancellations;
+`0003_accounts.py` the suppliers and accounts payable and receivable.
 
 One payment per order is the unique `payments.order_id`; one credit and at most one debit per
 payment is the unique `(payment_id, type)` of the ledger: whatever code runs twice, the
@@ -61,17 +62,27 @@ class Payment(FinancialTable, table=True):
     processed_at: datetime | None = utc_timestamp(nullable=True)
     refunded_at: datetime | None = utc_timestamp(nullable=True)
     cancelled_at: datetime | None = utc_timestamp(nullable=True)
+    # The `sales.order.created` that made the payment: its conversation and its id, which the
+    # payment's processed / failed event carries (charged after that event's transaction,
+    # maybe by the recovery job). None on rows older than migration 0002.
+    correlation_id: UUID | None = Field(default=None)
+    order_event_id: UUID | None = Field(default=None)
 
 
 class OrderCancellation(FinancialTable, table=True):
-    """An order cancelled before its `sales.order.created` arrived: the late event then makes
-    the payment cancelled at once and charges nothing."""
+    """An order's cancellation as sales announced it (the first `sales.order.cancelled`).
+    Read when the payment is made (cancelled before the order: the late payment is cancelled
+    at once, nothing charged), when a charge's approval is recorded (cancelled while the
+    gateway had it: refunded at once) and by the recovery job (approved and cancelled, not
+    refunded yet). `correlation_id` / `event_id` are that event's: the refund's cause."""
 
     __tablename__ = "order_cancellations"
 
     order_id: UUID = Field(primary_key=True)
     reason: str = Field(max_length=255)
     cancelled_at: datetime = utc_timestamp(nullable=False)
+    correlation_id: UUID | None = Field(default=None)
+    event_id: UUID | None = Field(default=None)
 
 
 class LedgerTransaction(FinancialTable, table=True):

@@ -30,6 +30,7 @@ from services.platform.core.scope import (
     Caller,
     Principal,
     current_principal,
+    in_conversation,
     on_behalf_of,
     require_principal,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "flush_unique",
     "format_amount",
     "idempotent",
+    "in_conversation",
     "insert_ignoring_conflicts",
     "keyset_of",
     "kit_tables_downgrade",

@@ -126,8 +126,6 @@ class InventoryClient:
             fail_max=self.policy.breaker_failures,
             reset_timeout=self.policy.breaker_open_seconds,
             state_storage=_FailuresInWindow(self.policy.breaker_window_seconds),
-            # A request cancelled by its caller says nothing about inventory's health.
-            exclude=[asyncio.CancelledError],
             name="inventory",
         )
 
@@ -232,13 +230,14 @@ async def products_for_order(
     stored = await _replica(uow, wanted)
     missing = [product_id for product_id in wanted if product_id not in stored]
     if missing:
-        try:
-            async with asyncio.TaskGroup() as group:
-                asked = [group.create_task(inventory.product(pid)) for pid in missing]
-        except* CatalogueUnavailableError as failures:
-            raise failures.exceptions[0] from None
-        for task in asked:
-            answer = task.result()
+        # Every lookup runs to its end (none is cancelled: pybreaker would count a cancelled
+        # attempt as a success, resetting its count of failures).
+        answers = await asyncio.gather(
+            *(inventory.product(product_id) for product_id in missing), return_exceptions=True
+        )
+        for answer in answers:
+            if isinstance(answer, BaseException):
+                raise answer
             if answer is None:
                 continue
             change = await products.replicate(uow, answer)

@@ -1,16 +1,18 @@
 """Accounts payable and receivable through the embedded harness (SQLite, as `erp up` runs
-without servers): the overdue job and an order's receivable following its payment's
-cancellation before the order, on the other dialect (ADR 0013)."""
+without servers): the overdue job, and an order's receivable following its payment — received
+with the charge after the commit, cancelled by the refund or by a cancellation that came
+before the order — on the other dialect (ADR 0013)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import pytest
 from sqlmodel import col, select
 
-from generated.events.models import SalesOrderCreatedPayload
+from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
 from generated.financial import models
 from services.financial.commands import accounts, payments, suppliers
 from services.financial.gateway import SimulatedGateway
@@ -52,27 +54,48 @@ async def test_the_overdue_job_on_sqlite(ctx: ServiceContext) -> None:
     assert (row.status, row.version) == ("overdue", 2)
 
 
+async def order_receivables(ctx: ServiceContext, order_id: str) -> list[tuple[str, str | None]]:
+    async with ctx.database.session() as session:
+        rows = await session.scalars(
+            select(AccountReceivable).where(col(AccountReceivable.order_id) == UUID(order_id))
+        )
+        return [(row.status, row.cancellation_reason) for row in rows]
+
+
+async def deliver(ctx: ServiceContext, gateway: SimulatedGateway, envelope: dict[str, Any]) -> None:
+    """A consumer's transaction, and what runs after its commit (the charge, the refund)."""
+    charger = payments.Charger(ctx, gateway)
+    async with ctx.unit_of_work() as uow:
+        if envelope["event_name"] == "sales.order.created":
+            await payments.receive_order(
+                uow, SalesOrderCreatedEvent.model_validate(envelope), charger
+            )
+        else:
+            event = SalesOrderCancelledEvent.model_validate(envelope)
+            await payments.cancel_order(uow, event, charger)
+        await uow.commit()
+
+
+async def test_an_orders_receivable_is_received_with_its_payment_and_cancelled_by_the_refund(
+    ctx: ServiceContext,
+) -> None:
+    created = order_totalling("35.00")
+    order_id = created["payload"]["order_id"]
+    gateway = SimulatedGateway()
+    await deliver(ctx, gateway, created)
+    assert await order_receivables(ctx, order_id) == [("received", None)]
+    await deliver(ctx, gateway, order_cancelled(created))
+    assert await order_receivables(ctx, order_id) == [("cancelled", "The payment was refunded.")]
+
+
 async def test_an_order_cancelled_before_it_arrived_leaves_its_receivable_cancelled(
     ctx: ServiceContext,
 ) -> None:
     created = order_totalling("20.00")
-    order_id = UUID(created["payload"]["order_id"])
     gateway = SimulatedGateway()
-    async with ctx.unit_of_work() as uow:
-        cancelled = order_cancelled(created)["payload"]
-        await payments.cancel_order(uow, order_id, cancelled["reason"], gateway)
-        await uow.commit()
-    async with ctx.unit_of_work() as uow:
-        order = SalesOrderCreatedPayload.model_validate(created["payload"])
-        await payments.create_and_charge(uow, order, gateway)
-        await uow.commit()
-    async with ctx.database.session() as session:
-        rows = (
-            await session.scalars(
-                select(AccountReceivable).where(col(AccountReceivable.order_id) == order_id)
-            )
-        ).all()
-    assert [(row.status, row.cancellation_reason) for row in rows] == [
+    await deliver(ctx, gateway, order_cancelled(created))
+    await deliver(ctx, gateway, created)
+    assert await order_receivables(ctx, created["payload"]["order_id"]) == [
         ("cancelled", "The payment was cancelled.")
     ]
     assert gateway.charge_calls == 0

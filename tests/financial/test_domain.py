@@ -46,7 +46,7 @@ def test_the_status_machine_has_exactly_the_designed_edges(
     ("current", "action"),
     [
         (S.PENDING, CancelAction.CANCEL),
-        (S.PROCESSING, CancelAction.CANCEL),
+        (S.PROCESSING, CancelAction.AWAIT_OUTCOME),
         (S.APPROVED, CancelAction.REFUND),
         (S.DECLINED, CancelAction.NOTHING),
         (S.REFUNDED, CancelAction.NOTHING),
@@ -57,6 +57,29 @@ def test_what_a_cancelled_order_does_to_its_payment(
     current: PaymentStatus, action: CancelAction
 ) -> None:
     assert domain.on_order_cancelled(current) is action
+
+
+@pytest.mark.parametrize("target", list(S))
+def test_the_guard_of_a_move_is_every_status_with_an_edge_to_it(target: PaymentStatus) -> None:
+    assert domain.sources(target) == {current for current, to in LEGAL if to is target}
+
+
+@pytest.mark.parametrize(
+    ("current", "cancelled", "due"),
+    [
+        (S.APPROVED, True, True),
+        (S.APPROVED, False, False),
+        (S.PENDING, True, False),  # cancelled outright, never charged
+        (S.PROCESSING, True, False),  # its outcome is not known yet
+        (S.DECLINED, True, False),
+        (S.REFUNDED, True, False),  # refunded already
+        (S.CANCELLED, True, False),
+    ],
+)
+def test_a_refund_is_due_for_an_approved_payment_of_a_cancelled_order(
+    current: PaymentStatus, cancelled: bool, due: bool
+) -> None:
+    assert domain.refund_due(current, order_cancelled=cancelled) is due
 
 
 def test_order_facts_name_what_differs() -> None:

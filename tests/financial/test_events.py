@@ -206,6 +206,56 @@ async def test_an_order_is_paid_booked_and_announced(
     assert fetched.json() == payment
 
 
+async def statuses_until(api: httpx.AsyncClient, order_id: str, final: str) -> list[str]:
+    """The payment's statuses as GET shows them, polled until `final` (each change once)."""
+    seen: list[str] = []
+
+    async def reached() -> bool | None:
+        payment = await payment_of(api, order_id)
+        if payment is not None and (not seen or seen[-1] != payment["status"]):
+            seen.append(payment["status"])
+        return True if seen and seen[-1] == final else None
+
+    await eventually(reached, what=f"payment of {order_id} {final}", within=30, every=POLL)
+    return seen
+
+
+async def test_a_slow_charge_shows_processing_until_the_gateway_answers(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
+) -> None:
+    created = order_totalling("140.96")  # the simulator answers after 2 seconds
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+
+    seen = await statuses_until(api, order_id, "approved")
+    assert seen[-2:] == ["processing", "approved"], seen
+    processed = await captured.wait("financial.payment.processed", order_id)
+    assert_caused_by(processed, created)
+
+
+async def test_a_cancellation_during_a_slow_charge_refunds_it_once_approved(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
+) -> None:
+    created = order_totalling("160.96")
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+    await settled_payment(api, order_id, "processing")
+    cancelled = order_cancelled(created, "Changed my mind")
+    await publish(channel, cancelled)
+
+    refunded = await captured.wait("financial.payment.refunded", order_id)
+    assert_caused_by(refunded, cancelled)
+    payment = await settled_payment(api, order_id, "refunded")
+    assert await bookings(api, payment["id"]) == [
+        ("credit", "sales", "160.96"),
+        ("debit", "refunds", "160.96"),
+    ]
+    await captured.settle()
+    assert len(captured.events("financial.payment.processed", order_id)) == 1
+    assert len(captured.events("financial.payment.refunded", order_id)) == 1
+    assert captured.events("financial.payment.failed", order_id) == []
+
+
 async def test_a_declined_payment_is_announced_as_failed(
     api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
 ) -> None:

@@ -4,6 +4,7 @@ tenacity policy around any adapter (retries on timeouts only, a timeout per atte
 from __future__ import annotations
 
 import asyncio
+import time
 from decimal import Decimal
 
 import pytest
@@ -56,6 +57,13 @@ async def test_the_simulator_times_out_once_on_97_cents() -> None:
     with pytest.raises(GatewayTimeoutError):
         await gateway.charge(charge("5.97"))
     assert (await gateway.charge(charge("5.97"))).approved
+
+
+async def test_the_simulator_is_slow_on_96_cents_and_then_approves() -> None:
+    gateway = SimulatedGateway(slow_seconds=0.2)
+    started = time.monotonic()
+    assert (await gateway.charge(charge("5.96"))).approved
+    assert time.monotonic() - started >= 0.2
 
 
 async def test_the_same_idempotency_key_gets_the_first_answer_again() -> None:

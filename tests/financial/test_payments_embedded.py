@@ -5,6 +5,7 @@ the HTTP reads over ASGI and the migration against tables.py."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,11 +17,12 @@ from alembic import command
 from sqlalchemy import create_engine
 from sqlmodel import col, select
 
-from generated.events.models import SalesOrderCreatedPayload
+from generated.events.models import SalesOrderCancelledEvent, SalesOrderCreatedEvent
 from services.financial import queries
 from services.financial.commands import payments
 from services.financial.domain import SummaryPeriod
 from services.financial.gateway import ResilientGateway, RetryPolicy, SimulatedGateway
+from services.financial.jobs import PAYMENT_RECOVERY
 from services.financial.service import definition
 from services.financial.tables import LedgerTransaction, Payment, metadata
 from services.platform.persistence.db import alembic_config
@@ -30,6 +32,7 @@ from services.platform.runtime.service import ServiceContext
 from tests.support.embedded import StartEmbedded
 from tests.support.events import assert_conforms
 from tests.support.orders import order_cancelled, order_totalling
+from tests.support.polling import eventually
 from tests.support.schema import assert_migrations_match
 
 FAST = RetryPolicy(attempts=3, attempt_timeout_seconds=0.5, first_wait_seconds=0.001)
@@ -45,26 +48,36 @@ def gateway() -> ResilientGateway:
     return ResilientGateway(SimulatedGateway(), FAST)
 
 
+async def payment_of(ctx: ServiceContext, order_id: str) -> Payment | None:
+    async with ctx.database.session() as session:
+        found = await session.scalars(
+            select(Payment).where(col(Payment.order_id) == UUID(order_id))
+        )
+        return found.first()
+
+
 async def created(
     ctx: ServiceContext, gateway: ResilientGateway, envelope: dict[str, Any]
 ) -> Payment:
-    order = SalesOrderCreatedPayload.model_validate(envelope["payload"])
+    """The consumer's transaction, and the charge after its commit: the payment as it is then."""
+    event = SalesOrderCreatedEvent.model_validate(envelope)
     async with ctx.unit_of_work() as uow:
-        payment = await payments.create_and_charge(uow, order, gateway)
+        await payments.receive_order(uow, event, payments.Charger(ctx, gateway))
         await uow.commit()
+    payment = await payment_of(ctx, envelope["payload"]["order_id"])
+    assert payment is not None
     return payment
 
 
 async def cancelled(
     ctx: ServiceContext, gateway: ResilientGateway, envelope: dict[str, Any]
 ) -> Payment | None:
-    order = envelope["payload"]
+    """The consumer's transaction, and the refund after its commit: the payment then."""
+    event = SalesOrderCancelledEvent.model_validate(envelope)
     async with ctx.unit_of_work() as uow:
-        payment = await payments.cancel_order(
-            uow, UUID(order["order_id"]), order["reason"], gateway
-        )
+        await payments.cancel_order(uow, event, payments.Charger(ctx, gateway))
         await uow.commit()
-    return payment
+    return await payment_of(ctx, envelope["payload"]["order_id"])
 
 
 async def outbox(ctx: ServiceContext, event_name: str) -> list[dict[str, Any]]:
@@ -221,6 +234,69 @@ async def test_a_pending_payment_is_cancelled(
     payment = await cancelled(ctx, gateway, envelope)
     assert payment is not None
     assert payment.status == "cancelled"
+
+
+async def test_the_consumers_on_the_in_process_broker_charge_and_refund(
+    ctx: ServiceContext,
+) -> None:
+    order = order_totalling("66.00")
+    cancel = order_cancelled(order, "Out of stock")
+    for envelope, answer in ((order, "processed"), (cancel, "refunded")):
+        await ctx.bus.publish(
+            "sales.events",
+            envelope["event_name"],
+            json.dumps(envelope).encode(),
+            message_id=envelope["event_id"],
+        )
+
+        async def announced(name: str = f"financial.payment.{answer}") -> list[dict[str, Any]]:
+            return await outbox(ctx, name)
+
+        [event] = await eventually(announced, what=answer)
+        assert event["causation_id"] == envelope["event_id"]
+        assert event["correlation_id"] == envelope["correlation_id"]
+    payment = await payment_of(ctx, order["payload"]["order_id"])
+    assert payment is not None
+    assert payment.status == "refunded"
+    assert await ledger(ctx, order["payload"]["order_id"]) == [
+        ("credit", "sales", "66.00"),
+        ("debit", "refunds", "66.00"),
+    ]
+
+
+@pytest.mark.parametrize("left", ["pending", "processing"])
+async def test_the_recovery_job_charges_what_a_crash_left(ctx: ServiceContext, left: str) -> None:
+    assert PAYMENT_RECOVERY in definition.periodic
+    order_id, long_ago = uuid4(), datetime.now(UTC) - 2 * payments.STALE_AFTER
+    async with ctx.unit_of_work() as uow:
+        uow.session.add(
+            Payment(
+                order_id=order_id,
+                order_number="ORD-2025-000002",
+                customer_id=uuid4(),
+                amount="12.00",
+                currency="BRL",
+                method="pix",
+                status=left,
+                created_at=long_ago,
+                updated_at=long_ago,
+            )
+        )
+        await uow.commit()
+
+    # The service runs the job too (at start-up, then every period): whichever run takes the
+    # payment up charges it, and the other finds it claimed.
+    await PAYMENT_RECOVERY.run(ctx)
+
+    async def settled() -> Payment | None:
+        found = await payment_of(ctx, str(order_id))
+        return found if found is not None and found.status != "processing" else None
+
+    payment = await eventually(settled, what="the recovered payment", within=10)
+    assert payment.status == "approved"
+    assert await ledger(ctx, str(order_id)) == [("credit", "sales", "12.00")]
+    [event] = await outbox(ctx, "financial.payment.processed")
+    assert event["payload"]["order_id"] == str(order_id)
 
 
 async def test_the_reads(embedded: StartEmbedded, gateway: ResilientGateway) -> None:

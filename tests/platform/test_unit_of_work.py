@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
+from services.platform import in_conversation
 from services.platform.persistence.db import Database
 from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import InboxMessage, OutboxMessage, kit_metadata
@@ -328,3 +329,23 @@ async def _mark_handled_elsewhere(database: Database, event_id: UUID) -> None:
     async with unit(database) as uow:
         await uow.mark_handled("c", event_id)
         await uow.commit()
+
+
+async def test_events_emitted_in_a_conversation_continue_it(database: Database) -> None:
+    correlation, cause = uuid4(), uuid4()
+    async with unit(database) as uow:
+        with in_conversation(correlation, cause):
+            uow.emit(NOTED, Noted(n=1))
+        with in_conversation(None, None):
+            uow.emit(NOTED, Noted(n=2))
+            uow.emit(NOTED, Noted(n=3))
+        await uow.commit()
+    continued, fresh, fresh_too = uow.emitted
+    assert (continued["correlation_id"], continued["causation_id"]) == (
+        str(correlation),
+        str(cause),
+    )
+    # No conversation given: a new one (shared by the unit of work's events), and no cause.
+    assert fresh["causation_id"] is None
+    assert fresh["correlation_id"] not in (None, str(correlation))
+    assert fresh_too["correlation_id"] == fresh["correlation_id"]

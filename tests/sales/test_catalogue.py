@@ -312,3 +312,17 @@ async def test_the_service_starts_one_client_on_its_settings(ctx: ServiceContext
         breaker_window_seconds=60.0,
         breaker_open_seconds=60.0,
     )
+
+
+async def test_one_failing_product_fails_the_order_and_stores_nothing(
+    ctx: ServiceContext, client: InventoryClient, served: Served
+) -> None:
+    broken, healthy = uuid4(), uuid4()
+    served.inventory.answers[broken] = 500
+    served.inventory.product(healthy)
+
+    with pytest.raises(CatalogueUnavailableError, match="3 attempts"):
+        await for_order(ctx, client, healthy, broken)
+
+    assert (served.inventory.hits[healthy], served.inventory.hits[broken]) == (1, 3)
+    assert await stored(ctx, healthy) is None  # the order's transaction was rolled back

@@ -21,6 +21,7 @@ from services.platform.runtime.app import create_app
 from services.sales.service import definition
 from services.sales.tables import metadata
 from tests.support.accounts import PASSWORD
+from tests.support.customers import HOME
 from tests.support.events import assert_conforms
 from tests.support.http import Api, unique_cpf, unique_email
 from tests.support.problems import problem
@@ -30,15 +31,6 @@ from tests.support.schema import assert_migrations_match
 pytestmark = pytest.mark.integration
 
 MIGRATIONS = Path(definition.migrations or "")
-HOME = {
-    "street": "Avenida Paulista",
-    "number": "1000",
-    "complement": "Apto 12",
-    "neighborhood": "Bela Vista",
-    "city": "São Paulo",
-    "state": "SP",
-    "zip_code": "01310-100",
-}
 OFFICE = {**HOME, "street": "Rua Funchal", "number": "418", "zip_code": "04551-060"}
 
 

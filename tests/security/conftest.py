@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from services.platform.core.settings import Settings, load_settings
 from tests.support.accounts import Account, Member, Members, create_super_admin
 from tests.support.http import Api, new_ip
-from tests.support.processes import ServiceProcess, rabbitmqctl
+from tests.support.processes import ServiceProcess, own_vhost
 from tests.support.servers import AMQP_SERVER, SERVICE_PORTS
 
 # Small enough that a probe crosses it quickly, far above any valid request of the specs.
@@ -31,13 +31,8 @@ MAX_BODY_BYTES = 64 * 1024
 def security_vhost(amqp_vhost: str) -> Iterator[str]:
     """A vhost of the suite's own: its services live for the whole session, and their
     consumers must not compete for the queues of services other modules start."""
-    vhost = f"{amqp_vhost}-security"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    with own_vhost(f"{amqp_vhost}-security") as vhost:
         yield vhost
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,16 @@
-"""Products with stock for event tests: made over inventory's API, as a client would."""
+"""Products for event tests: made over inventory's API, as a client would, or described by the
+`inventory.product.*` events inventory would publish (for sales' replica)."""
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import httpx
+
+from tests.support.events import envelope
 
 
 @dataclass(frozen=True)
@@ -16,12 +21,15 @@ class Product:
     price: str
 
 
-async def product_with_stock(api: httpx.AsyncClient, quantity: int, *, tag: str) -> Product:
-    """A new product (SKU `TAG-…`) with `quantity` units received, through `api` (staff)."""
+async def product_with_stock(
+    api: httpx.AsyncClient, quantity: int, *, tag: str, price: str = "12.50"
+) -> Product:
+    """A new product (SKU `TAG-…`, `price`) with `quantity` units received, through `api`
+    (staff)."""
     sku = f"{tag}-{uuid.uuid4().hex[:12].upper()}"
     created = await api.post(
         "/api/v1/products",
-        json={"sku": sku, "name": f"{tag} test {sku}", "price": "12.50"},
+        json={"sku": sku, "name": f"{tag} test {sku}", "price": price},
         headers={"Idempotency-Key": str(uuid.uuid4())},
     )
     assert created.status_code == 201, created.text
@@ -35,3 +43,24 @@ async def product_with_stock(api: httpx.AsyncClient, quantity: int, *, tag: str)
         )
         assert received.status_code == 201, received.text
     return product
+
+
+def product_event(action: str, product_id: str, version: int, **changes: Any) -> dict[str, Any]:
+    """A whole `inventory.product.<action>` envelope: the product at `version`, priced
+    `<300 + version>.90`, occurred at 10:<version> on 2026-12-01 UTC; `changes` replace payload
+    members."""
+    occurred = datetime(2026, 12, 1, 10, version, tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    payload = {
+        "product_id": product_id,
+        "sku": "KB-MECH-001",
+        "name": "Mechanical keyboard",
+        "description": None,
+        "price": f"{300 + version}.90",
+        "currency": "BRL",
+        "category_id": None,
+        "status": "active",
+        "version": version,
+        "occurred_at": occurred,
+        **changes,
+    }
+    return envelope(f"inventory.product.{action}", payload)

@@ -1,5 +1,6 @@
 """Sales' side of the order saga, played by the tests until sales exists: the `sales.order.*`
-envelopes it will publish (see specs/asyncapi/erp.yaml)."""
+envelopes it will publish (see specs/asyncapi/erp.yaml); and the body a client places an order
+with (`POST /api/v1/orders`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,19 @@ class Sellable(Protocol):
 
 def order_number() -> str:
     return f"ORD-{datetime.now(UTC).year}-{random.randint(0, 999_999):06d}"
+
+
+def order_request(
+    customer_id: str, lines: Sequence[tuple[Sellable, int]], payment_method: str = "pix"
+) -> dict[str, Any]:
+    """The body of `POST /api/v1/orders`: shipped to the customer's default address."""
+    return {
+        "customer_id": customer_id,
+        "items": [
+            {"product_id": str(product.id), "quantity": quantity} for product, quantity in lines
+        ],
+        "payment_method": payment_method,
+    }
 
 
 def order_created(

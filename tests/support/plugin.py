@@ -28,10 +28,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-import redis
-from psycopg import sql
 
 from services.auth.service import definition as auth_definition
 from services.platform.core.settings import Settings, load_settings, service_variable
@@ -46,13 +43,14 @@ from tests.support.embedded import (
     embedded_settings,
     fresh_embedded_servers,
 )
-from tests.support.processes import ServerThread, ServiceProcess, rabbitmqctl
+from tests.support.processes import ServerThread, ServiceProcess, own_vhost
 from tests.support.servers import (
     AMQP_SERVER,
-    POSTGRES_URL,
     REDIS_URL,
     RUN_ID,
     SERVICE_PORTS,
+    delete_keys,
+    drop_databases,
     run_database_url,
 )
 
@@ -76,41 +74,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def amqp_vhost() -> Iterator[str]:
-    vhost = f"erptest-{RUN_ID}"
-    rabbitmqctl("add_vhost", vhost)
-    try:
-        rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    with own_vhost(f"erptest-{RUN_ID}") as vhost:
         yield vhost
-    finally:
-        rabbitmqctl("delete_vhost", vhost)
 
 
 @pytest.fixture(scope="session")
 def redis_prefix() -> Iterator[str]:
     prefix = f"erptest:{RUN_ID}:"
     yield prefix
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+    delete_keys(prefix)
 
 
 @pytest.fixture(scope="session")
 def test_databases() -> Iterator[None]:
     """Drops every database this run created (services create theirs when they start)."""
     yield
-    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as connection:
-        names = connection.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s",
-            (f"erptest\\_{RUN_ID}\\_%",),
-        ).fetchall()
-        for (name,) in names:
-            connection.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    drop_databases(f"erptest_{RUN_ID}_")
 
 
 @pytest.fixture(scope="session")

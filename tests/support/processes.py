@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +37,18 @@ def rabbitmqctl(*args: str) -> str:
     if result.returncode != 0:
         raise RuntimeError(f"{shlex.join([*RABBITMQCTL, *args])} failed: {result.stderr}")
     return result.stdout
+
+
+@contextmanager
+def own_vhost(name: str) -> Iterator[str]:
+    """A RabbitMQ vhost `name` that the guest user may use, deleted at the end of the block
+    (with every exchange, queue and message in it)."""
+    rabbitmqctl("add_vhost", name)
+    try:
+        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
 
 
 @asynccontextmanager
@@ -163,6 +176,72 @@ class ServerThread:
         self.thread.join(timeout=30)
 
     def __enter__(self) -> ServerThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+PLATFORM = ("auth", "inventory", "sales", "financial")
+"""The services the end-to-end tests and the saga bench run, auth first."""
+
+
+class Platform(Mapping[str, ServiceProcess]):
+    """Services as `erp serve` processes on `env`: auth first, then every other one, side by
+    side, told where auth is (`ERP_AUTH_URL`: they verify tokens from its JWKS).
+    `platform["sales"].url`; `with Platform(env, log_dir).start() as platform:` stops them all
+    (side by side too) at the end of the block."""
+
+    def __init__(
+        self, env: Mapping[str, str], log_dir: Path, services: Sequence[str] = PLATFORM
+    ) -> None:
+        if not services or services[0] != "auth":
+            raise ValueError(f"auth starts first: {list(services)}")
+        self._env = env
+        self._log_dir = log_dir
+        self._names = tuple(services)
+        self._processes: dict[str, ServiceProcess] = {}
+
+    def start(self) -> Platform:
+        try:
+            auth = self._add("auth", self._env).start()
+            others = [
+                self._add(name, {**self._env, "ERP_AUTH_URL": auth.url}) for name in self._names[1:]
+            ]
+            with ThreadPoolExecutor(max_workers=max(len(others), 1)) as pool:
+                # Each waits for its own process; the first failure is raised once all are done.
+                list(pool.map(ServiceProcess.start, others))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _add(self, name: str, env: Mapping[str, str]) -> ServiceProcess:
+        # Known before it starts: one that fails to start is stopped too.
+        process = self._processes[name] = ServiceProcess(name, env, self._log_dir)
+        return process
+
+    def stop(self) -> None:
+        processes = list(self._processes.values())
+        if processes:
+            with ThreadPoolExecutor(max_workers=len(processes)) as pool:
+                list(pool.map(ServiceProcess.stop, processes))
+        self._processes.clear()
+
+    def logs(self) -> dict[str, str]:
+        """Each service's log so far, by name."""
+        return {name: process.log() for name, process in self._processes.items()}
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self._processes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._processes)
+
+    def __len__(self) -> int:
+        return len(self._processes)
+
+    def __enter__(self) -> Platform:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -14,6 +14,10 @@ from __future__ import annotations
 import os
 import uuid
 
+import psycopg
+import redis
+from psycopg import sql
+
 SERVICE_PORTS = {
     "auth": 8001,
     "inventory": 8002,
@@ -33,3 +37,27 @@ def run_database_url(service: str, scope: str = "") -> str:
     """The isolated database of `service` for this test run (and `scope` within it)."""
     server = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
     return f"{server}/erptest_{RUN_ID}_{scope + '_' if scope else ''}{service}_db"
+
+
+def drop_databases(prefix: str) -> None:
+    """Drop every database whose name starts with `prefix` (sessions connected to it too)."""
+    escaped = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as connection:
+        names = connection.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", (f"{escaped}%",)
+        ).fetchall()
+        for (name,) in names:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def delete_keys(prefix: str) -> None:
+    """Delete every Redis key under `prefix`."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

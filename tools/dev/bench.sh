@@ -8,19 +8,30 @@
 # rounds (service first in odd rounds, twin first in even ones), and prints the medians as a table,
 # also written to .bench/last.md. Any non-2xx answer or socket error under load fails the run.
 #
+# Then the order saga (bench/saga.py): auth, inventory, sales and financial as `erp serve`
+# processes, SAGA_ORDERS orders placed SAGA_CONCURRENCY at a time through POST /api/v1/orders;
+# orders/s and sagas/s (201 → sales.order.confirmed) with p50/p99 of each, appended to the same
+# .bench/last.md. Any cancelled or unfinished saga fails the run.
+#
 #   DURATION  seconds per wrk run (default 10)      ROUNDS  rounds per side (default 3)
 #   WARMUP    seconds of unmeasured load per side and endpoint before the rounds (default 2)
 #   SERVER_CPU / WRK_CPU  cores to pin to (defaults 0 / 1; PIN=0 to leave scheduling alone)
+#   BENCH     all (default), http (the wrk part only) or saga (the saga only)
+#   SAGA_ORDERS  measured orders (default 300)      SAGA_CONCURRENCY  in flight (default 16)
 #
-# Quick run: DURATION=3 ROUNDS=1 make bench. Loopback only; the cleanup trap drops everything.
+# Quick run: DURATION=3 ROUNDS=1 SAGA_ORDERS=50 make bench. Loopback only; the cleanup trap (and
+# bench/saga.py for its part) drops everything.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
+[[ ${BENCH:-all} == saga ]] || command -v wrk >/dev/null || { apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
 
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-2}
+BENCH=${BENCH:-all}
+SAGA_ORDERS=${SAGA_ORDERS:-300}
+SAGA_CONCURRENCY=${SAGA_CONCURRENCY:-16}
 RUN=bench_$$
 export ERP_AUTH_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/erp${RUN}_auth_db"
 export ERP_INVENTORY_DATABASE_URL="postgresql://postgres@127.0.0.1:5432/erp${RUN}_inventory_db"
@@ -56,7 +67,7 @@ cleanup() {
   kill "${pids[@]}" 2>/dev/null || true
   wait 2>/dev/null || true
   for db in auth inventory; do
-    psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS erp${RUN}_${db}_db WITH (FORCE)" postgres || true
+    PGOPTIONS="-c client_min_messages=warning" psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS erp${RUN}_${db}_db WITH (FORCE)" postgres || true
   done
   redis-cli --scan --pattern "erp${RUN}:*" | xargs -r redis-cli del >/dev/null
 }
@@ -71,6 +82,19 @@ wait_http() { # URL PID NAME: until the URL answers 2xx; fail if the process die
     sleep 0.2
   done
 }
+
+saga() { # [--append]: the saga part, its table written (or appended) to $OUT/last.md
+  echo "== saga: $SAGA_ORDERS orders, $SAGA_CONCURRENCY in flight, no CPU pinning"
+  $PY -m bench.saga --orders "$SAGA_ORDERS" --concurrency "$SAGA_CONCURRENCY" --logs "$OUT/saga" \
+    --output "$OUT/last.md" "$@" \
+    --note "make bench (saga), $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) core(s): $SAGA_ORDERS orders of 1 item, $SAGA_CONCURRENCY in flight (httpx), confirmation seen on the wire" ||
+    fail "saga (logs: $OUT/saga)"
+}
+case $BENCH in
+  all | http) ;;
+  saga) mkdir -p "$OUT" && saga && exit 0 ;;
+  *) fail "BENCH=$BENCH: all, http or saga" ;;
+esac
 
 rm -rf "$RAW" "$CHECK"
 mkdir -p "$RAW" "$CHECK"
@@ -183,3 +207,10 @@ done
 echo "== medians"
 note="make bench, $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD): wrk -t1 -c16 -d${DURATION}s, median of $ROUNDS round(s) per side, $pinning; ratio = service req/s / twin req/s"
 $PY -m bench.harness table "$RAW" "$OUT/last.md" "${table_args[@]}" --note "$note"
+
+if [[ $BENCH == all ]]; then
+  # The wrk part's processes and data go first: the saga has the machine to itself.
+  cleanup
+  pids=()
+  saga --append
+fi

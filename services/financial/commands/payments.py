@@ -1,24 +1,46 @@
-"""Payments, the financial side of the order saga (ADR 0012).
+"""Payments, the financial side of the order saga (ADR 0012, "Charging outside the
+transaction").
 
-`sales.order.created` creates the order's payment and charges it through the gateway in the
-consumer's unit of work: the payment row (unique per order) and the inbox row commit together
-with the outcome, its ledger credit and its event, or not at all. A crash mid-way rolls all of
-it back and the redelivered event charges again with the same idempotency key (the order id),
-so the gateway gives its first answer again instead of charging twice.
+`sales.order.created` (`receive_order`, in the consumer's unit of work with its inbox row)
+makes the order's payment `pending`, one per order, and commits. The charge runs after that
+commit, outside any transaction (`charge`):
 
-`sales.order.cancelled` refunds an approved payment (ledger debit, `financial.payment.refunded`),
-cancels one not charged yet, and, arriving before the order itself, leaves a cancellation that
-makes the late `sales.order.created` charge nothing.
+1. the claim: `pending → processing`, committed, so the API shows it while the gateway works;
+2. the gateway call with the order id as idempotency key, no transaction or lock held;
+3. the outcome in a short transaction, guarded by the status (`UPDATE ... WHERE status =
+   'processing'`): `approve` (ledger credit, `financial.payment.processed`) or `decline`
+   (`financial.payment.failed`). A second charger of the same payment loses the guard and
+   records nothing, so each payment announces exactly one outcome.
+
+`sales.order.cancelled` (`cancel_order`) records the order's cancellation, then by the
+payment's status: `pending` → `cancelled` (the gateway was never asked); `processing` → the
+outcome decides (an approval is refunded at once, a decline stays declined); `approved` →
+`refund` after the commit (the gateway's refund outside any transaction, then `record_refund`
+guarded by `status = 'approved'`: ledger debit, `financial.payment.refunded`). With no payment
+yet, the late order's payment is cancelled at once and nothing is charged.
+
+A crash between these steps leaves a payment `pending` or `processing`, or `approved` for a
+cancelled order: `recover` (the periodic job, `jobs.py`) charges or refunds those older than
+`STALE_AFTER` again with the same idempotency keys — the gateway gives its first answer again
+and takes (or returns) the money once.
+
+Events of the deferred steps carry the cause they would have had in the consumer: the
+`sales.order.created` (processed / failed) or `sales.order.cancelled` (refunded) event, whose
+ids the payment and the cancellation keep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from decimal import Decimal
+from functools import partial
+from typing import Final
 from uuid import UUID
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, text, update
 from sqlmodel import col, select
 
 from generated.events import publishers as events
@@ -26,7 +48,8 @@ from generated.events.models import (
     FinancialPaymentFailedPayload,
     FinancialPaymentProcessedPayload,
     FinancialPaymentRefundedPayload,
-    SalesOrderCreatedPayload,
+    SalesOrderCancelledEvent,
+    SalesOrderCreatedEvent,
 )
 from services.financial import domain
 from services.financial.commands import accounts
@@ -38,52 +61,59 @@ from services.financial.domain import (
     TransactionCategory,
     TransactionType,
 )
-from services.financial.gateway import Charge, GatewayUnavailableError, PaymentGateway, Refund
+from services.financial.gateway import (
+    Charge,
+    ChargeResult,
+    GatewayUnavailableError,
+    PaymentGateway,
+    Refund,
+)
 from services.financial.tables import LedgerTransaction, OrderCancellation, Payment, metadata
 from services.platform import (
     DeadLetter,
+    ServiceContext,
     UnitOfWork,
     format_amount,
+    in_conversation,
     insert_ignoring_conflicts,
     utc_now,
 )
 
 log = logging.getLogger("services.financial")
 
-
-async def _lock_order(uow: UnitOfWork, order_id: UUID) -> None:
-    """Serialise the deliveries of one order (until the transaction ends). A row lock cannot do
-    it: a cancellation arriving while the order's charge is with the gateway would not see the
-    uncommitted payment, record a tombstone nobody reads any more, and leave the money taken.
-    PostgreSQL: a transaction-scoped advisory lock keyed by the order id; SQLite (embedded)
-    allows one writer at a time, so the later delivery fails at its write and is retried."""
-    if uow.dialect == "postgresql":
-        key = int.from_bytes(order_id.bytes[:8], "big", signed=True)
-        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+# Longer than a charge can take under the gateway's retry policy (3 attempts of at most 5 s
+# and their back-off): a payment untouched for so long has lost its charger.
+STALE_AFTER: Final = timedelta(seconds=60)
+RECOVERY_BATCH: Final = 20
 
 
-async def _payment_of(uow: UnitOfWork, order_id: UUID) -> Payment | None:
-    statement = select(Payment).where(col(Payment.order_id) == order_id).with_for_update()
-    return (await uow.session.scalars(statement)).first()
+@dataclass(frozen=True, slots=True)
+class Charger:
+    """What charges and refunds after a consumer's commit: the service's context (each step
+    opens its own unit of work) and the gateway."""
+
+    ctx: ServiceContext
+    gateway: PaymentGateway
 
 
-def _facts(payment: Payment) -> OrderFacts:
-    return OrderFacts(Decimal(payment.amount), payment.currency, payment.method)
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """What one run of `recover` took up again."""
+
+    charged: int
+    refunded: int
 
 
-def _move(payment: Payment, target: PaymentStatus, now: datetime) -> None:
-    try:
-        payment.status = domain.transition(PaymentStatus(payment.status), target).value
-    except domain.IllegalTransitionError as error:
-        raise DeadLetter(f"order {payment.order_id}: {error}") from error
-    payment.updated_at = now
+# ------------------------------------------------------------------ the consumers' transactions
 
 
-async def create_and_charge(
-    uow: UnitOfWork, order: SalesOrderCreatedPayload, gateway: PaymentGateway
+async def receive_order(
+    uow: UnitOfWork, event: SalesOrderCreatedEvent, charger: Charger
 ) -> Payment:
-    """The order's payment, charged once. A repeat of the same order changes nothing; one that
-    states another amount, currency or method is another order under the same id: dead-lettered."""
+    """The order's payment, `pending`, charged after the commit. A repeat of the same order
+    changes nothing; one that states another amount, currency or method is another order
+    under the same id: dead-lettered."""
+    order = event.payload
     facts = OrderFacts(Decimal(order.total), order.currency, order.payment_method.value)
     await _lock_order(uow, order.order_id)
     existing = await _payment_of(uow, order.order_id)
@@ -108,6 +138,8 @@ async def create_and_charge(
         status=PaymentStatus.PENDING.value,
         created_at=now,
         updated_at=now,
+        correlation_id=event.correlation_id,
+        order_event_id=event.event_id,
     )
     uow.session.add(payment)
     # The unique order_id is the last guard (SQLite, or code that skipped the lock): a second
@@ -115,87 +147,315 @@ async def create_and_charge(
     await uow.session.flush()
 
     if await uow.session.get(OrderCancellation, order.order_id) is not None:
-        _move(payment, PaymentStatus.CANCELLED, now)
+        _transition(payment, PaymentStatus.CANCELLED, now)
         payment.cancelled_at = now
         log.info("order %s was cancelled before it arrived: nothing charged", order.order_id)
         await accounts.follow_payment(uow, payment)
         return payment
+    await accounts.follow_payment(uow, payment)
+    uow.after_commit(partial(charge, charger, payment.id))
+    return payment
 
-    _move(payment, PaymentStatus.PROCESSING, now)
-    charge = Charge(str(order.order_id), facts.amount, facts.currency, facts.method)
+
+async def cancel_order(
+    uow: UnitOfWork, event: SalesOrderCancelledEvent, charger: Charger
+) -> Payment | None:
+    """Record the order's cancellation, then cancel, refund (after the commit) or leave the
+    payment as `domain.on_order_cancelled` says."""
+    order_id = event.payload.order_id
+    await _lock_order(uow, order_id)
+    payment = await _payment_of(uow, order_id)
+    now = utc_now()
+    values = {
+        "order_id": order_id,
+        "reason": event.payload.reason,
+        "cancelled_at": now,
+        "correlation_id": event.correlation_id,
+        "event_id": event.event_id,
+    }
+    table = metadata.tables["order_cancellations"]
+    await uow.session.execute(insert_ignoring_conflicts(uow.dialect, table, values))
+    if payment is None:
+        log.info("order %s cancelled before its payment: recorded", order_id)
+        return None
+    action = domain.on_order_cancelled(PaymentStatus(payment.status))
+    if action is CancelAction.CANCEL:
+        _transition(payment, PaymentStatus.CANCELLED, now)
+        payment.cancelled_at = now
+    elif action is CancelAction.REFUND:
+        uow.after_commit(partial(refund, charger, payment.id))
+    elif action is CancelAction.AWAIT_OUTCOME:
+        log.info("order %s cancelled during its charge: the outcome decides", order_id)
+    else:
+        log.info("order %s cancelled: payment is %s, nothing to do", order_id, payment.status)
+    await accounts.follow_payment(uow, payment)
+    return payment
+
+
+async def _lock_order(uow: UnitOfWork, order_id: UUID) -> None:
+    """Serialise the two consumers' transactions of one order (until the transaction ends),
+    so that an order and its cancellation never miss each other: a cancellation committed
+    first is seen by the order's transaction, a payment committed first by the
+    cancellation's. Held for those short transactions only, never over a gateway call.
+    PostgreSQL: a transaction-scoped advisory lock keyed by the order id; SQLite (embedded)
+    allows one writer at a time."""
+    if uow.dialect == "postgresql":
+        key = int.from_bytes(order_id.bytes[:8], "big", signed=True)
+        await uow.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+async def _payment_of(uow: UnitOfWork, order_id: UUID) -> Payment | None:
+    statement = select(Payment).where(col(Payment.order_id) == order_id).with_for_update()
+    return (await uow.session.scalars(statement)).first()
+
+
+def _facts(payment: Payment) -> OrderFacts:
+    return OrderFacts(Decimal(payment.amount), payment.currency, payment.method)
+
+
+def _transition(payment: Payment, target: PaymentStatus, now: datetime) -> None:
     try:
-        result = await gateway.charge(charge)
-        approved, reference, reason = result.approved, result.reference, result.decline_reason
-    except GatewayUnavailableError:
-        approved, reference, reason = False, None, DeclineReason.GATEWAY_UNAVAILABLE
+        payment.status = domain.transition(PaymentStatus(payment.status), target).value
+    except domain.IllegalTransitionError as error:
+        raise DeadLetter(f"order {payment.order_id}: {error}") from error
+    payment.updated_at = now
 
-    processed_at = utc_now()
-    payment.processed_at = processed_at
-    payment.gateway_reference = reference
-    if approved and reference is not None:
-        _move(payment, PaymentStatus.APPROVED, processed_at)
-        _book(uow, payment, TransactionType.CREDIT, processed_at)
-        events.publish_financial_payment_processed(
-            uow,
-            FinancialPaymentProcessedPayload(
-                **_event_fields(payment), gateway_reference=reference, processed_at=processed_at
-            ),
+
+# ------------------------------------------------------------------ after the commit
+
+
+async def charge(charger: Charger, payment_id: UUID) -> None:
+    """Claim a `pending` payment, charge it, record the outcome (module docstring); nothing
+    when it is no longer pending (cancelled meanwhile, or claimed by the recovery job)."""
+    claimed = await _claim(charger.ctx, col(Payment.id) == payment_id, PaymentStatus.PENDING)
+    for payment in claimed:
+        await _charge_claimed(charger, payment)
+
+
+async def _claim(
+    ctx: ServiceContext, which: ColumnElement[bool], *statuses: PaymentStatus
+) -> list[Payment]:
+    """Move the payments `which` selects among `statuses` to `processing` and commit, in one
+    statement (the claim). `updated_at` is the claim's time: the recovery job leaves a
+    payment alone for `STALE_AFTER` after it."""
+    now = utc_now()
+    async with ctx.unit_of_work() as uow:
+        statement = (
+            update(Payment)
+            .where(which, col(Payment.status).in_([status.value for status in statuses]))
+            .values(status=PaymentStatus.PROCESSING.value, updated_at=now)
+            .returning(Payment)
         )
-        await accounts.follow_payment(uow, payment)
-        return payment
-    decline = reason or DeclineReason.CARD_DECLINED
-    _move(payment, PaymentStatus.DECLINED, processed_at)
-    payment.failure_reason = decline.value
-    events.publish_financial_payment_failed(
+        claimed = list((await uow.session.scalars(statement)).all())
+        await uow.commit()
+    return claimed
+
+
+async def _charge_claimed(charger: Charger, payment: Payment) -> None:
+    charge_request = Charge(
+        idempotency_key=str(payment.order_id),
+        amount=Decimal(payment.amount),
+        currency=payment.currency,
+        method=payment.method,
+    )
+    try:
+        result: ChargeResult | None = await charger.gateway.charge(charge_request)
+    except GatewayUnavailableError:
+        result = None  # the saga always gets an answer (ADR 0012): declined, unavailable
+    with in_conversation(payment.correlation_id, payment.order_event_id):
+        async with charger.ctx.unit_of_work() as uow:
+            now = utc_now()
+            if result is None:
+                reason = DeclineReason.GATEWAY_UNAVAILABLE
+                recorded = await decline(uow, payment.id, None, reason, now)
+            elif result.approved:
+                recorded = await approve(uow, payment.id, result.reference, now)
+            else:
+                reason = result.decline_reason or DeclineReason.CARD_DECLINED
+                recorded = await decline(uow, payment.id, result.reference, reason, now)
+            cancelled = await uow.session.get(OrderCancellation, payment.order_id) is not None
+            await uow.commit()
+    if recorded is None:
+        log.info("payment %s: its outcome was recorded by another charger", payment.id)
+    elif domain.refund_due(PaymentStatus(recorded.status), order_cancelled=cancelled):
+        log.info("order %s was cancelled during its charge: refunding", payment.order_id)
+        await refund(charger, payment.id)
+
+
+async def approve(
+    uow: UnitOfWork, payment_id: UUID, reference: str, when: datetime
+) -> Payment | None:
+    """Record the gateway's approval: `processing → approved`, the ledger credit and
+    `financial.payment.processed`. None when the payment is not `processing` any more."""
+    payment = await _move(
         uow,
-        FinancialPaymentFailedPayload(
-            **_event_fields(payment), reason=decline.value, processed_at=processed_at
+        payment_id,
+        PaymentStatus.APPROVED,
+        when,
+        processed_at=when,
+        gateway_reference=reference,
+    )
+    if payment is None:
+        return None
+    _book(uow, payment, TransactionType.CREDIT, when)
+    events.publish_financial_payment_processed(
+        uow,
+        FinancialPaymentProcessedPayload(
+            **_event_fields(payment), gateway_reference=reference, processed_at=when
         ),
     )
     await accounts.follow_payment(uow, payment)
     return payment
 
 
-async def cancel_order(
-    uow: UnitOfWork, order_id: UUID, reason: str, gateway: PaymentGateway
+async def decline(
+    uow: UnitOfWork,
+    payment_id: UUID,
+    reference: str | None,
+    reason: DeclineReason,
+    when: datetime,
 ) -> Payment | None:
-    """Refund, cancel or leave the order's payment as `domain.on_order_cancelled` says; with no
-    payment yet, record the cancellation for the late `sales.order.created`."""
-    await _lock_order(uow, order_id)
-    payment = await _payment_of(uow, order_id)
-    now = utc_now()
+    """Record the gateway's decline (or its silence): `processing → declined` and
+    `financial.payment.failed`. None when the payment is not `processing` any more."""
+    payment = await _move(
+        uow,
+        payment_id,
+        PaymentStatus.DECLINED,
+        when,
+        processed_at=when,
+        gateway_reference=reference,
+        failure_reason=reason.value,
+    )
     if payment is None:
-        table = metadata.tables["order_cancellations"]
-        values = {"order_id": order_id, "reason": reason, "cancelled_at": now}
-        await uow.session.execute(insert_ignoring_conflicts(uow.dialect, table, values))
-        log.info("order %s cancelled before its payment: recorded", order_id)
         return None
-    action = domain.on_order_cancelled(PaymentStatus(payment.status))
-    if action is CancelAction.NOTHING:
-        log.info("order %s cancelled: payment is %s, nothing to do", order_id, payment.status)
-    elif action is CancelAction.CANCEL:
-        _move(payment, PaymentStatus.CANCELLED, now)
-        payment.cancelled_at = now
-    else:
-        refund = Refund(
-            idempotency_key=f"refund-{order_id}",
-            charge_reference=payment.gateway_reference or "",
-            amount=Decimal(payment.amount),
-            currency=payment.currency,
-        )
-        # No answer after the retries raises: the kit retries the event, then dead-letters it.
-        payment.refund_reference = await gateway.refund(refund)
-        _move(payment, PaymentStatus.REFUNDED, now)
-        payment.refunded_at = now
-        _book(uow, payment, TransactionType.DEBIT, now)
-        events.publish_financial_payment_refunded(
-            uow,
-            FinancialPaymentRefundedPayload(
-                **_event_fields(payment), reason=reason, refunded_at=now
-            ),
-        )
+    events.publish_financial_payment_failed(
+        uow,
+        FinancialPaymentFailedPayload(
+            **_event_fields(payment), reason=reason.value, processed_at=when
+        ),
+    )
     await accounts.follow_payment(uow, payment)
     return payment
+
+
+async def refund(charger: Charger, payment_id: UUID) -> None:
+    """Give back the money of an approved payment of a cancelled order: the gateway's refund
+    (key `refund-<order id>`) outside any transaction, then `record_refund`. Nothing when no
+    refund is due (refunded already). No answer from the gateway leaves the payment approved
+    for the recovery job to refund (money is never reported returned when it was not)."""
+    async with charger.ctx.database.session() as session:
+        payment = await session.get(Payment, payment_id)
+        cancellation = (
+            None if payment is None else await session.get(OrderCancellation, payment.order_id)
+        )
+    if payment is None or cancellation is None:
+        return
+    if not domain.refund_due(PaymentStatus(payment.status), order_cancelled=True):
+        return
+    request = Refund(
+        idempotency_key=f"refund-{payment.order_id}",
+        charge_reference=payment.gateway_reference or "",
+        amount=Decimal(payment.amount),
+        currency=payment.currency,
+    )
+    try:
+        reference = await charger.gateway.refund(request)
+    except GatewayUnavailableError:
+        log.warning(
+            "order %s: the gateway did not answer its refund; retried later", payment.order_id
+        )
+        return
+    with in_conversation(cancellation.correlation_id, cancellation.event_id):
+        async with charger.ctx.unit_of_work() as uow:
+            await record_refund(uow, payment_id, reference, cancellation.reason, utc_now())
+            await uow.commit()
+
+
+async def record_refund(
+    uow: UnitOfWork, payment_id: UUID, reference: str, reason: str, when: datetime
+) -> Payment | None:
+    """Record the gateway's refund: `approved → refunded`, the ledger debit and
+    `financial.payment.refunded` with the order's cancel reason. None when the payment is
+    not `approved` any more (refunded by another refunder)."""
+    payment = await _move(
+        uow, payment_id, PaymentStatus.REFUNDED, when, refunded_at=when, refund_reference=reference
+    )
+    if payment is None:
+        return None
+    _book(uow, payment, TransactionType.DEBIT, when)
+    events.publish_financial_payment_refunded(
+        uow,
+        FinancialPaymentRefundedPayload(**_event_fields(payment), reason=reason, refunded_at=when),
+    )
+    await accounts.follow_payment(uow, payment)
+    return payment
+
+
+async def _move(
+    uow: UnitOfWork, payment_id: UUID, target: PaymentStatus, when: datetime, **values: object
+) -> Payment | None:
+    """`target`, guarded by the status: `UPDATE ... WHERE status IN (the statuses with an
+    edge to target)` — the payment, or None when a concurrent step moved it first."""
+    statement = (
+        update(Payment)
+        .where(
+            col(Payment.id) == payment_id,
+            col(Payment.status).in_([status.value for status in domain.sources(target)]),
+        )
+        .values(status=target.value, updated_at=when, **values)
+        .returning(Payment)
+    )
+    return (await uow.session.scalars(statement)).first()
+
+
+# ------------------------------------------------------------------ recovery
+
+
+async def recover(
+    charger: Charger, *, older_than: timedelta = STALE_AFTER, batch: int = RECOVERY_BATCH
+) -> Recovered:
+    """Take up the payments whose charger died: `pending` or `processing` ones untouched for
+    `older_than` are claimed (FOR UPDATE SKIP LOCKED: rows another transaction holds are
+    left for the next run) and charged again with the same idempotency key; approved ones
+    of orders cancelled that long ago are refunded. Up to `batch` of each, concurrently."""
+    cutoff = utc_now() - older_than
+    stale = (
+        select(col(Payment.id))
+        .where(
+            col(Payment.status).in_([status.value for status in domain.CHARGEABLE]),
+            col(Payment.updated_at) < cutoff,
+        )
+        .order_by(col(Payment.updated_at))
+        .limit(batch)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = await _claim(charger.ctx, col(Payment.id).in_(stale), *domain.CHARGEABLE)
+    due = (
+        select(col(Payment.id))
+        .join(OrderCancellation, col(OrderCancellation.order_id) == col(Payment.order_id))
+        .where(
+            col(Payment.status) == PaymentStatus.APPROVED.value,
+            col(Payment.updated_at) < cutoff,
+            col(OrderCancellation.cancelled_at) < cutoff,
+        )
+        .order_by(col(Payment.updated_at))
+        .limit(batch)
+    )
+    async with charger.ctx.database.session() as session:
+        refunds = list((await session.scalars(due)).all())
+    if claimed or refunds:
+        log.warning(
+            "recovering %d charge(s) and %d refund(s) left by a charger", len(claimed), len(refunds)
+        )
+    outcomes = await asyncio.gather(
+        *(_charge_claimed(charger, payment) for payment in claimed),
+        *(refund(charger, payment_id) for payment_id in refunds),
+        return_exceptions=True,
+    )
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            log.error("recovery of a payment failed; retried next run", exc_info=outcome)
+    return Recovered(charged=len(claimed), refunded=len(refunds))
 
 
 def _event_fields(payment: Payment) -> dict[str, object]:

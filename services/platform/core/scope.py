@@ -140,3 +140,16 @@ def on_behalf_of(caller: Caller) -> Iterator[None]:
         request=caller.request_id, correlation=caller.correlation_id, caller=caller.principal
     ):
         yield
+
+
+@contextmanager
+def in_conversation(correlation: UUID | str | None, cause: UUID | str | None) -> Iterator[None]:
+    """Run deferred work (a job finishing what an event started) in that event's conversation:
+    the events it emits carry `correlation` as their correlation id and `cause` (the event's
+    id) as their causation id, as if the event's consumer had emitted them. None leaves that id
+    unset (a new conversation, no cause)."""
+    with bind(
+        correlation=None if correlation is None else str(correlation),
+        causation=None if cause is None else str(cause),
+    ):
+        yield
