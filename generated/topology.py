@@ -139,6 +139,7 @@ QUEUES: tuple[QueueSpec, ...] = (
         bindings=(
             Binding(exchange="inventory.events", routing_key="inventory.product.created"),
             Binding(exchange="inventory.events", routing_key="inventory.product.updated"),
+            Binding(exchange="inventory.events", routing_key="inventory.product.deleted"),
             Binding(exchange="inventory.events", routing_key="inventory.stock.reserved"),
             Binding(exchange="inventory.events", routing_key="inventory.stock.reservation_failed"),
             Binding(exchange="inventory.events", routing_key="inventory.stock.released"),

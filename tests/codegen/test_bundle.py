@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tools.codegen.bundle import NO_NUL, BundleError, bundle_openapi, pointer_tokens
+from tools.codegen.bundle import NO_NUL, BundleError, bundle_openapi, load_yaml, pointer_tokens
 
 COMMON: dict[str, Any] = {
     "openapi": "3.0.3",
@@ -199,3 +199,15 @@ def test_free_text_strings_refuse_nul_in_the_published_document(tmp_path: Path) 
     assert "pattern" not in properties["id"]
     assert properties["code"]["pattern"] == "^[A-Z]+$"
     assert "pattern" not in properties["status"]
+
+
+def test_a_key_said_twice_in_one_mapping_is_an_error(tmp_path: Path) -> None:
+    spec = tmp_path / "erp.yaml"
+    spec.write_text(
+        "bindings:\n- exchange: inventory.events\n  routing-key: a\n  routing-key: b\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(BundleError, match=r"erp.yaml:4: the key 'routing-key' appears twice"):
+        load_yaml(spec)
+    spec.write_text("a: 1\nb: {a: 2}\n", encoding="utf-8")  # one key per mapping is fine
+    assert load_yaml(spec) == {"a": 1, "b": {"a": 2}}

@@ -40,9 +40,27 @@ class BundleError(CodegenError):
     """The document cannot be bundled (unknown file, bad pointer, conflicting component)."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys in one mapping; a spec that says a thing twice
+    (two `routing-key`s in one binding after a merge) would silently lose one of them."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                mark = key_node.start_mark
+                raise BundleError(
+                    f"{mark.name}:{mark.line + 1}: the key {key!r} appears twice in one mapping"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path) -> Any:
+    """The YAML document at `path`; a key repeated within one mapping is an error."""
     with path.open(encoding="utf-8") as handle:
-        return yaml.safe_load(handle)
+        return yaml.load(handle, Loader=_UniqueKeyLoader)
 
 
 def split_ref(ref: str) -> tuple[str, str]:
