@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Annotated
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import MISSING, AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
 from generated.common.models import (  # the common components this service uses
     FieldError as FieldError,
@@ -367,3 +367,519 @@ class InvoiceCancel(BaseModel):
             pattern="^[^\\x00]*$",
         ),
     ]
+
+
+class SupplierStatus(StrEnum):
+    active = "active"
+    inactive = "inactive"
+
+
+class SupplierCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    name: Annotated[
+        str,
+        Field(
+            examples=["Papelaria Central Ltda"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    cnpj: Annotated[
+        str,
+        Field(
+            description="CNPJ (14 digits), with or without its dots, slash and dash; the check digits must be valid and one digit repeated (`11.111.111/1111-11`) is refused. Stored and returned as digits.",
+            examples=["11.222.333/0001-81"],
+            max_length=18,
+            pattern="^[0-9./-]{14,18}$",
+        ),
+    ]
+    email: Annotated[
+        EmailStr | None | MISSING,
+        Field(
+            description="Billing e-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case); null when unknown.",
+            examples=["contas@papelariacentral.com.br"],
+            max_length=254,
+            min_length=3,
+        ),
+    ] = MISSING
+    phone: Annotated[
+        str | None | MISSING,
+        Field(
+            description="Phone number (digits, spaces, parentheses, dashes, an optional leading `+`); null when unknown.",
+            examples=["+55 11 3333-4444"],
+            max_length=21,
+            pattern="^\\+?[0-9 ()-]{8,20}$",
+        ),
+    ] = MISSING
+
+
+class SupplierUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    name: Annotated[
+        str | MISSING,
+        Field(
+            examples=["Papelaria Central Ltda"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+    cnpj: Annotated[
+        str | MISSING,
+        Field(
+            description="CNPJ (14 digits), with or without its dots, slash and dash; the check digits must be valid and one digit repeated (`11.111.111/1111-11`) is refused. Stored and returned as digits.",
+            examples=["11.222.333/0001-81"],
+            max_length=18,
+            pattern="^[0-9./-]{14,18}$",
+        ),
+    ] = MISSING
+    email: Annotated[
+        EmailStr | None | MISSING,
+        Field(
+            description="Billing e-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case); null when unknown.",
+            examples=["contas@papelariacentral.com.br"],
+            max_length=254,
+            min_length=3,
+        ),
+    ] = MISSING
+    phone: Annotated[
+        str | None | MISSING,
+        Field(
+            description="Phone number (digits, spaces, parentheses, dashes, an optional leading `+`); null when unknown.",
+            examples=["+55 11 3333-4444"],
+            max_length=21,
+            pattern="^\\+?[0-9 ()-]{8,20}$",
+        ),
+    ] = MISSING
+    status: SupplierStatus | MISSING = MISSING
+
+
+class Supplier(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[UUID, Field(examples=["a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"])]
+    name: Annotated[
+        str,
+        Field(
+            examples=["Papelaria Central Ltda"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    cnpj: Annotated[
+        str,
+        Field(
+            description="The CNPJ, digits only; unique among suppliers.",
+            examples=["11222333000181"],
+            pattern="^\\d{14}$",
+        ),
+    ]
+    email: Annotated[
+        EmailStr | None,
+        Field(
+            description="Billing e-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case); null when unknown.",
+            examples=["contas@papelariacentral.com.br"],
+            max_length=254,
+            min_length=3,
+        ),
+    ]
+    phone: Annotated[
+        str | None,
+        Field(
+            description="Phone number (digits, spaces, parentheses, dashes, an optional leading `+`); null when unknown.",
+            examples=["+55 11 3333-4444"],
+            max_length=21,
+            pattern="^\\+?[0-9 ()-]{8,20}$",
+        ),
+    ]
+    status: SupplierStatus
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-01-10T09:00:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-01-10T09:00:00Z"])]
+    version: Annotated[
+        int,
+        Field(
+            description="Grows with every change of the supplier (the `ETag`).",
+            examples=[1],
+            ge=1,
+        ),
+    ]
+
+
+class SupplierList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Supplier]
+    meta: PaginationMeta
+
+
+class AccountCategory(StrEnum):
+    income = "income"
+    expense = "expense"
+
+
+class PayableStatus(StrEnum):
+    pending = "pending"
+    paid = "paid"
+    overdue = "overdue"
+    cancelled = "cancelled"
+
+
+class ReceivableStatus(StrEnum):
+    pending = "pending"
+    received = "received"
+    overdue = "overdue"
+    cancelled = "cancelled"
+
+
+class PayableCreateCategory(StrEnum):
+    income = "income"
+    expense = "expense"
+
+
+class PayableCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    supplier_id: Annotated[
+        UUID,
+        Field(
+            description="An active supplier.",
+            examples=["a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"],
+        ),
+    ]
+    description: Annotated[
+        str,
+        Field(
+            examples=["Office paper, January"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    category: Annotated[
+        PayableCreateCategory,
+        Field(
+            description="The financial category (`expense` when not given).",
+            examples=["expense"],
+        ),
+    ] = PayableCreateCategory.expense
+    amount: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Field(
+            description="ISO 4217 currency code (`BRL` when not given).",
+            examples=["BRL"],
+            pattern="^[A-Z]{3}$",
+        ),
+    ] = "BRL"
+    issue_date: Annotated[date, Field(examples=["2025-02-01"])]
+    payment_terms_days: Annotated[
+        int,
+        Field(
+            description="Days from the issue date to the due date (0 = due on the issue date).",
+            examples=[30],
+            ge=0,
+            le=365,
+        ),
+    ]
+
+
+class ReceivableCreateCategory(StrEnum):
+    income = "income"
+    expense = "expense"
+
+
+class ReceivableCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    customer_id: Annotated[
+        UUID,
+        Field(
+            description="The customer's id in sales (kept as given; financial keeps no customers).",
+            examples=["b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e"],
+        ),
+    ]
+    customer_name: Annotated[
+        str,
+        Field(
+            description="The customer's name, as given.",
+            examples=["João Silva"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    description: Annotated[
+        str,
+        Field(
+            examples=["Office paper, January"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    category: Annotated[
+        ReceivableCreateCategory,
+        Field(
+            description="The financial category (`income` when not given).",
+            examples=["income"],
+        ),
+    ] = ReceivableCreateCategory.income
+    amount: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Field(
+            description="ISO 4217 currency code (`BRL` when not given).",
+            examples=["BRL"],
+            pattern="^[A-Z]{3}$",
+        ),
+    ] = "BRL"
+    issue_date: Annotated[date, Field(examples=["2025-02-01"])]
+    payment_terms_days: Annotated[
+        int,
+        Field(
+            description="Days from the issue date to the due date (0 = due on the issue date).",
+            examples=[30],
+            ge=0,
+            le=365,
+        ),
+    ]
+
+
+class PayableSettle(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    paid_at: Annotated[
+        AwareDatetime | MISSING,
+        Field(
+            description="When it was paid (now when not given); not in the future.",
+            examples=["2025-02-12T15:00:00Z"],
+        ),
+    ] = MISSING
+
+
+class ReceivableSettle(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    received_at: Annotated[
+        AwareDatetime | MISSING,
+        Field(
+            description="When it was received (now when not given); not in the future.",
+            examples=["2025-02-06T11:30:00Z"],
+        ),
+    ] = MISSING
+
+
+class AccountCancel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    reason: Annotated[
+        str,
+        Field(
+            description="Why the account is cancelled.",
+            examples=["Invoice issued twice by the supplier"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+
+
+class Payable(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[UUID, Field(examples=["b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"])]
+    supplier_id: Annotated[UUID, Field(examples=["a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d"])]
+    description: Annotated[
+        str,
+        Field(
+            examples=["Office paper, January"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    category: AccountCategory
+    amount: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Field(
+            description="ISO 4217 currency code.",
+            examples=["BRL"],
+            pattern="^[A-Z]{3}$",
+        ),
+    ]
+    issue_date: Annotated[date, Field(examples=["2025-01-10"])]
+    payment_terms_days: Annotated[
+        int,
+        Field(
+            description="Days from the issue date to the due date (0 = due on the issue date).",
+            examples=[30],
+            ge=0,
+            le=365,
+        ),
+    ]
+    due_date: Annotated[
+        date,
+        Field(description="issue_date + payment_terms_days.", examples=["2025-02-09"]),
+    ]
+    status: PayableStatus
+    paid_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancellation_reason: Annotated[
+        str | None, Field(examples=[None], max_length=255, pattern="^[^\\x00]*$")
+    ]
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-01-10T09:00:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-01-10T09:00:00Z"])]
+    version: Annotated[
+        int,
+        Field(
+            description="Grows with every change of the account (the `ETag`).",
+            examples=[1],
+            ge=1,
+        ),
+    ]
+
+
+class PayableList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Payable]
+    meta: PaginationMeta
+
+
+class Receivable(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[UUID, Field(examples=["f1a2b3c4-d5e6-4f7a-8b9c-0d1e2f3a4b5c"])]
+    customer_id: Annotated[UUID, Field(examples=["b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e"])]
+    customer_name: Annotated[
+        str | None,
+        Field(
+            description="As given; null for an order's account (the order event carries no name).",
+            examples=["João Silva"],
+            max_length=255,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    order_id: Annotated[
+        UUID | None,
+        Field(
+            description="The order whose payment this account follows (one account per order); null for a manual one.",
+            examples=[None],
+        ),
+    ]
+    order_number: Annotated[str | None, Field(examples=[None], pattern="^ORD-\\d{4}-\\d{6}$")]
+    description: Annotated[
+        str,
+        Field(
+            examples=["Office paper, January"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    category: AccountCategory
+    amount: Annotated[
+        str,
+        Field(
+            description="Decimal amount with two decimal places.",
+            examples=["724.80"],
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[
+        str,
+        Field(
+            description="ISO 4217 currency code.",
+            examples=["BRL"],
+            pattern="^[A-Z]{3}$",
+        ),
+    ]
+    issue_date: Annotated[date, Field(examples=["2025-01-20"])]
+    payment_terms_days: Annotated[
+        int,
+        Field(
+            description="Days from the issue date to the due date (0 = due on the issue date).",
+            examples=[30],
+            ge=0,
+            le=365,
+        ),
+    ]
+    due_date: Annotated[
+        date,
+        Field(description="issue_date + payment_terms_days.", examples=["2025-02-04"]),
+    ]
+    status: ReceivableStatus
+    received_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancellation_reason: Annotated[
+        str | None, Field(examples=[None], max_length=255, pattern="^[^\\x00]*$")
+    ]
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-01-20T09:00:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-01-20T09:00:00Z"])]
+    version: Annotated[
+        int,
+        Field(
+            description="Grows with every change of the account (the `ETag`).",
+            examples=[1],
+            ge=1,
+        ),
+    ]
+
+
+class ReceivableList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Receivable]
+    meta: PaginationMeta

@@ -338,6 +338,378 @@ SCHEMAS: Mapping[str, Any] = {
                 }
             },
         },
+        "SupplierStatus": {
+            "type": "string",
+            "enum": ["active", "inactive"],
+            "description": "An inactive supplier is kept (and listed) but new accounts payable cannot name it.",
+        },
+        "SupplierName": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "^[^\\x00]*$",
+        },
+        "Cnpj": {
+            "type": "string",
+            "pattern": "^[0-9./-]{14,18}$",
+            "maxLength": 18,
+            "description": "CNPJ (14 digits), with or without its dots, slash and dash; the check digits must be valid and one digit repeated (`11.111.111/1111-11`) is refused. Stored and returned as digits.",
+        },
+        "SupplierEmail": {
+            "type": ["string", "null"],
+            "format": "email",
+            "minLength": 3,
+            "maxLength": 254,
+            "description": "Billing e-mail address, kept in one canonical form (Unicode NFC, domain IDNA-decoded to Unicode, lower-case); null when unknown.",
+        },
+        "Phone": {
+            "type": ["string", "null"],
+            "pattern": "^\\+?[0-9 ()-]{8,20}$",
+            "maxLength": 21,
+            "description": "Phone number (digits, spaces, parentheses, dashes, an optional leading `+`); null when unknown.",
+        },
+        "SupplierCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name", "cnpj"],
+            "properties": {
+                "name": {"$ref": "#/definitions/SupplierName"},
+                "cnpj": {"$ref": "#/definitions/Cnpj"},
+                "email": {"$ref": "#/definitions/SupplierEmail"},
+                "phone": {"$ref": "#/definitions/Phone"},
+            },
+        },
+        "SupplierUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "name": {"$ref": "#/definitions/SupplierName"},
+                "cnpj": {"$ref": "#/definitions/Cnpj"},
+                "email": {"$ref": "#/definitions/SupplierEmail"},
+                "phone": {"$ref": "#/definitions/Phone"},
+                "status": {"$ref": "#/definitions/SupplierStatus"},
+            },
+        },
+        "Supplier": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "name",
+                "cnpj",
+                "email",
+                "phone",
+                "status",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "name": {"$ref": "#/definitions/SupplierName"},
+                "cnpj": {
+                    "type": "string",
+                    "pattern": "^\\d{14}$",
+                    "description": "The CNPJ, digits only; unique among suppliers.",
+                },
+                "email": {"$ref": "#/definitions/SupplierEmail"},
+                "phone": {"$ref": "#/definitions/Phone"},
+                "status": {"$ref": "#/definitions/SupplierStatus"},
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "version": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Grows with every change of the supplier (the `ETag`).",
+                },
+            },
+        },
+        "SupplierList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data", "meta"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/Supplier"}},
+                "meta": {"$ref": "#/definitions/PaginationMeta"},
+            },
+        },
+        "AccountCategory": {
+            "type": "string",
+            "enum": ["income", "expense"],
+            "description": "The financial category of an account: `income` (money in) or `expense` (money out). Accounts payable are `expense` unless said otherwise, accounts receivable `income`.",
+        },
+        "PaymentTerms": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 365,
+            "description": "Days from the issue date to the due date (0 = due on the issue date).",
+        },
+        "AccountDescription": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "pattern": "^[^\\x00]*$",
+        },
+        "PayableStatus": {
+            "type": "string",
+            "enum": ["pending", "paid", "overdue", "cancelled"],
+            "description": "`pending → paid | overdue | cancelled`, `overdue → paid | cancelled`. A periodic job makes `pending` accounts past their due date `overdue`.",
+        },
+        "ReceivableStatus": {
+            "type": "string",
+            "enum": ["pending", "received", "overdue", "cancelled"],
+            "description": "`pending → received | overdue | cancelled`, `overdue → received | cancelled`. A periodic job makes `pending` accounts past their due date `overdue`. An order's account follows its payment: `received` when it is approved, `cancelled` when it is declined, cancelled or refunded.",
+        },
+        "PayableCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "supplier_id",
+                "description",
+                "amount",
+                "issue_date",
+                "payment_terms_days",
+            ],
+            "properties": {
+                "supplier_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "An active supplier.",
+                },
+                "description": {"$ref": "#/definitions/AccountDescription"},
+                "category": {
+                    "type": "string",
+                    "enum": ["income", "expense"],
+                    "default": "expense",
+                    "description": "The financial category (`expense` when not given).",
+                },
+                "amount": {"$ref": "#/definitions/Amount"},
+                "currency": {
+                    "type": "string",
+                    "pattern": "^[A-Z]{3}$",
+                    "default": "BRL",
+                    "description": "ISO 4217 currency code (`BRL` when not given).",
+                },
+                "issue_date": {"type": "string", "format": "date"},
+                "payment_terms_days": {"$ref": "#/definitions/PaymentTerms"},
+            },
+        },
+        "ReceivableCreate": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "customer_id",
+                "customer_name",
+                "description",
+                "amount",
+                "issue_date",
+                "payment_terms_days",
+            ],
+            "properties": {
+                "customer_id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "The customer's id in sales (kept as given; financial keeps no customers).",
+                },
+                "customer_name": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "The customer's name, as given.",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "description": {"$ref": "#/definitions/AccountDescription"},
+                "category": {
+                    "type": "string",
+                    "enum": ["income", "expense"],
+                    "default": "income",
+                    "description": "The financial category (`income` when not given).",
+                },
+                "amount": {"$ref": "#/definitions/Amount"},
+                "currency": {
+                    "type": "string",
+                    "pattern": "^[A-Z]{3}$",
+                    "default": "BRL",
+                    "description": "ISO 4217 currency code (`BRL` when not given).",
+                },
+                "issue_date": {"type": "string", "format": "date"},
+                "payment_terms_days": {"$ref": "#/definitions/PaymentTerms"},
+            },
+        },
+        "PayableSettle": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "paid_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "When it was paid (now when not given); not in the future.",
+                }
+            },
+        },
+        "ReceivableSettle": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "received_at": {
+                    "type": "string",
+                    "format": "date-time",
+                    "description": "When it was received (now when not given); not in the future.",
+                }
+            },
+        },
+        "AccountCancel": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reason"],
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "Why the account is cancelled.",
+                    "pattern": "^[^\\x00]*$",
+                }
+            },
+        },
+        "Payable": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "supplier_id",
+                "description",
+                "category",
+                "amount",
+                "currency",
+                "issue_date",
+                "payment_terms_days",
+                "due_date",
+                "status",
+                "paid_at",
+                "cancelled_at",
+                "cancellation_reason",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "supplier_id": {"type": "string", "format": "uuid"},
+                "description": {"$ref": "#/definitions/AccountDescription"},
+                "category": {"$ref": "#/definitions/AccountCategory"},
+                "amount": {"$ref": "#/definitions/Amount"},
+                "currency": {"$ref": "#/definitions/Currency"},
+                "issue_date": {"type": "string", "format": "date"},
+                "payment_terms_days": {"$ref": "#/definitions/PaymentTerms"},
+                "due_date": {
+                    "type": "string",
+                    "format": "date",
+                    "description": "issue_date + payment_terms_days.",
+                },
+                "status": {"$ref": "#/definitions/PayableStatus"},
+                "paid_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancellation_reason": {
+                    "type": ["string", "null"],
+                    "maxLength": 255,
+                    "pattern": "^[^\\x00]*$",
+                },
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "version": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Grows with every change of the account (the `ETag`).",
+                },
+            },
+        },
+        "PayableList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data", "meta"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/Payable"}},
+                "meta": {"$ref": "#/definitions/PaginationMeta"},
+            },
+        },
+        "Receivable": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "customer_id",
+                "customer_name",
+                "order_id",
+                "order_number",
+                "description",
+                "category",
+                "amount",
+                "currency",
+                "issue_date",
+                "payment_terms_days",
+                "due_date",
+                "status",
+                "received_at",
+                "cancelled_at",
+                "cancellation_reason",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "customer_id": {"type": "string", "format": "uuid"},
+                "customer_name": {
+                    "type": ["string", "null"],
+                    "maxLength": 255,
+                    "description": "As given; null for an order's account (the order event carries no name).",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "order_id": {
+                    "type": ["string", "null"],
+                    "format": "uuid",
+                    "description": "The order whose payment this account follows (one account per order); null for a manual one.",
+                },
+                "order_number": {"type": ["string", "null"], "pattern": "^ORD-\\d{4}-\\d{6}$"},
+                "description": {"$ref": "#/definitions/AccountDescription"},
+                "category": {"$ref": "#/definitions/AccountCategory"},
+                "amount": {"$ref": "#/definitions/Amount"},
+                "currency": {"$ref": "#/definitions/Currency"},
+                "issue_date": {"type": "string", "format": "date"},
+                "payment_terms_days": {"$ref": "#/definitions/PaymentTerms"},
+                "due_date": {
+                    "type": "string",
+                    "format": "date",
+                    "description": "issue_date + payment_terms_days.",
+                },
+                "status": {"$ref": "#/definitions/ReceivableStatus"},
+                "received_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancellation_reason": {
+                    "type": ["string", "null"],
+                    "maxLength": 255,
+                    "pattern": "^[^\\x00]*$",
+                },
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "version": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Grows with every change of the account (the `ETag`).",
+                },
+            },
+        },
+        "ReceivableList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data", "meta"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/Receivable"}},
+                "meta": {"$ref": "#/definitions/PaginationMeta"},
+            },
+        },
         "FieldError": {
             "type": "object",
             "required": ["field", "message"],
@@ -1002,6 +1374,557 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
             ),
             location=None,
         ),
+        "list_suppliers": OperationInfo(
+            operation_id="list_suppliers",
+            method="GET",
+            path="/api/v1/suppliers",
+            permissions=("financial.accounts.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="search",
+                    location="query",
+                    required=False,
+                    wire_name="search",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+                ParameterInfo(
+                    name="status",
+                    location="query",
+                    required=False,
+                    wire_name="status",
+                    schema={"$ref": "#/definitions/SupplierStatus"},
+                ),
+                ParameterInfo(
+                    name="page",
+                    location="query",
+                    required=False,
+                    wire_name="page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                ),
+                ParameterInfo(
+                    name="per_page",
+                    location="query",
+                    required=False,
+                    wire_name="per_page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 15},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.SupplierList,
+                schema={"$ref": "#/definitions/SupplierList"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "create_supplier": OperationInfo(
+            operation_id="create_supplier",
+            method="POST",
+            path="/api/v1/suppliers",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/SupplierCreate"},
+                model=models.SupplierCreate,
+            ),
+            success=ResponseInfo(
+                status=201,
+                model=models.Supplier,
+                schema={"$ref": "#/definitions/Supplier"},
+                headers=("Location", "ETag"),
+                content_type="application/json",
+            ),
+            location="/api/v1/suppliers/{id}",
+        ),
+        "get_supplier": OperationInfo(
+            operation_id="get_supplier",
+            method="GET",
+            path="/api/v1/suppliers/{supplier_id}",
+            permissions=("financial.accounts.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="supplier_id",
+                    location="path",
+                    required=True,
+                    wire_name="supplier_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Supplier,
+                schema={"$ref": "#/definitions/Supplier"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "update_supplier": OperationInfo(
+            operation_id="update_supplier",
+            method="PATCH",
+            path="/api/v1/suppliers/{supplier_id}",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="supplier_id",
+                    location="path",
+                    required=True,
+                    wire_name="supplier_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="if_match",
+                    location="header",
+                    required=False,
+                    wire_name="If-Match",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/SupplierUpdate"},
+                model=models.SupplierUpdate,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Supplier,
+                schema={"$ref": "#/definitions/Supplier"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "deactivate_supplier": OperationInfo(
+            operation_id="deactivate_supplier",
+            method="POST",
+            path="/api/v1/suppliers/{supplier_id}/deactivate",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="supplier_id",
+                    location="path",
+                    required=True,
+                    wire_name="supplier_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Supplier,
+                schema={"$ref": "#/definitions/Supplier"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "list_payables": OperationInfo(
+            operation_id="list_payables",
+            method="GET",
+            path="/api/v1/payables",
+            permissions=("financial.accounts.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="status",
+                    location="query",
+                    required=False,
+                    wire_name="status",
+                    schema={"$ref": "#/definitions/PayableStatus"},
+                ),
+                ParameterInfo(
+                    name="supplier_id",
+                    location="query",
+                    required=False,
+                    wire_name="supplier_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="category",
+                    location="query",
+                    required=False,
+                    wire_name="category",
+                    schema={"$ref": "#/definitions/AccountCategory"},
+                ),
+                ParameterInfo(
+                    name="due_from",
+                    location="query",
+                    required=False,
+                    wire_name="due_from",
+                    schema={"type": "string", "format": "date"},
+                ),
+                ParameterInfo(
+                    name="due_to",
+                    location="query",
+                    required=False,
+                    wire_name="due_to",
+                    schema={"type": "string", "format": "date"},
+                ),
+                ParameterInfo(
+                    name="page",
+                    location="query",
+                    required=False,
+                    wire_name="page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                ),
+                ParameterInfo(
+                    name="per_page",
+                    location="query",
+                    required=False,
+                    wire_name="per_page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 15},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.PayableList,
+                schema={"$ref": "#/definitions/PayableList"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "create_payable": OperationInfo(
+            operation_id="create_payable",
+            method="POST",
+            path="/api/v1/payables",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/PayableCreate"},
+                model=models.PayableCreate,
+            ),
+            success=ResponseInfo(
+                status=201,
+                model=models.Payable,
+                schema={"$ref": "#/definitions/Payable"},
+                headers=("Location", "ETag"),
+                content_type="application/json",
+            ),
+            location="/api/v1/payables/{id}",
+        ),
+        "get_payable": OperationInfo(
+            operation_id="get_payable",
+            method="GET",
+            path="/api/v1/payables/{payable_id}",
+            permissions=("financial.accounts.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="payable_id",
+                    location="path",
+                    required=True,
+                    wire_name="payable_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Payable,
+                schema={"$ref": "#/definitions/Payable"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "pay_payable": OperationInfo(
+            operation_id="pay_payable",
+            method="POST",
+            path="/api/v1/payables/{payable_id}/pay",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="payable_id",
+                    location="path",
+                    required=True,
+                    wire_name="payable_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/PayableSettle"},
+                model=models.PayableSettle,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Payable,
+                schema={"$ref": "#/definitions/Payable"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "cancel_payable": OperationInfo(
+            operation_id="cancel_payable",
+            method="POST",
+            path="/api/v1/payables/{payable_id}/cancel",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="payable_id",
+                    location="path",
+                    required=True,
+                    wire_name="payable_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/AccountCancel"},
+                model=models.AccountCancel,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Payable,
+                schema={"$ref": "#/definitions/Payable"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "list_receivables": OperationInfo(
+            operation_id="list_receivables",
+            method="GET",
+            path="/api/v1/receivables",
+            permissions=("financial.accounts.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="status",
+                    location="query",
+                    required=False,
+                    wire_name="status",
+                    schema={"$ref": "#/definitions/ReceivableStatus"},
+                ),
+                ParameterInfo(
+                    name="customer_id",
+                    location="query",
+                    required=False,
+                    wire_name="customer_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="order_id",
+                    location="query",
+                    required=False,
+                    wire_name="order_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="category",
+                    location="query",
+                    required=False,
+                    wire_name="category",
+                    schema={"$ref": "#/definitions/AccountCategory"},
+                ),
+                ParameterInfo(
+                    name="due_from",
+                    location="query",
+                    required=False,
+                    wire_name="due_from",
+                    schema={"type": "string", "format": "date"},
+                ),
+                ParameterInfo(
+                    name="due_to",
+                    location="query",
+                    required=False,
+                    wire_name="due_to",
+                    schema={"type": "string", "format": "date"},
+                ),
+                ParameterInfo(
+                    name="page",
+                    location="query",
+                    required=False,
+                    wire_name="page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                ),
+                ParameterInfo(
+                    name="per_page",
+                    location="query",
+                    required=False,
+                    wire_name="per_page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 15},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.ReceivableList,
+                schema={"$ref": "#/definitions/ReceivableList"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "create_receivable": OperationInfo(
+            operation_id="create_receivable",
+            method="POST",
+            path="/api/v1/receivables",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ReceivableCreate"},
+                model=models.ReceivableCreate,
+            ),
+            success=ResponseInfo(
+                status=201,
+                model=models.Receivable,
+                schema={"$ref": "#/definitions/Receivable"},
+                headers=("Location", "ETag"),
+                content_type="application/json",
+            ),
+            location="/api/v1/receivables/{id}",
+        ),
+        "get_receivable": OperationInfo(
+            operation_id="get_receivable",
+            method="GET",
+            path="/api/v1/receivables/{receivable_id}",
+            permissions=("financial.accounts.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="receivable_id",
+                    location="path",
+                    required=True,
+                    wire_name="receivable_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Receivable,
+                schema={"$ref": "#/definitions/Receivable"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "receive_receivable": OperationInfo(
+            operation_id="receive_receivable",
+            method="POST",
+            path="/api/v1/receivables/{receivable_id}/receive",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="receivable_id",
+                    location="path",
+                    required=True,
+                    wire_name="receivable_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ReceivableSettle"},
+                model=models.ReceivableSettle,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Receivable,
+                schema={"$ref": "#/definitions/Receivable"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "cancel_receivable": OperationInfo(
+            operation_id="cancel_receivable",
+            method="POST",
+            path="/api/v1/receivables/{receivable_id}/cancel",
+            permissions=("financial.accounts.manage",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="receivable_id",
+                    location="path",
+                    required=True,
+                    wire_name="receivable_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/AccountCancel"},
+                model=models.AccountCancel,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Receivable,
+                schema={"$ref": "#/definitions/Receivable"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
     }
 )
 
@@ -1137,5 +2060,164 @@ class FinancialHandlers(Protocol):
         """GET /api/v1/invoices/{invoice_id}/pdf — The invoice as a PDF (DANFE-like).
 
         Permissions: financial.invoices.view.
+        """
+        ...
+
+    async def list_suppliers(
+        self,
+        call: Call,
+        *,
+        search: str | None = None,
+        status: str | None = None,
+        page: int = 1,
+        per_page: int = 15,
+    ) -> models.SupplierList | Reply:
+        """GET /api/v1/suppliers — List suppliers.
+
+        Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def create_supplier(
+        self, call: WriteCall, *, body: models.SupplierCreate
+    ) -> models.Supplier | Reply:
+        """POST /api/v1/suppliers — Create a supplier.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def get_supplier(self, call: Call, *, supplier_id: UUID) -> models.Supplier | Reply:
+        """GET /api/v1/suppliers/{supplier_id} — Get a supplier.
+
+        Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def update_supplier(
+        self,
+        call: WriteCall,
+        *,
+        supplier_id: UUID,
+        body: models.SupplierUpdate,
+        if_match: str | None = None,
+    ) -> models.Supplier | Reply:
+        """PATCH /api/v1/suppliers/{supplier_id} — Update a supplier.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def deactivate_supplier(
+        self, call: WriteCall, *, supplier_id: UUID
+    ) -> models.Supplier | Reply:
+        """POST /api/v1/suppliers/{supplier_id}/deactivate — Deactivate a supplier.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def list_payables(
+        self,
+        call: Call,
+        *,
+        status: str | None = None,
+        supplier_id: UUID | None = None,
+        category: str | None = None,
+        due_from: date | None = None,
+        due_to: date | None = None,
+        page: int = 1,
+        per_page: int = 15,
+    ) -> models.PayableList | Reply:
+        """GET /api/v1/payables — List accounts payable.
+
+        Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def create_payable(
+        self, call: WriteCall, *, body: models.PayableCreate
+    ) -> models.Payable | Reply:
+        """POST /api/v1/payables — Create an account payable.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def get_payable(self, call: Call, *, payable_id: UUID) -> models.Payable | Reply:
+        """GET /api/v1/payables/{payable_id} — Get an account payable.
+
+        Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def pay_payable(
+        self, call: WriteCall, *, payable_id: UUID, body: models.PayableSettle
+    ) -> models.Payable | Reply:
+        """POST /api/v1/payables/{payable_id}/pay — Pay an account payable.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def cancel_payable(
+        self, call: WriteCall, *, payable_id: UUID, body: models.AccountCancel
+    ) -> models.Payable | Reply:
+        """POST /api/v1/payables/{payable_id}/cancel — Cancel an account payable.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def list_receivables(
+        self,
+        call: Call,
+        *,
+        status: str | None = None,
+        customer_id: UUID | None = None,
+        order_id: UUID | None = None,
+        category: str | None = None,
+        due_from: date | None = None,
+        due_to: date | None = None,
+        page: int = 1,
+        per_page: int = 15,
+    ) -> models.ReceivableList | Reply:
+        """GET /api/v1/receivables — List accounts receivable.
+
+        Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def create_receivable(
+        self, call: WriteCall, *, body: models.ReceivableCreate
+    ) -> models.Receivable | Reply:
+        """POST /api/v1/receivables — Create an account receivable.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def get_receivable(self, call: Call, *, receivable_id: UUID) -> models.Receivable | Reply:
+        """GET /api/v1/receivables/{receivable_id} — Get an account receivable.
+
+        Permissions: financial.accounts.view.
+        """
+        ...
+
+    async def receive_receivable(
+        self, call: WriteCall, *, receivable_id: UUID, body: models.ReceivableSettle
+    ) -> models.Receivable | Reply:
+        """POST /api/v1/receivables/{receivable_id}/receive — Receive an account receivable.
+
+        Permissions: financial.accounts.manage.
+        """
+        ...
+
+    async def cancel_receivable(
+        self, call: WriteCall, *, receivable_id: UUID, body: models.AccountCancel
+    ) -> models.Receivable | Reply:
+        """POST /api/v1/receivables/{receivable_id}/cancel — Cancel an account receivable.
+
+        Permissions: financial.accounts.manage.
         """
         ...

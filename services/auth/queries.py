@@ -9,7 +9,6 @@ change needs (`lock=True`).
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 from typing import Any, TypeVar
 from uuid import UUID
@@ -32,11 +31,13 @@ from services.auth.tables import (
 )
 from services.auth.tokens import signing_keys
 from services.platform import (
+    LIKE_ESCAPE,
     Caller,
     Page,
     Problem,
     ServiceContext,
     keyset_of,
+    like_pattern,
     newest_first,
     page_of,
     paginate,
@@ -96,11 +97,11 @@ async def list_users(
 ) -> models.UserList:
     statement = select(User).where(col(User.deleted_at).is_(None))
     if search is not None:
-        pattern = _like(search)
+        pattern = like_pattern(search)
         statement = statement.where(
             or_(
-                func.lower(col(User.name)).like(pattern, escape="\\"),
-                col(User.email).like(pattern, escape="\\"),
+                func.lower(col(User.name)).like(pattern, escape=LIKE_ESCAPE),
+                col(User.email).like(pattern, escape=LIKE_ESCAPE),
             )
         )
     if is_active is not None:
@@ -256,10 +257,3 @@ def _validate(model: type[M], row: object, **fields: Any) -> M:
     user's roles live in another table) or shows otherwise (a key's display prefix)."""
     values = {name: getattr(row, name) for name in model.model_fields if name not in fields}
     return model.model_validate({**values, **fields})
-
-
-def _like(text: str) -> str:
-    # NFC, as addresses are stored (ADR 0010): a search typed in NFD still finds them.
-    folded = unicodedata.normalize("NFC", text.lower())
-    escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"

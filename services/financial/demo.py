@@ -2,7 +2,11 @@
 (specs/openapi/financial.yaml) — the payment of the demo order ORD-2025-000042, approved and
 then refunded, and its credit and debit in the ledger; the approved payments (and credits) of
 ORD-2025-000043, whose invoice is number 1 of series 1, still pending (the examples issue, send
-and cancel it), and of ORD-2025-000044, not invoiced yet (the example generates its invoice).
+and cancel it), and of ORD-2025-000044, not invoiced yet (the example generates its invoice);
+two suppliers (the second for the
+deactivation example), two accounts payable (one to pay, one to cancel), the demo order's
+account receivable (cancelled by the refund) and two manual ones (one to receive, one to
+cancel). The accounts fell due in 2025, so they are `overdue`, as the job leaves them.
 
 Loaded by embedded `erp up` and by `erp demo seed` (docs/adr/0008-docs-that-work.md);
 idempotent: what exists already is kept. Payments are made only by the saga's events, so the
@@ -12,18 +16,30 @@ rows are written directly, as the events would have left them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from uuid import UUID
 
 from services.financial import domain
 from services.financial.domain import (
+    AccountCategory,
     InvoiceStatus,
+    PayableStatus,
     PaymentStatus,
+    ReceivableStatus,
+    SupplierStatus,
     TransactionCategory,
     TransactionType,
 )
-from services.financial.tables import Invoice, InvoiceSeries, LedgerTransaction, Payment
+from services.financial.tables import (
+    AccountPayable,
+    AccountReceivable,
+    Invoice,
+    InvoiceSeries,
+    LedgerTransaction,
+    Payment,
+    Supplier,
+)
 from services.platform import ServiceContext, format_amount
 
 DEMO_PAYMENT = UUID("d4e5f6a7-b8c9-4d0e-8f1a-2b3c4d5e6f70")
@@ -36,6 +52,14 @@ AMOUNT = "724.80"
 PLACED = datetime(2025, 1, 15, 12, 0, tzinfo=UTC)
 APPROVED = datetime(2025, 1, 15, 12, 0, 1, tzinfo=UTC)
 REFUNDED = datetime(2025, 1, 15, 14, 0, tzinfo=UTC)
+SUPPLIER = UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
+SECOND_SUPPLIER = UUID("a2b3c4d5-e6f7-4a8b-9c0d-1e2f3a4b5c6d")
+PAYABLE = UUID("b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e")
+SECOND_PAYABLE = UUID("c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f")
+ORDER_RECEIVABLE = UUID("e1f2a3b4-c5d6-4e7f-8a9b-0c1d2e3f4a5b")
+RECEIVABLE = UUID("f1a2b3c4-d5e6-4f7a-8b9c-0d1e2f3a4b5c")
+SECOND_RECEIVABLE = UUID("f2a3b4c5-d6e7-4f8a-9b0c-1d2e3f4a5b6c")
+SUPPLIERS_JOINED = datetime(2025, 1, 10, 9, 0, tzinfo=UTC)
 
 DEMO_INVOICE = UUID("9f8e7d6c-5b4a-4c3d-8e2f-1a0b9c8d7e6f")
 INVOICED = datetime(2025, 2, 3, 10, 30, tzinfo=UTC)
@@ -144,6 +168,105 @@ def _invoice() -> Invoice:
     )
 
 
+def _at(day: date, hour: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def _supplier(
+    identifier: UUID, name: str, cnpj: str, email: str | None, phone: str | None
+) -> Supplier:
+    return Supplier(
+        id=identifier,
+        name=name,
+        cnpj=cnpj,
+        email=email,
+        phone=phone,
+        status=SupplierStatus.ACTIVE.value,
+        created_at=SUPPLIERS_JOINED,
+        updated_at=SUPPLIERS_JOINED,
+    )
+
+
+def _payable(identifier: UUID, description: str, issued: date) -> AccountPayable:
+    due = domain.due_date(issued, 30)
+    return AccountPayable(
+        id=identifier,
+        supplier_id=SUPPLIER,
+        description=description,
+        category=AccountCategory.EXPENSE.value,
+        amount="1250.00",
+        currency="BRL",
+        issue_date=issued,
+        payment_terms_days=30,
+        due_date=due,
+        status=PayableStatus.OVERDUE.value,
+        created_at=_at(issued, 9),
+        updated_at=_at(date.fromordinal(due.toordinal() + 1)),
+        version=2,
+    )
+
+
+def _receivable(
+    identifier: UUID, description: str, amount: str, issued: date, terms: int
+) -> AccountReceivable:
+    due = domain.due_date(issued, terms)
+    return AccountReceivable(
+        id=identifier,
+        customer_id=DEMO_CUSTOMER,
+        customer_name="João Silva",
+        description=description,
+        category=AccountCategory.INCOME.value,
+        amount=amount,
+        currency="BRL",
+        issue_date=issued,
+        payment_terms_days=terms,
+        due_date=due,
+        status=ReceivableStatus.OVERDUE.value,
+        created_at=_at(issued, 9),
+        updated_at=_at(date.fromordinal(due.toordinal() + 1)),
+        version=2,
+    )
+
+
+def _accounts() -> list[Supplier | AccountPayable | AccountReceivable]:
+    """Suppliers first: the accounts payable name them."""
+    return [
+        _supplier(
+            SUPPLIER,
+            "Papelaria Central Ltda",
+            "11222333000181",
+            "contas@papelariacentral.com.br",
+            "+55 11 3333-4444",
+        ),
+        _supplier(SECOND_SUPPLIER, "Transportes Rápidos S.A.", "44555666000181", None, None),
+        _payable(PAYABLE, "Office paper, January", date(2025, 1, 10)),
+        _payable(SECOND_PAYABLE, "Office paper, January (duplicate invoice)", date(2025, 1, 11)),
+        AccountReceivable(
+            id=ORDER_RECEIVABLE,
+            customer_id=DEMO_CUSTOMER,
+            customer_name=None,
+            order_id=DEMO_ORDER,
+            order_number=ORDER_NUMBER,
+            description=f"Order {ORDER_NUMBER}",
+            category=AccountCategory.INCOME.value,
+            amount=AMOUNT,
+            currency="BRL",
+            issue_date=PLACED.date(),
+            payment_terms_days=0,
+            due_date=PLACED.date(),
+            status=ReceivableStatus.CANCELLED.value,
+            received_at=APPROVED,
+            cancelled_at=REFUNDED,
+            cancellation_reason=domain.PAYMENT_CANCEL_REASONS[PaymentStatus.REFUNDED],
+            created_at=PLACED,
+            updated_at=REFUNDED,
+            version=3,
+        ),
+        _receivable(RECEIVABLE, "Consulting services, January", "3000.00", date(2025, 1, 20), 15),
+        _receivable(SECOND_RECEIVABLE, "Training, February", "800.00", date(2025, 1, 25), 30),
+    ]
+
+
 async def seed_demo(ctx: ServiceContext) -> None:
     async with ctx.unit_of_work() as uow:
         session = uow.session
@@ -196,4 +319,8 @@ async def seed_demo(ctx: ServiceContext) -> None:
             session.add(InvoiceSeries(series=SERIES, last_number=1))
         elif counter.last_number < 1:
             counter.last_number = 1
+        for row in _accounts():
+            if await session.get(type(row), row.id) is None:
+                session.add(row)
+                await session.flush()
         await uow.commit()

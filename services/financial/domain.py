@@ -1,7 +1,9 @@
 """The financial service's pure rules: the payment status machine, what an order event does to
-a payment, money on the wire, the ranges a ledger summary may span, and invoices (their status
-machine, the NF-e access key and its check digit, the tax rule) — table-tested in
-tests/financial/test_domain.py and tests/financial/test_invoice_domain.py."""
+a payment, money on the wire, the ranges a ledger summary may span, invoices (their status
+machine, the NF-e access key and its check digit, the tax rule; ADR 0014), and accounts payable
+and receivable — due dates from payment terms, their status machines, overdue, and what a
+payment does to its order's account receivable (ADR 0013). Table-tested in
+tests/financial/test_domain.py, test_invoice_domain.py and test_accounts_domain.py."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeVar
 
 
 class PaymentStatus(StrEnum):
@@ -282,3 +284,115 @@ def invoice_taxes(total: Decimal, rate: Decimal) -> InvoiceTaxes:
         raise ValueError("the tax rate must be at least 0 and below 1")
     taxes = (total * rate).quantize(CENT, rounding=ROUND_HALF_EVEN)
     return InvoiceTaxes(amount=total - taxes, taxes=taxes, total=total)
+
+
+# --- accounts payable and receivable (ADR 0013) ----------------------------------------------
+
+MIN_TERMS_DAYS: Final = 0
+MAX_TERMS_DAYS: Final = 365
+
+
+class AccountCategory(StrEnum):
+    INCOME = "income"
+    EXPENSE = "expense"
+
+
+class SupplierStatus(StrEnum):
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+class PayableStatus(StrEnum):
+    PENDING = "pending"
+    PAID = "paid"
+    OVERDUE = "overdue"
+    CANCELLED = "cancelled"
+
+
+class ReceivableStatus(StrEnum):
+    PENDING = "pending"
+    RECEIVED = "received"
+    OVERDUE = "overdue"
+    CANCELLED = "cancelled"
+
+
+def due_date(issue_date: date, terms_days: int) -> date:
+    """The day an account is due: its issue date plus its payment terms (0 to 365 days)."""
+    if not MIN_TERMS_DAYS <= terms_days <= MAX_TERMS_DAYS:
+        raise ValueError(f"payment terms must be {MIN_TERMS_DAYS} to {MAX_TERMS_DAYS} days")
+    return issue_date + timedelta(days=terms_days)
+
+
+def is_overdue(due: date, today: date) -> bool:
+    """Past its due date: the due day itself is still in time."""
+    return due < today
+
+
+PAYABLE_TRANSITIONS: Final[Mapping[PayableStatus, frozenset[PayableStatus]]] = {
+    PayableStatus.PENDING: frozenset(
+        {PayableStatus.PAID, PayableStatus.OVERDUE, PayableStatus.CANCELLED}
+    ),
+    PayableStatus.OVERDUE: frozenset({PayableStatus.PAID, PayableStatus.CANCELLED}),
+    PayableStatus.PAID: frozenset(),
+    PayableStatus.CANCELLED: frozenset(),
+}
+RECEIVABLE_TRANSITIONS: Final[Mapping[ReceivableStatus, frozenset[ReceivableStatus]]] = {
+    ReceivableStatus.PENDING: frozenset(
+        {ReceivableStatus.RECEIVED, ReceivableStatus.OVERDUE, ReceivableStatus.CANCELLED}
+    ),
+    ReceivableStatus.OVERDUE: frozenset({ReceivableStatus.RECEIVED, ReceivableStatus.CANCELLED}),
+    ReceivableStatus.RECEIVED: frozenset(),
+    ReceivableStatus.CANCELLED: frozenset(),
+}
+
+Status = TypeVar("Status", PayableStatus, ReceivableStatus)
+
+
+class AccountTransitionError(Exception):
+    def __init__(self, what: str, current: StrEnum, target: StrEnum) -> None:
+        super().__init__(f"{what} is {current}: it cannot become {target}.")
+
+
+def account_transition(
+    what: str, machine: Mapping[Status, frozenset[Status]], current: Status, target: Status
+) -> Status:
+    """The new status of an account, or AccountTransitionError when `machine` has no such edge."""
+    if target not in machine[current]:
+        raise AccountTransitionError(what, current, target)
+    return target
+
+
+# An order's account receivable mirrors its payment (ADR 0013).
+_RECEIVABLE_OF_PAYMENT: Final[Mapping[PaymentStatus, ReceivableStatus]] = {
+    PaymentStatus.PENDING: ReceivableStatus.PENDING,
+    PaymentStatus.PROCESSING: ReceivableStatus.PENDING,
+    PaymentStatus.APPROVED: ReceivableStatus.RECEIVED,
+    PaymentStatus.DECLINED: ReceivableStatus.CANCELLED,
+    PaymentStatus.CANCELLED: ReceivableStatus.CANCELLED,
+    PaymentStatus.REFUNDED: ReceivableStatus.CANCELLED,
+}
+PAYMENT_CANCEL_REASONS: Final[Mapping[PaymentStatus, str]] = {
+    PaymentStatus.DECLINED: "The payment was declined.",
+    PaymentStatus.CANCELLED: "The payment was cancelled.",
+    PaymentStatus.REFUNDED: "The payment was refunded.",
+}
+
+
+def receivable_for_payment(
+    current: ReceivableStatus | None, payment: PaymentStatus
+) -> ReceivableStatus | None:
+    """What the order's account receivable becomes when its payment is in `payment`: the status
+    to open it in (`current` None) or to move it to, or None to leave it. A payment still being
+    charged leaves an overdue account overdue; a refund undoes a receipt (`received →
+    cancelled`, the one edge only a payment takes); an account already settled otherwise stays
+    (the payment machine never goes back)."""
+    target = _RECEIVABLE_OF_PAYMENT[payment]
+    if current is None:
+        return target
+    if current is target:
+        return None
+    if target in RECEIVABLE_TRANSITIONS[current]:
+        return target
+    if current is ReceivableStatus.RECEIVED and payment is PaymentStatus.REFUNDED:
+        return ReceivableStatus.CANCELLED
+    return None

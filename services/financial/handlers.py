@@ -10,7 +10,7 @@ from uuid import UUID
 
 from generated.financial import models
 from services.financial import queries, renditions
-from services.financial.commands import invoices
+from services.financial.commands import accounts, invoices, suppliers
 from services.financial.domain import SummaryPeriod
 from services.financial.issuer import issuer_of
 from services.platform import Call, Reply, WriteCall
@@ -120,3 +120,126 @@ async def get_invoice_pdf(call: Call, *, invoice_id: UUID) -> Reply:
     document = renditions.invoice_pdf(invoice, issuer_of(call.ctx))
     disposition = f'attachment; filename="nfe-{invoice.nfe_key}.pdf"'
     return Reply(document, headers={"Content-Disposition": disposition})
+
+
+async def list_suppliers(
+    call: Call,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    page: int = 1,
+    per_page: int = 15,
+) -> models.SupplierList:
+    return await queries.list_suppliers(
+        call.ctx, search=search, status=status, page=page, per_page=per_page
+    )
+
+
+async def create_supplier(call: WriteCall, *, body: models.SupplierCreate) -> models.Supplier:
+    return await suppliers.create_supplier(call.uow, body)
+
+
+async def get_supplier(call: Call, *, supplier_id: UUID) -> models.Supplier:
+    return await queries.get_supplier(call.ctx, supplier_id)
+
+
+async def update_supplier(
+    call: WriteCall,
+    *,
+    supplier_id: UUID,
+    body: models.SupplierUpdate,
+    if_match: str | None = None,
+) -> models.Supplier:
+    return await suppliers.update_supplier(call.uow, supplier_id, body, if_match)
+
+
+async def deactivate_supplier(call: WriteCall, *, supplier_id: UUID) -> models.Supplier:
+    return await suppliers.deactivate_supplier(call.uow, supplier_id)
+
+
+async def list_payables(
+    call: Call,
+    *,
+    status: str | None = None,
+    supplier_id: UUID | None = None,
+    category: str | None = None,
+    due_from: date | None = None,
+    due_to: date | None = None,
+    page: int = 1,
+    per_page: int = 15,
+) -> models.PayableList:
+    return await queries.list_payables(
+        call.ctx,
+        status=status,
+        supplier_id=supplier_id,
+        category=category,
+        due_from=due_from,
+        due_to=due_to,
+        page=page,
+        per_page=per_page,
+    )
+
+
+async def create_payable(call: WriteCall, *, body: models.PayableCreate) -> models.Payable:
+    return await accounts.create_payable(call.uow, body)
+
+
+async def get_payable(call: Call, *, payable_id: UUID) -> models.Payable:
+    return await queries.get_payable(call.ctx, payable_id)
+
+
+async def pay_payable(
+    call: WriteCall, *, payable_id: UUID, body: models.PayableSettle
+) -> models.Payable:
+    return await accounts.pay_payable(call.uow, payable_id, body)
+
+
+async def cancel_payable(
+    call: WriteCall, *, payable_id: UUID, body: models.AccountCancel
+) -> models.Payable:
+    return await accounts.cancel_payable(call.uow, payable_id, body)
+
+
+async def list_receivables(
+    call: Call,
+    *,
+    status: str | None = None,
+    customer_id: UUID | None = None,
+    order_id: UUID | None = None,
+    category: str | None = None,
+    due_from: date | None = None,
+    due_to: date | None = None,
+    page: int = 1,
+    per_page: int = 15,
+) -> models.ReceivableList:
+    return await queries.list_receivables(
+        call.ctx,
+        status=status,
+        customer_id=customer_id,
+        order_id=order_id,
+        category=category,
+        due_from=due_from,
+        due_to=due_to,
+        page=page,
+        per_page=per_page,
+    )
+
+
+async def create_receivable(call: WriteCall, *, body: models.ReceivableCreate) -> models.Receivable:
+    return await accounts.create_receivable(call.uow, body)
+
+
+async def get_receivable(call: Call, *, receivable_id: UUID) -> models.Receivable:
+    return await queries.get_receivable(call.ctx, receivable_id)
+
+
+async def receive_receivable(
+    call: WriteCall, *, receivable_id: UUID, body: models.ReceivableSettle
+) -> models.Receivable:
+    return await accounts.receive_receivable(call.uow, receivable_id, body)
+
+
+async def cancel_receivable(
+    call: WriteCall, *, receivable_id: UUID, body: models.AccountCancel
+) -> models.Receivable:
+    return await accounts.cancel_receivable(call.uow, receivable_id, body)

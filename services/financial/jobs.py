@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.financial.commands import payments
+from services.financial.commands import accounts, payments
 from services.financial.consumers import GATEWAY
 from services.platform import PeriodicJob, ServiceContext
 
@@ -16,4 +16,16 @@ async def recover_payments(ctx: ServiceContext) -> None:
 # once `payments.STALE_AFTER` has passed).
 PAYMENT_RECOVERY = PeriodicJob(
     "payment-recovery", every_seconds=15.0, run=recover_payments, run_at_start=True
+)
+
+
+async def mark_overdue_accounts(ctx: ServiceContext) -> None:
+    """Pending accounts payable and receivable past their due date become overdue."""
+    await accounts.mark_overdue(ctx)
+
+
+# Due dates are days: every ten minutes marks an account overdue soon after midnight UTC;
+# run_at_start: accounts that fell due while the service was down are marked at once.
+ACCOUNTS_OVERDUE = PeriodicJob(
+    "accounts-overdue", every_seconds=600.0, run=mark_overdue_accounts, run_at_start=True
 )

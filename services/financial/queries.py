@@ -8,23 +8,33 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import case, func
+from sqlalchemy import case, func, or_
 from sqlalchemy import select as select_columns
 from sqlmodel import col, select
 
 from generated.financial import models
+from services.financial.commands.accounts import PAYABLE, RECEIVABLE
 from services.financial.domain import (
     InvoiceStatus,
     SummaryPeriod,
     TransactionType,
     summary_range_problem,
 )
-from services.financial.tables import Invoice, LedgerTransaction, Payment
+from services.financial.tables import (
+    AccountPayable,
+    AccountReceivable,
+    Invoice,
+    LedgerTransaction,
+    Payment,
+    Supplier,
+)
 from services.platform import (
+    LIKE_ESCAPE,
     Page,
     Problem,
     ServiceContext,
     format_amount,
+    like_pattern,
     page_of,
     paginate,
     resource_not_found,
@@ -185,3 +195,108 @@ async def get_order_invoice(ctx: ServiceContext, order_id: UUID) -> models.Invoi
     if found is None:
         raise resource_not_found("The invoice of order", order_id)
     return models.Invoice.model_validate(found, from_attributes=True)
+
+
+# ------------------------------------------------------------------ suppliers and accounts
+
+
+async def list_suppliers(
+    ctx: ServiceContext, *, search: str | None, status: str | None, page: int, per_page: int
+) -> models.SupplierList:
+    statement = select(Supplier).order_by(col(Supplier.name), col(Supplier.id))
+    if search is not None:
+        statement = statement.where(
+            or_(
+                func.lower(col(Supplier.name)).like(like_pattern(search), escape=LIKE_ESCAPE),
+                col(Supplier.cnpj).like(like_pattern(search, anywhere=False), escape=LIKE_ESCAPE),
+            )
+        )
+    if status is not None:
+        statement = statement.where(col(Supplier.status) == status)
+    async with ctx.database.read_session() as session:
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    return page_of(models.SupplierList, rows, meta)
+
+
+async def get_supplier(ctx: ServiceContext, supplier_id: UUID) -> models.Supplier:
+    async with ctx.database.read_session() as session:
+        found = await session.get(Supplier, supplier_id)
+    if found is None:
+        raise resource_not_found("Supplier", supplier_id)
+    return models.Supplier.model_validate(found, from_attributes=True)
+
+
+async def list_payables(
+    ctx: ServiceContext,
+    *,
+    status: str | None,
+    supplier_id: UUID | None,
+    category: str | None,
+    due_from: date | None,
+    due_to: date | None,
+    page: int,
+    per_page: int,
+) -> models.PayableList:
+    # `due_to` before `due_from` is a filter nothing matches: an empty page.
+    statement = select(AccountPayable)
+    if status is not None:
+        statement = statement.where(col(AccountPayable.status) == status)
+    if supplier_id is not None:
+        statement = statement.where(col(AccountPayable.supplier_id) == supplier_id)
+    if category is not None:
+        statement = statement.where(col(AccountPayable.category) == category)
+    if due_from is not None:
+        statement = statement.where(col(AccountPayable.due_date) >= due_from)
+    if due_to is not None:
+        statement = statement.where(col(AccountPayable.due_date) <= due_to)
+    statement = statement.order_by(col(AccountPayable.due_date), col(AccountPayable.id))
+    async with ctx.database.read_session() as session:
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    return page_of(models.PayableList, rows, meta)
+
+
+async def get_payable(ctx: ServiceContext, payable_id: UUID) -> models.Payable:
+    async with ctx.database.read_session() as session:
+        found = await session.get(AccountPayable, payable_id)
+    if found is None:
+        raise resource_not_found(PAYABLE, payable_id)
+    return models.Payable.model_validate(found, from_attributes=True)
+
+
+async def list_receivables(
+    ctx: ServiceContext,
+    *,
+    status: str | None,
+    customer_id: UUID | None,
+    order_id: UUID | None,
+    category: str | None,
+    due_from: date | None,
+    due_to: date | None,
+    page: int,
+    per_page: int,
+) -> models.ReceivableList:
+    statement = select(AccountReceivable)
+    if status is not None:
+        statement = statement.where(col(AccountReceivable.status) == status)
+    if customer_id is not None:
+        statement = statement.where(col(AccountReceivable.customer_id) == customer_id)
+    if order_id is not None:
+        statement = statement.where(col(AccountReceivable.order_id) == order_id)
+    if category is not None:
+        statement = statement.where(col(AccountReceivable.category) == category)
+    if due_from is not None:
+        statement = statement.where(col(AccountReceivable.due_date) >= due_from)
+    if due_to is not None:
+        statement = statement.where(col(AccountReceivable.due_date) <= due_to)
+    statement = statement.order_by(col(AccountReceivable.due_date), col(AccountReceivable.id))
+    async with ctx.database.read_session() as session:
+        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    return page_of(models.ReceivableList, rows, meta)
+
+
+async def get_receivable(ctx: ServiceContext, receivable_id: UUID) -> models.Receivable:
+    async with ctx.database.read_session() as session:
+        found = await session.get(AccountReceivable, receivable_id)
+    if found is None:
+        raise resource_not_found(RECEIVABLE, receivable_id)
+    return models.Receivable.model_validate(found, from_attributes=True)

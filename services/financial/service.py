@@ -12,7 +12,7 @@ from generated.events.schemas import ENVELOPE_SCHEMAS
 from generated.financial.operations import OPERATIONS, SCHEMAS, FinancialHandlers
 from generated.topology import TOPOLOGY
 from services.financial.issuer import load_into as load_issuer
-from services.financial.jobs import PAYMENT_RECOVERY
+from services.financial.jobs import ACCOUNTS_OVERDUE, PAYMENT_RECOVERY
 from services.financial.tables import metadata
 from services.platform import ServiceDefinition
 
@@ -29,8 +29,8 @@ definition = ServiceDefinition(
     metadata=metadata,
     migrations=Path(__file__).parent / "migrations",
     consumers=services.financial.consumers,
-    periodic=[PAYMENT_RECOVERY],
     on_startup=[load_issuer],
+    periodic=[PAYMENT_RECOVERY, ACCOUNTS_OVERDUE],
 )
 
 # mypy proves here that the handler module has a coroutine for every operation of the spec,

@@ -1,6 +1,7 @@
 """The financial service's tables (SQLModel, in the service's own registry — see
 platform/tables.py). The first migration (`migrations/versions/0001_initial.py`) creates exactly
-these; `0002_charge_conversations.py` adds the causes of payments and cancellations.
+these; `0002_charge_conversations.py` adds the causes of payments and cancellations;
+`0004_accounts.py` the suppliers and accounts payable and receivable.
 
 One payment per order is the unique `payments.order_id`; one credit and at most one debit per
 payment is the unique `(payment_id, type)` of the ledger: whatever code runs twice, the
@@ -197,3 +198,102 @@ class InvoiceSeries(FinancialTable, table=True):
 
     series: str = Field(primary_key=True, max_length=3)
     last_number: int
+
+
+# --- suppliers, accounts payable and receivable (ADR 0013; migration 0002) --------------------
+
+CATEGORIES = "'income', 'expense'"
+
+
+class Supplier(FinancialTable, table=True):
+    """A company accounts payable are owed to: its CNPJ as digits, unique."""
+
+    __tablename__ = "suppliers"
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'inactive')", name="suppliers_status_valid"),
+        Index("ix_suppliers_name", "name"),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    name: str = Field(max_length=255)
+    cnpj: str = Field(max_length=14, unique=True)
+    email: str | None = Field(default=None, max_length=254)
+    phone: str | None = Field(default=None, max_length=21)
+    status: str = Field(max_length=10)  # domain.SupplierStatus
+    created_at: datetime = utc_timestamp(nullable=False)
+    updated_at: datetime = utc_timestamp(nullable=False)
+    version: int = Field(default=1)
+
+
+class AccountPayable(FinancialTable, table=True):
+    __tablename__ = "accounts_payable"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'paid', 'overdue', 'cancelled')",
+            name="accounts_payable_status_valid",
+        ),
+        CheckConstraint(f"category IN ({CATEGORIES})", name="accounts_payable_category_valid"),
+        CheckConstraint("amount > 0", name="accounts_payable_amount_positive"),
+        CheckConstraint(
+            "payment_terms_days BETWEEN 0 AND 365", name="accounts_payable_terms_valid"
+        ),
+        Index("ix_accounts_payable_status_due_date", "status", "due_date"),
+        Index("ix_accounts_payable_supplier_id", "supplier_id"),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    supplier_id: UUID = Field(foreign_key="suppliers.id")
+    description: str = Field(max_length=255)
+    category: str = Field(max_length=10)  # domain.AccountCategory
+    amount: str = Field(sa_column=Column(Amount(), nullable=False))
+    currency: str = Field(max_length=3)
+    issue_date: date = Field(sa_column=Column(Date(), nullable=False))
+    payment_terms_days: int
+    due_date: date = Field(sa_column=Column(Date(), nullable=False))
+    status: str = Field(max_length=10)  # domain.PayableStatus
+    paid_at: datetime | None = utc_timestamp(nullable=True)
+    cancelled_at: datetime | None = utc_timestamp(nullable=True)
+    cancellation_reason: str | None = Field(default=None, max_length=255)
+    created_at: datetime = utc_timestamp(nullable=False)
+    updated_at: datetime = utc_timestamp(nullable=False)
+    version: int = Field(default=1)
+
+
+class AccountReceivable(FinancialTable, table=True):
+    """Money a customer owes: an order's (one per order, following its payment) or a manual one.
+    The customer is sales' id, and the name as given (financial keeps no customers)."""
+
+    __tablename__ = "accounts_receivable"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'received', 'overdue', 'cancelled')",
+            name="accounts_receivable_status_valid",
+        ),
+        CheckConstraint(f"category IN ({CATEGORIES})", name="accounts_receivable_category_valid"),
+        CheckConstraint("amount > 0", name="accounts_receivable_amount_positive"),
+        CheckConstraint(
+            "payment_terms_days BETWEEN 0 AND 365", name="accounts_receivable_terms_valid"
+        ),
+        Index("ix_accounts_receivable_status_due_date", "status", "due_date"),
+        Index("ix_accounts_receivable_customer_id", "customer_id"),
+    )
+
+    id: UUID = Field(default_factory=uuid4, primary_key=True)
+    customer_id: UUID
+    customer_name: str | None = Field(default=None, max_length=255)
+    order_id: UUID | None = Field(default=None, unique=True)
+    order_number: str | None = Field(default=None, max_length=20)
+    description: str = Field(max_length=255)
+    category: str = Field(max_length=10)  # domain.AccountCategory
+    amount: str = Field(sa_column=Column(Amount(), nullable=False))
+    currency: str = Field(max_length=3)
+    issue_date: date = Field(sa_column=Column(Date(), nullable=False))
+    payment_terms_days: int
+    due_date: date = Field(sa_column=Column(Date(), nullable=False))
+    status: str = Field(max_length=10)  # domain.ReceivableStatus
+    received_at: datetime | None = utc_timestamp(nullable=True)
+    cancelled_at: datetime | None = utc_timestamp(nullable=True)
+    cancellation_reason: str | None = Field(default=None, max_length=255)
+    created_at: datetime = utc_timestamp(nullable=False)
+    updated_at: datetime = utc_timestamp(nullable=False)
+    version: int = Field(default=1)

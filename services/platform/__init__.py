@@ -13,6 +13,7 @@ below it (enforced by `tests/platform/test_layers.py` with import-linter):
 """
 
 from services.platform.core.contracts import EventSink, EventSpec, OperationInfo, Topology
+from services.platform.core.documents import Document, DocumentType, parse_document
 from services.platform.core.emails import normalise_email
 from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
@@ -62,6 +63,7 @@ from services.platform.persistence.pagination import (
     paginate,
 )
 from services.platform.persistence.redis import JsonCache
+from services.platform.persistence.search import LIKE_ESCAPE, like_pattern
 from services.platform.persistence.sql import Sql
 from services.platform.persistence.tables import Amount, UtcDateTime, format_amount, utc_timestamp
 from services.platform.persistence.uow import UnitOfWork, flush_unique, rfc3339
@@ -79,6 +81,7 @@ from services.platform.runtime.service import (
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
+    "LIKE_ESCAPE",
     "TOKEN_LEEWAY",
     "Amount",
     "ApiKeyVerifier",
@@ -86,6 +89,8 @@ __all__ = [
     "Caller",
     "Database",
     "DeadLetter",
+    "Document",
+    "DocumentType",
     "EventSink",
     "EventSpec",
     "FieldError",
@@ -126,12 +131,14 @@ __all__ = [
     "keyset_of",
     "kit_tables_downgrade",
     "kit_tables_upgrade",
+    "like_pattern",
     "load_settings",
     "newest_first",
     "normalise_email",
     "on_behalf_of",
     "page_of",
     "paginate",
+    "parse_document",
     "parse_uuid",
     "prepare_database",
     "rate_limit",

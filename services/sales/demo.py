@@ -31,7 +31,8 @@ JOAO_OFFICE = UUID("e5f6a7b8-c9d0-4e1f-9a2b-3c4d5e6f7081")  # the update and del
 KEYBOARD = UUID("5d1c7a2e-8b3f-4e6a-9c0d-1e2f3a4b5c6d")
 WRIST_REST = UUID("6e2d8b3f-9c4a-4f7b-8d1e-2f3a4b5c6d7e")
 # ORD-2025-000042: cancelled, its stock released and its payment refunded (financial's demo
-# payment); ORD-2025-000043: still waiting for its answers (the cancel example's).
+# payment); ORD-2025-000045: still waiting for its answers (the cancel example's); 43 and 44
+# are financial's paid demo orders (numbers taken, not placed in sales).
 DEMO_ORDER = UUID("c7d8e9f0-1a2b-4c3d-8e4f-5a6b7c8d9e0f")
 WAITING_ORDER = UUID("9b0c1d2e-3f4a-4b5c-9d6e-8f9a0b1c2d3e")
 PLACED_BY = "user:b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"
@@ -75,7 +76,7 @@ def _demo_orders() -> list[tuple[Order, OrderItem, list[OrderStatusChange]]]:
     )
     waiting = Order(
         id=WAITING_ORDER,
-        order_number="ORD-2025-000043",
+        order_number="ORD-2025-000045",
         customer_id=JOAO,
         customer_email="joao@example.com",
         status="pending",
@@ -165,7 +166,7 @@ async def _seed_orders(uow: UnitOfWork) -> None:
     """The demo orders, written as the saga left them (their events are long gone)."""
     counters = metadata.tables["order_counters"]
     await uow.session.execute(
-        insert_ignoring_conflicts(uow.dialect, counters, {"year": 2025, "last_number": 43})
+        insert_ignoring_conflicts(uow.dialect, counters, {"year": 2025, "last_number": 45})
     )
     for order, item, history in _demo_orders():
         if await uow.session.get(Order, order.id) is None:

@@ -2,10 +2,8 @@
 product description does to the catalogue replica (ADR 0016), and orders — their prices,
 numbers, status machine and the saga's decision (ADR 0018).
 
-Check digits come from python-stdnum (`stdnum.br.cpf`, `stdnum.br.cnpj`): typed, maintained,
-and the same module family covers the alphanumeric CNPJ should the platform accept it later.
-What stdnum accepts and sales does not: one digit repeated (`111.111.111-11` passes its check
-digits) and letters in a CNPJ (this issue asks for 14 digits).
+A customer's document (CPF/CNPJ) is checked by the kit's `parse_document`, the rule financial's
+suppliers share.
 """
 
 from __future__ import annotations
@@ -16,45 +14,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Final
 
-from stdnum.br import cnpj, cpf
-
 from services.platform import FieldError
 
 MAX_ADDRESSES = 10
 
 
-class DocumentType(StrEnum):
-    CPF = "cpf"
-    CNPJ = "cnpj"
-
-
 class CustomerStatus(StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"
-
-
-@dataclass(frozen=True)
-class Document:
-    digits: str
-    type: DocumentType
-
-
-_PUNCTUATION = str.maketrans("", "", ".-/")
-_LENGTHS = {11: (DocumentType.CPF, cpf), 14: (DocumentType.CNPJ, cnpj)}
-
-
-def parse_document(raw: str, field: str = "document") -> Document | FieldError:
-    """The document as stored (digits only) and its type, or why it is refused (never echoing
-    the value: ADR 0010)."""
-    digits = raw.translate(_PUNCTUATION)
-    if not digits.isdigit() or len(digits) not in _LENGTHS:
-        return FieldError(field, "must have 11 (CPF) or 14 (CNPJ) digits")
-    kind, module = _LENGTHS[len(digits)]
-    if len(set(digits)) == 1:
-        return FieldError(field, "must not repeat a single digit")
-    if not module.is_valid(digits):
-        return FieldError(field, f"is not a valid {kind.value.upper()} (check digits)")
-    return Document(digits, kind)
 
 
 def initial_default(flags: Sequence[bool]) -> int | FieldError | None:

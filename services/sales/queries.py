@@ -12,16 +12,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from generated.sales import models
-from services.platform import Caller, Page, ServiceContext, page_of, paginate, resource_not_found
+from services.platform import (
+    LIKE_ESCAPE,
+    Caller,
+    Page,
+    ServiceContext,
+    like_pattern,
+    page_of,
+    paginate,
+    resource_not_found,
+)
 from services.sales.commands import orders
 from services.sales.commands.customers import customer_model
 from services.sales.tables import Customer, CustomerAddress, Order, OrderStatusChange
-
-
-def _like(text: str, *, anywhere: bool) -> str:
-    """A case-insensitive LIKE pattern matching `text` (ESCAPE '\\')."""
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%" if anywhere else f"{escaped}%"
 
 
 async def list_customers(
@@ -29,12 +32,12 @@ async def list_customers(
 ) -> models.CustomerList:
     statement = select(Customer).order_by(col(Customer.name), col(Customer.id))
     if search is not None:
-        anywhere = _like(search, anywhere=True)
+        anywhere, start = like_pattern(search), like_pattern(search, anywhere=False)
         statement = statement.where(
             or_(
-                func.lower(col(Customer.name)).like(anywhere, escape="\\"),
-                col(Customer.email).like(anywhere, escape="\\"),
-                col(Customer.document).like(_like(search, anywhere=False), escape="\\"),
+                func.lower(col(Customer.name)).like(anywhere, escape=LIKE_ESCAPE),
+                col(Customer.email).like(anywhere, escape=LIKE_ESCAPE),
+                col(Customer.document).like(start, escape=LIKE_ESCAPE),
             )
         )
     if status is not None:

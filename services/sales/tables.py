@@ -38,7 +38,7 @@ class Customer(SalesTable, table=True):
     email: str = Field(max_length=254, unique=True)  # normalise_email's form
     phone: str | None = Field(default=None, max_length=21)
     document: str = Field(max_length=14, unique=True)  # digits only
-    document_type: str = Field(max_length=4)  # domain.DocumentType
+    document_type: str = Field(max_length=4)  # the kit's DocumentType
     status: str = Field(max_length=10)  # domain.CustomerStatus
     user_id: UUID | None = Field(default=None, unique=True)
     created_at: datetime = utc_timestamp(nullable=False)

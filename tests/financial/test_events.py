@@ -499,3 +499,65 @@ async def test_erp_dlq_lists_shows_and_replays_financial_dead_letters(
     letter = await take_dead_letter(channel, FINANCIAL_DLQ, impostor["event_id"], within=30)
     assert "another amount" in letter.header("x-erp-error-reason")
     assert (await settled_payment(api, order_id, "approved"))["amount"] == "45.00"
+
+
+# ------------------------------------------------------------------ the orders' receivables
+
+
+async def order_receivable(api: httpx.AsyncClient, order_id: str, status: str) -> dict[str, Any]:
+    """The order's account receivable once it is in `status` (there is at most one)."""
+
+    async def reached() -> dict[str, Any] | None:
+        response = await api.get("/api/v1/receivables", params={"order_id": order_id})
+        assert response.status_code == 200, response.text
+        rows = response.json()["data"]
+        assert len(rows) <= 1, rows
+        return rows[0] if rows and rows[0]["status"] == status else None
+
+    found: dict[str, Any] = await eventually(
+        reached, what=f"receivable of {order_id} {status}", within=30, every=POLL
+    )
+    return found
+
+
+async def test_an_approved_payment_leaves_its_order_received_and_a_refund_cancels_it(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
+) -> None:
+    created = order_totalling("480.00")
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+    await publish(channel, {**created, "event_id": str(uuid.uuid4())})  # the same order again
+    await captured.wait("financial.payment.processed", order_id)
+
+    payment = await settled_payment(api, order_id, "approved")
+    received = await order_receivable(api, order_id, "received")
+    assert received["received_at"] == payment["processed_at"]
+    assert (received["amount"], received["currency"], received["category"]) == (
+        "480.00",
+        "BRL",
+        "income",
+    )
+    assert received["customer_id"] == created["payload"]["customer_id"]
+    assert received["order_number"] == created["payload"]["order_number"]
+    assert received["issue_date"] == received["due_date"]
+    by_hand = await api.post(f"/api/v1/receivables/{received['id']}/cancel", json={"reason": "x"})
+    assert by_hand.status_code == 409, by_hand.text  # it follows its payment
+
+    await publish(channel, order_cancelled(created))
+    await captured.wait("financial.payment.refunded", order_id)
+    cancelled = await order_receivable(api, order_id, "cancelled")
+    assert cancelled["id"] == received["id"]
+    assert cancelled["cancellation_reason"] == "The payment was refunded."
+
+
+async def test_a_declined_payment_leaves_its_order_receivable_cancelled(
+    api: httpx.AsyncClient, channel: aio_pika.abc.AbstractChannel, captured: Capture
+) -> None:
+    created = order_totalling("80.52")
+    order_id = created["payload"]["order_id"]
+    await publish(channel, created)
+    await captured.wait("financial.payment.failed", order_id)
+
+    cancelled = await order_receivable(api, order_id, "cancelled")
+    assert cancelled["received_at"] is None
+    assert cancelled["cancellation_reason"] == "The payment was declined."

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from tests.support.accounts import PASSWORD, Member
-from tests.support.http import Api, new_ip, unique_email
+from tests.support.http import Api, new_ip, unique_cnpj, unique_email
 from tests.support.polling import eventually
 from tests.support.problems import refusal
 from tests.support.processes import ServiceProcess
@@ -327,3 +327,67 @@ def test_the_jwks_carries_public_keys_only(auth_api: Api) -> None:
     assert keys
     for key in keys:
         assert set(key) == {"kty", "kid", "use", "alg", "n", "e"}, sorted(key)
+
+
+# --- financial accounts: the status, the due date, the settlement and an order are the server's
+
+
+SERVER_OWNED_ACCOUNT = {
+    "id": str(uuid.uuid4()),
+    "status": "paid",
+    "due_date": "2099-12-31",
+    "paid_at": "2020-01-01T00:00:00Z",
+    "received_at": "2020-01-01T00:00:00Z",
+    "order_id": str(uuid.uuid4()),
+    "version": 99,
+}
+
+
+@pytest.fixture(scope="module")
+def financial(financial_app: ServiceProcess, root_token: str) -> Iterator[Api]:
+    with Api(financial_app.url, root_token, ip=new_ip()) as api:
+        yield api
+
+
+def accounts_of(financial: Api, kind: str, **owner: str) -> list[dict[str, Any]]:
+    found = financial.get(f"/api/v1/{kind}", params=owner)
+    assert found.status_code == 200, found.text
+    rows: list[dict[str, Any]] = found.json()["data"]
+    return rows
+
+
+@pytest.mark.parametrize("name", sorted(SERVER_OWNED_ACCOUNT))
+def test_an_account_payable_sets_no_server_owned_property(financial: Api, name: str) -> None:
+    supplier = financial.created("/api/v1/suppliers", {"name": "Supplies", "cnpj": unique_cnpj()})
+    body = {
+        "supplier_id": supplier["id"],
+        "description": "Paper",
+        "amount": "10.00",
+        "issue_date": "2099-01-10",
+        "payment_terms_days": 30,
+    }
+    refused = financial.post("/api/v1/payables", json={**body, name: SERVER_OWNED_ACCOUNT[name]})
+    assert_not_allowed(refused, name)
+    assert accounts_of(financial, "payables", supplier_id=supplier["id"]) == []
+    created = financial.created("/api/v1/payables", body)  # the same without it is taken
+    assert (created["status"], created["version"]) == ("pending", 1)
+
+
+@pytest.mark.parametrize("name", sorted(SERVER_OWNED_ACCOUNT))
+def test_a_manual_account_receivable_sets_no_server_owned_property(
+    financial: Api, name: str
+) -> None:
+    customer = str(uuid.uuid4())
+    body = {
+        "customer_id": customer,
+        "customer_name": "Mass Assigner",
+        "description": "Service",
+        "amount": "10.00",
+        "issue_date": "2099-01-10",
+        "payment_terms_days": 0,
+    }
+    refused = financial.post("/api/v1/receivables", json={**body, name: SERVER_OWNED_ACCOUNT[name]})
+    assert_not_allowed(refused, name)
+    assert accounts_of(financial, "receivables", customer_id=customer) == []
+    created = financial.created("/api/v1/receivables", body)
+    assert (created["status"], created["order_id"]) == ("pending", None)

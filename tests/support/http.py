@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 import httpx
-from stdnum.br import cpf
+from stdnum.br import cnpj, cpf
 
 LOGIN = "/api/v1/auth/login"
 _addresses = itertools.count(1)
@@ -36,6 +36,12 @@ def unique_cpf() -> str:
     while not cpf.is_valid(candidate := f"{secrets.randbelow(10**11):011d}"):
         pass  # about one random number in a hundred has the right check digits
     return candidate
+
+
+def unique_cnpj() -> str:
+    """A CNPJ with valid check digits that no other test run uses (suppliers' are unique)."""
+    base = f"{secrets.randbelow(10**8):08d}0001"
+    return base + cnpj.calc_check_digits(base)
 
 
 class Api:

@@ -52,6 +52,7 @@ from generated.events.models import (
     SalesOrderCreatedEvent,
 )
 from services.financial import domain
+from services.financial.commands import accounts
 from services.financial.domain import (
     CancelAction,
     DeclineReason,
@@ -149,7 +150,9 @@ async def receive_order(
         _transition(payment, PaymentStatus.CANCELLED, now)
         payment.cancelled_at = now
         log.info("order %s was cancelled before it arrived: nothing charged", order.order_id)
+        await accounts.follow_payment(uow, payment)
         return payment
+    await accounts.follow_payment(uow, payment)
     uow.after_commit(partial(charge, charger, payment.id))
     return payment
 
@@ -185,6 +188,7 @@ async def cancel_order(
         log.info("order %s cancelled during its charge: the outcome decides", order_id)
     else:
         log.info("order %s cancelled: payment is %s, nothing to do", order_id, payment.status)
+    await accounts.follow_payment(uow, payment)
     return payment
 
 
@@ -300,6 +304,7 @@ async def approve(
             **_event_fields(payment), gateway_reference=reference, processed_at=when
         ),
     )
+    await accounts.follow_payment(uow, payment)
     return payment
 
 
@@ -329,6 +334,7 @@ async def decline(
             **_event_fields(payment), reason=reason.value, processed_at=when
         ),
     )
+    await accounts.follow_payment(uow, payment)
     return payment
 
 
@@ -381,6 +387,7 @@ async def record_refund(
         uow,
         FinancialPaymentRefundedPayload(**_event_fields(payment), reason=reason, refunded_at=when),
     )
+    await accounts.follow_payment(uow, payment)
     return payment
 
 

@@ -17,11 +17,13 @@ from generated.events.models import SalesCustomerState
 from generated.events.publishers import SALES_CUSTOMER_CREATED, SALES_CUSTOMER_UPDATED
 from generated.sales import models
 from services.platform import (
+    Document,
     FieldError,
     Problem,
     UnitOfWork,
     flush_unique,
     normalise_email,
+    parse_document,
     require_if_match,
     resource_not_found,
     unprocessable,
@@ -48,8 +50,8 @@ def _email(raw: str) -> str:
     return normalised
 
 
-def _document(raw: str) -> domain.Document:
-    parsed = domain.parse_document(raw)
+def _document(raw: str) -> Document:
+    parsed = parse_document(raw)
     if isinstance(parsed, FieldError):
         raise _refused(parsed)
     return parsed
