@@ -719,6 +719,31 @@ async def test_run_service_starts_and_stops_everything(
         current_context()
 
 
+async def test_a_job_that_swallows_its_cancellation_still_stops(
+    service_settings: Callable[[str], Settings],
+) -> None:
+    """A library that catches CancelledError while it cleans up (aiosqlite under SQLAlchemy,
+    seen with sales' first orders-expiry run) must not leave the job to sleep a period more:
+    the shutdown would wait that long."""
+    started = asyncio.Event()
+
+    async def stubborn(ctx: ServiceContext) -> None:
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return  # swallowed, as such a library does
+
+    definition = replace(
+        DEFINITION,
+        name="kitstubborn",
+        periodic=(PeriodicJob("stubborn", every_seconds=60, run=stubborn, run_at_start=True),),
+    )
+    async with asyncio.timeout(10):
+        async with run_service(definition, service_settings("kitstubborn")):
+            await asyncio.wait_for(started.wait(), 5)
+
+
 async def test_run_service_names_the_step_that_failed(
     service_settings: Callable[[str], Settings],
 ) -> None:

@@ -149,7 +149,16 @@ async def _periodic(ctx: ServiceContext, job: PeriodicJob) -> None:
                 await job.run(ctx)
         except Exception:
             ctx.log.exception("periodic job %s failed", job.name)
+        _stop_if_cancelled()
         await asyncio.sleep(job.every_seconds)
+
+
+def _stop_if_cancelled() -> None:
+    """A job run that swallowed its cancellation (a library catching CancelledError while it
+    cleaned up) would leave the task to sleep a whole period more and hold the shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _safe(url: str | None) -> str:
