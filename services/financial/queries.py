@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from sqlalchemy import case, func, or_
@@ -31,6 +32,7 @@ from services.financial.tables import (
 from services.platform import (
     LIKE_ESCAPE,
     Page,
+    PageMeta,
     Problem,
     ServiceContext,
     format_amount,
@@ -226,6 +228,33 @@ async def get_supplier(ctx: ServiceContext, supplier_id: UUID) -> models.Supplie
     return models.Supplier.model_validate(found, from_attributes=True)
 
 
+Account = TypeVar("Account", AccountPayable, AccountReceivable)
+
+
+async def _accounts_page(
+    ctx: ServiceContext,
+    table: type[Account],
+    equal: Mapping[str, object | None],
+    due_from: date | None,
+    due_to: date | None,
+    page: int,
+    per_page: int,
+) -> tuple[Sequence[Account], PageMeta]:
+    """A page of payables or receivables, earliest due first: the given columns equal to their
+    values, the due date within the range (`due_to` before `due_from` matches nothing)."""
+    statement = select(table)
+    for name, value in equal.items():
+        if value is not None:
+            statement = statement.where(getattr(table, name) == value)
+    if due_from is not None:
+        statement = statement.where(col(table.due_date) >= due_from)
+    if due_to is not None:
+        statement = statement.where(col(table.due_date) <= due_to)
+    statement = statement.order_by(col(table.due_date), col(table.id))
+    async with ctx.database.read_session() as session:
+        return await paginate(session, statement, Page.of(page, per_page))
+
+
 async def list_payables(
     ctx: ServiceContext,
     *,
@@ -237,21 +266,8 @@ async def list_payables(
     page: int,
     per_page: int,
 ) -> models.PayableList:
-    # `due_to` before `due_from` is a filter nothing matches: an empty page.
-    statement = select(AccountPayable)
-    if status is not None:
-        statement = statement.where(col(AccountPayable.status) == status)
-    if supplier_id is not None:
-        statement = statement.where(col(AccountPayable.supplier_id) == supplier_id)
-    if category is not None:
-        statement = statement.where(col(AccountPayable.category) == category)
-    if due_from is not None:
-        statement = statement.where(col(AccountPayable.due_date) >= due_from)
-    if due_to is not None:
-        statement = statement.where(col(AccountPayable.due_date) <= due_to)
-    statement = statement.order_by(col(AccountPayable.due_date), col(AccountPayable.id))
-    async with ctx.database.read_session() as session:
-        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    equal = {"status": status, "supplier_id": supplier_id, "category": category}
+    rows, meta = await _accounts_page(ctx, AccountPayable, equal, due_from, due_to, page, per_page)
     return page_of(models.PayableList, rows, meta)
 
 
@@ -275,22 +291,15 @@ async def list_receivables(
     page: int,
     per_page: int,
 ) -> models.ReceivableList:
-    statement = select(AccountReceivable)
-    if status is not None:
-        statement = statement.where(col(AccountReceivable.status) == status)
-    if customer_id is not None:
-        statement = statement.where(col(AccountReceivable.customer_id) == customer_id)
-    if order_id is not None:
-        statement = statement.where(col(AccountReceivable.order_id) == order_id)
-    if category is not None:
-        statement = statement.where(col(AccountReceivable.category) == category)
-    if due_from is not None:
-        statement = statement.where(col(AccountReceivable.due_date) >= due_from)
-    if due_to is not None:
-        statement = statement.where(col(AccountReceivable.due_date) <= due_to)
-    statement = statement.order_by(col(AccountReceivable.due_date), col(AccountReceivable.id))
-    async with ctx.database.read_session() as session:
-        rows, meta = await paginate(session, statement, Page.of(page, per_page))
+    equal = {
+        "status": status,
+        "customer_id": customer_id,
+        "order_id": order_id,
+        "category": category,
+    }
+    rows, meta = await _accounts_page(
+        ctx, AccountReceivable, equal, due_from, due_to, page, per_page
+    )
     return page_of(models.ReceivableList, rows, meta)
 
 

@@ -56,7 +56,14 @@ def test_erp_up_runs_embedded_and_serves_auth(tmp_path: Path) -> None:
         assert me.json()["email"] == "ana@example.com"
         assert (tmp_path / "data" / "auth.db").exists()
         for service, service_port in ports.items():
-            status = httpx.get(f"http://127.0.0.1:{service_port}/health", timeout=5).status_code
+            # auth starts first (the others fetch its keys); the rest follow within moments.
+            status = None
+            while status is None and time.monotonic() < deadline:
+                try:
+                    url = f"http://127.0.0.1:{service_port}/health"
+                    status = httpx.get(url, timeout=5).status_code
+                except httpx.HTTPError:
+                    time.sleep(0.3)
             assert status == 200, f"{service} is not healthy in embedded mode"
     finally:
         process.send_signal(signal.SIGINT)

@@ -339,3 +339,26 @@ def test_order_numbers_run_without_gaps(
         engine.dispose()
     sequence = [int(number[-6:]) for number in taken if number.startswith(taken[-1][:9])]
     assert sequence == list(range(1, len(sequence) + 1))
+
+
+async def test_a_cancellation_overtaking_the_saga_leaves_no_stock_reserved_and_no_money_taken(
+    staff: Api, inventory: Api, financial: Api
+) -> None:
+    product = new_product(inventory, "70.00", stock=5)
+    order = place(staff, order_body(new_customer(staff), (product, 2))).json()
+    cancelled = staff("POST", f"/api/v1/orders/{order['id']}/cancel", json={"reason": "At once"})
+    assert cancelled.status_code == 200, cancelled.text
+
+    def settled_elsewhere() -> dict[str, Any] | None:
+        stock: dict[str, Any] = inventory("GET", f"/api/v1/products/{product['id']}/stock").json()
+        payment = financial("GET", f"/api/v1/payments/by-order/{order['id']}")
+        if stock["reserved"] != 0 or payment.status_code != 200:
+            return None
+        paid: dict[str, Any] = payment.json()
+        return paid if paid["status"] in ("refunded", "cancelled") else None
+
+    # Whichever of the order and its cancellation each service saw first: nothing is held.
+    assert (await eventually(settled_elsewhere, within=30))["status"] in ("refunded", "cancelled")
+    stock = inventory("GET", f"/api/v1/products/{product['id']}/stock").json()
+    assert (stock["on_hand"], stock["reserved"]) == (5, 0)
+    assert staff("GET", f"/api/v1/orders/{order['id']}").json()["status"] == "cancelled"

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
-from services.platform.core.contracts import OperationInfo
+from services.platform.core.contracts import IDEMPOTENCY_KEY_HEADER, OperationInfo
 from services.platform.runtime.app import spec_path
 from services.platform.runtime.service import ServiceDefinition
 from services.registry import SERVICES, load_definition
@@ -81,8 +81,14 @@ def concrete_path(service: str, operation: OperationInfo) -> str:
 
 def call(api: Api, service: str, operation: OperationInfo, **options: Any) -> Any:
     """The operation called as a client would, with the spec's example body unless `options`
-    hold another (`json=`, `content=`) and with its credentials (`token=`, `api_key=`)."""
+    hold another (`json=`, `content=`), a fresh Idempotency-Key where the operation requires
+    one, and with its credentials (`token=`, `api_key=`)."""
     body = example_body(service, operation)
     if body is not None and "json" not in options and "content" not in options:
         options["json"] = body
+    if any(p.required and p.wire_name == IDEMPOTENCY_KEY_HEADER for p in operation.parameters):
+        options["headers"] = {
+            IDEMPOTENCY_KEY_HEADER: str(uuid.uuid4()),
+            **options.get("headers", {}),
+        }
     return api(operation.method, concrete_path(service, operation), **options)
