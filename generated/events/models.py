@@ -473,6 +473,24 @@ class CustomerAddress(BaseModel):
     is_default: bool
 
 
+class FinancialPaymentRequestedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    payment_id: UUID
+    customer_id: UUID
+    amount: Annotated[
+        str,
+        Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
+    ]
+    currency: Annotated[str, Field(description="ISO 4217 code.", pattern="^[A-Z]{3}$")]
+    method: PaymentMethod
+    requested_at: AwareDatetime
+
+
 class FinancialPaymentProcessedPayload(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -906,6 +924,17 @@ class SalesCustomerUpdatedEvent(EventEnvelope):
     payload: SalesCustomerState
 
 
+class FinancialPaymentRequestedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["financial.payment.requested"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: FinancialPaymentRequestedPayload
+
+
 class FinancialPaymentProcessedEvent(EventEnvelope):
     model_config = ConfigDict(
         validate_by_name=True,
@@ -983,6 +1012,7 @@ class AnyEvent(
         | SalesOrderCancelledEvent
         | SalesCustomerCreatedEvent
         | SalesCustomerUpdatedEvent
+        | FinancialPaymentRequestedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
         | FinancialPaymentRefundedEvent
@@ -1011,6 +1041,7 @@ class AnyEvent(
         | SalesOrderCancelledEvent
         | SalesCustomerCreatedEvent
         | SalesCustomerUpdatedEvent
+        | FinancialPaymentRequestedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
         | FinancialPaymentRefundedEvent

@@ -43,6 +43,8 @@ from generated.events.models import (
     FinancialPaymentProcessedPayload,
     FinancialPaymentRefundedEvent,
     FinancialPaymentRefundedPayload,
+    FinancialPaymentRequestedEvent,
+    FinancialPaymentRequestedPayload,
     InventoryProductCreatedEvent,
     InventoryProductCreatedPayload,
     InventoryProductDeletedEvent,
@@ -94,6 +96,7 @@ __all__ = [
     "SALES_ORDER_CANCELLED",
     "SALES_CUSTOMER_CREATED",
     "SALES_CUSTOMER_UPDATED",
+    "FINANCIAL_PAYMENT_REQUESTED",
     "FINANCIAL_PAYMENT_PROCESSED",
     "FINANCIAL_PAYMENT_FAILED",
     "FINANCIAL_PAYMENT_REFUNDED",
@@ -119,6 +122,7 @@ __all__ = [
     "publish_sales_order_cancelled",
     "publish_sales_customer_created",
     "publish_sales_customer_updated",
+    "publish_financial_payment_requested",
     "publish_financial_payment_processed",
     "publish_financial_payment_failed",
     "publish_financial_payment_refunded",
@@ -386,6 +390,19 @@ SALES_CUSTOMER_UPDATED = EventSpec(
 )
 """sales.customer.updated v1.0: sales → sales.events."""
 
+FINANCIAL_PAYMENT_REQUESTED = EventSpec(
+    name="financial.payment.requested",
+    version="1.0",
+    exchange="financial.events",
+    routing_key="financial.payment.requested",
+    producer="financial",
+    payload_model=FinancialPaymentRequestedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""financial.payment.requested v1.0: financial → financial.events."""
+
 FINANCIAL_PAYMENT_PROCESSED = EventSpec(
     name="financial.payment.processed",
     version="1.0",
@@ -473,6 +490,7 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         "sales.order.cancelled": SALES_ORDER_CANCELLED,
         "sales.customer.created": SALES_CUSTOMER_CREATED,
         "sales.customer.updated": SALES_CUSTOMER_UPDATED,
+        "financial.payment.requested": FINANCIAL_PAYMENT_REQUESTED,
         "financial.payment.processed": FINANCIAL_PAYMENT_PROCESSED,
         "financial.payment.failed": FINANCIAL_PAYMENT_FAILED,
         "financial.payment.refunded": FINANCIAL_PAYMENT_REFUNDED,
@@ -504,6 +522,7 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "sales.order.cancelled": SalesOrderCancelledEvent,
         "sales.customer.created": SalesCustomerCreatedEvent,
         "sales.customer.updated": SalesCustomerUpdatedEvent,
+        "financial.payment.requested": FinancialPaymentRequestedEvent,
         "financial.payment.processed": FinancialPaymentProcessedEvent,
         "financial.payment.failed": FinancialPaymentFailedEvent,
         "financial.payment.refunded": FinancialPaymentRefundedEvent,
@@ -670,6 +689,15 @@ def publish_sales_customer_updated(sink: EventSink, payload: SalesCustomerState)
     `version`. Emit `sales.customer.updated` to sales.events.
     """
     sink.emit(SALES_CUSTOMER_UPDATED, payload)
+
+
+def publish_financial_payment_requested(
+    sink: EventSink, payload: FinancialPaymentRequestedPayload
+) -> None:
+    """An order's payment was created, `pending`, and is about to be charged (one per order). Emit
+    `financial.payment.requested` to financial.events.
+    """
+    sink.emit(FINANCIAL_PAYMENT_REQUESTED, payload)
 
 
 def publish_financial_payment_processed(

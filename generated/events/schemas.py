@@ -956,6 +956,51 @@ DEFINITIONS: Mapping[str, Any] = {
             },
         ],
     },
+    "FinancialPaymentRequestedPayload": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "order_id",
+            "order_number",
+            "payment_id",
+            "customer_id",
+            "amount",
+            "currency",
+            "method",
+            "requested_at",
+        ],
+        "properties": {
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "payment_id": {"type": "string", "format": "uuid"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "amount": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "Decimal string (two decimals).",
+            },
+            "currency": {
+                "type": "string",
+                "pattern": "^[A-Z]{3}$",
+                "description": "ISO 4217 code.",
+            },
+            "method": {"$ref": "#/definitions/PaymentMethod"},
+            "requested_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "FinancialPaymentRequestedEvent": {
+        "description": "Envelope of `financial.payment.requested`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["financial.payment.requested"]},
+                    "payload": {"$ref": "#/definitions/FinancialPaymentRequestedPayload"},
+                },
+            },
+        ],
+    },
     "FinancialPaymentProcessedPayload": {
         "type": "object",
         "additionalProperties": False,
@@ -1336,6 +1381,10 @@ ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
         },
         "sales.customer.updated": {
             "$ref": "#/definitions/SalesCustomerUpdatedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "financial.payment.requested": {
+            "$ref": "#/definitions/FinancialPaymentRequestedEvent",
             "definitions": DEFINITIONS,
         },
         "financial.payment.processed": {

@@ -48,6 +48,7 @@ from generated.events.models import (
     FinancialPaymentFailedPayload,
     FinancialPaymentProcessedPayload,
     FinancialPaymentRefundedPayload,
+    FinancialPaymentRequestedPayload,
     SalesOrderCancelledEvent,
     SalesOrderCreatedEvent,
 )
@@ -153,6 +154,9 @@ async def receive_order(
         await accounts.follow_payment(uow, payment)
         return payment
     await accounts.follow_payment(uow, payment)
+    events.publish_financial_payment_requested(
+        uow, FinancialPaymentRequestedPayload(**_event_fields(payment), requested_at=now)
+    )
     uow.after_commit(partial(charge, charger, payment.id))
     return payment
 
