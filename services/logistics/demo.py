@@ -42,3 +42,4 @@ async def seed_demo(ctx: ServiceContext) -> None:
                     )
                 )
                 await uow.session.flush()
+        await uow.commit()
