@@ -13,6 +13,7 @@ SERVICES: dict[str, str] = {
     "auth": "services.auth.service",
     "inventory": "services.inventory.service",
     "sales": "services.sales.service",
+    "logistics": "services.logistics.service",
     "financial": "services.financial.service",
 }
 
@@ -33,6 +34,7 @@ DEMO_DATA: dict[str, str] = {
     "auth": "services.auth.demo",
     "inventory": "services.inventory.demo",
     "sales": "services.sales.demo",
+    "logistics": "services.logistics.demo",
     "financial": "services.financial.demo",
 }
 

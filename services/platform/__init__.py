@@ -12,6 +12,7 @@ below it (enforced by `tests/platform/test_layers.py` with import-linter):
     core         contracts, rules, ids, settings, problems, the request scope, logs
 """
 
+from services.platform.core.breakers import windowed_breaker
 from services.platform.core.contracts import EventSink, EventSpec, OperationInfo, Topology
 from services.platform.core.documents import Document, DocumentType, parse_document
 from services.platform.core.emails import normalise_email
@@ -154,4 +155,5 @@ __all__ = [
     "utc_now",
     "utc_timestamp",
     "validation_problem",
+    "windowed_breaker",
 ]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,7 +38,7 @@ from sqlmodel import col, select
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from generated.inventory import models as inventory
-from services.platform import ServiceContext, UnitOfWork
+from services.platform import ServiceContext, UnitOfWork, windowed_breaker
 from services.sales import domain
 from services.sales.commands import products
 from services.sales.tables import Product
@@ -87,32 +86,6 @@ class _InventoryFailedError(Exception):
     """One attempt that got no usable answer (retried; counted by the breaker)."""
 
 
-class _FailuresInWindow(pybreaker.CircuitMemoryStorage):
-    """pybreaker's in-memory state, its failure counter counting only the failures of the last
-    `window` seconds (pybreaker counts consecutive failures, however old): "5 failures in
-    60 s". A success still resets the count, as pybreaker does."""
-
-    def __init__(self, window: float) -> None:
-        super().__init__(pybreaker.STATE_CLOSED)
-        self.window = window
-        self._failures: list[float] = []
-
-    def _recent(self) -> list[float]:
-        horizon = time.monotonic() - self.window
-        self._failures = [at for at in self._failures if at > horizon]
-        return self._failures
-
-    def increment_counter(self) -> None:
-        self._recent().append(time.monotonic())
-
-    def reset_counter(self) -> None:
-        self._failures = []
-
-    @property
-    def counter(self) -> int:
-        return len(self._recent())
-
-
 class InventoryClient:
     """Inventory's product API as sales asks it: `await client.product(product_id)`."""
 
@@ -122,11 +95,11 @@ class InventoryClient:
         self.base_url = base_url.rstrip("/")
         self.http = http
         self.policy = policy or ResiliencePolicy()
-        self.breaker = pybreaker.CircuitBreaker(
-            fail_max=self.policy.breaker_failures,
-            reset_timeout=self.policy.breaker_open_seconds,
-            state_storage=_FailuresInWindow(self.policy.breaker_window_seconds),
-            name="inventory",
+        self.breaker = windowed_breaker(
+            "inventory",
+            failures=self.policy.breaker_failures,
+            window_seconds=self.policy.breaker_window_seconds,
+            open_seconds=self.policy.breaker_open_seconds,
         )
 
     async def product(self, product_id: UUID) -> products.ReplicaRow | None:

@@ -30,6 +30,7 @@ from services.auth.demo import CARLOS_EMAIL, DEMO_USER_PASSWORD
 from services.auth.service import definition as auth_definition
 from services.financial.service import definition as financial_definition
 from services.inventory.service import definition as inventory_definition
+from services.logistics.service import definition as logistics_definition
 from services.platform.core.contracts import KIT_OPERATIONS
 from services.platform.http.security import JWKS_PATH, JwksKeySource
 from services.platform.persistence.tables import OutboxMessage
@@ -47,7 +48,7 @@ from tests.support.polling import eventually
 from tools.codegen.examples import example_path
 
 METHODS = ("get", "put", "post", "delete", "patch")
-SERVICES = ("auth", "inventory", "sales", "financial")
+SERVICES = ("auth", "inventory", "sales", "financial", "logistics")
 DOCUMENTS = {name: json.loads(spec_path(name).read_bytes()) for name in SERVICES}
 # Carlos's credentials, in this order, before any example deactivates him or changes his roles:
 # resend needs his login, verify the token resend sent, reset his (still active) account.
@@ -207,8 +208,17 @@ async def demo(
             financial = await start(
                 dataclasses.replace(financial_definition, signing_keys=lambda _ctx: jwks)
             )
+            logistics = await start(
+                dataclasses.replace(logistics_definition, signing_keys=lambda _ctx: jwks)
+            )
             demo = Demo(
-                {"auth": auth, "inventory": inventory, "sales": sales, "financial": financial},
+                {
+                    "auth": auth,
+                    "inventory": inventory,
+                    "sales": sales,
+                    "financial": financial,
+                    "logistics": logistics,
+                },
                 "",
                 "",
             )

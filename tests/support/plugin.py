@@ -11,8 +11,9 @@ mark fails at collection), isolated per run (see `servers.py`):
 * `super_admin`: a super-admin `Account` in the auth database of `module_env`;
   `admin_token`: a fresh access token of it (every test its own: a test may revoke it).
 * `auth_server`: the auth app under uvicorn in a thread (as `erp serve` serves it) on
-  `module_env`; `auth_service`, `inventory_service`, `sales_service`, `financial_service`:
-  `erp serve auth|inventory|sales|financial` as processes (logs in `service_logs`).
+  `module_env`; `auth_service`, `inventory_service`, `sales_service`, `financial_service`,
+  `logistics_service`: `erp serve auth|inventory|sales|financial|logistics` as processes
+  (logs in `service_logs`).
   `auth_url` is where `admin_token` logs in: `auth_server`'s, unless the module overrides it
   (`auth_service.url`).
 
@@ -201,6 +202,15 @@ def financial_service(
 ) -> Iterator[ServiceProcess]:
     env = {**module_env, "ERP_AUTH_URL": auth_service.url}
     with ServiceProcess("financial", env, service_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def logistics_service(
+    module_env: Mapping[str, str], auth_service: ServiceProcess, service_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {**module_env, "ERP_AUTH_URL": auth_service.url}
+    with ServiceProcess("logistics", env, service_logs).start() as service:
         yield service
 
 
