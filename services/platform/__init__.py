@@ -52,6 +52,7 @@ from services.platform.persistence.db import (
     affected_rows,
     insert_ignoring_conflicts,
     prepare_database,
+    take_next_number,
 )
 from services.platform.persistence.migrations import kit_tables_downgrade, kit_tables_upgrade
 from services.platform.persistence.pagination import (
@@ -150,6 +151,7 @@ __all__ = [
     "rfc3339",
     "run_migrations",
     "run_service",
+    "take_next_number",
     "unauthorized",
     "unprocessable",
     "utc_now",

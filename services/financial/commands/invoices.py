@@ -15,7 +15,6 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
-from sqlalchemy import update
 from sqlmodel import col, select
 
 from generated.events import publishers as events
@@ -29,7 +28,6 @@ from services.financial.domain import InvoiceStatus, KeyParts, PaymentStatus
 from services.financial.issuer import Issuer
 from services.financial.tables import (
     Invoice,
-    InvoiceSeries,
     OrderCancellation,
     Payment,
     metadata,
@@ -40,8 +38,8 @@ from services.platform import (
     UnitOfWork,
     flush_unique,
     format_amount,
-    insert_ignoring_conflicts,
     resource_not_found,
+    take_next_number,
     utc_now,
 )
 
@@ -68,15 +66,9 @@ async def _next_number(uow: UnitOfWork, series: str) -> int:
     """The series' next number, taken in this transaction: the counter row stays locked until
     it ends, so a concurrent invoice of the series waits and gets the number after."""
     counters = metadata.tables["invoice_series"]
-    first = {"series": series, "last_number": 0}
-    await uow.session.execute(insert_ignoring_conflicts(uow.dialect, counters, first))
-    taken = await uow.session.execute(
-        update(InvoiceSeries)
-        .where(col(InvoiceSeries.series) == series)
-        .values(last_number=col(InvoiceSeries.last_number) + 1)
-        .returning(col(InvoiceSeries.last_number))
+    number = await take_next_number(
+        uow.session, uow.dialect, counters, {"series": series}, "last_number"
     )
-    number = int(taken.scalar_one())
     if number > domain.MAX_INVOICE_NUMBER:
         raise Problem(409, detail=f"Series {series} has used every number; configure another.")
     return number

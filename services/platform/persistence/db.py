@@ -16,7 +16,7 @@ from alembic.config import Config
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from sqlalchemy import Table, bindparam, event, text
+from sqlalchemy import Table, bindparam, event, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, CursorResult, make_url
 from sqlalchemy.ext.asyncio import (
@@ -148,6 +148,21 @@ def insert_ignoring_conflicts(dialect: str, table: Table, values: dict[str, Any]
         raise ValueError(f"unsupported database {dialect!r}: PostgreSQL or SQLite only")
     # SQLAlchemy reports an INSERT's rowcount only when asked to.
     return statement.execution_options(preserve_rowcount=True)
+
+
+async def take_next_number(
+    session: AsyncSession, dialect: str, table: Table, key: Mapping[str, Any], counter: str
+) -> int:
+    """The next value of the counter row named by `key` (made at 0 when missing), taken in the
+    session's transaction with `UPDATE … RETURNING`: the row stays locked until the transaction
+    ends, so concurrent takers get consecutive numbers, and a rollback gives its number back
+    (gap-free numbering: order numbers, invoice numbers)."""
+    await session.execute(insert_ignoring_conflicts(dialect, table, {**key, counter: 0}))
+    column = table.c[counter]
+    statement = update(table).values({counter: column + 1}).returning(column)
+    for name, value in key.items():
+        statement = statement.where(table.c[name] == value)
+    return int((await session.execute(statement)).scalar_one())
 
 
 def affected_rows(result: object) -> int:

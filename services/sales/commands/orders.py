@@ -16,7 +16,6 @@ from decimal import Decimal
 from uuid import UUID, uuid4
 
 from pydantic import MISSING
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -39,7 +38,7 @@ from services.platform import (
     UnitOfWork,
     check_rules,
     format_amount,
-    insert_ignoring_conflicts,
+    take_next_number,
     unprocessable,
     utc_now,
 )
@@ -50,7 +49,6 @@ from services.sales.tables import (
     Customer,
     CustomerAddress,
     Order,
-    OrderCounter,
     OrderItem,
     OrderStatusChange,
     metadata,
@@ -194,16 +192,10 @@ def _lines(body: models.OrderCreate, found: dict[UUID, ProductSnapshot]) -> list
 async def _next_number(uow: UnitOfWork, year: int) -> str:
     """The year's next order number. The counter row stays locked until the order commits, so
     concurrent orders take consecutive numbers, and a rolled-back order gives its number back."""
-    table = metadata.tables["order_counters"]
-    values = {"year": year, "last_number": 0}
-    await uow.session.execute(insert_ignoring_conflicts(uow.dialect, table, values))
-    taken = await uow.session.execute(
-        update(OrderCounter)
-        .where(col(OrderCounter.year) == year)
-        .values(last_number=col(OrderCounter.last_number) + 1)
-        .returning(col(OrderCounter.last_number))
+    counters = metadata.tables["order_counters"]
+    number = await take_next_number(
+        uow.session, uow.dialect, counters, {"year": year}, "last_number"
     )
-    number = int(taken.scalar_one())
     if number > domain.MAX_ORDERS_PER_YEAR:
         raise Problem(503, detail="This year's order numbers are used up.")
     return domain.order_number(year, number)
