@@ -15,7 +15,7 @@ below it (enforced by `tests/platform/test_layers.py` with import-linter):
 from services.platform.core.breakers import windowed_breaker
 from services.platform.core.contracts import EventSink, EventSpec, OperationInfo, Topology
 from services.platform.core.documents import Document, DocumentType, parse_document
-from services.platform.core.emails import normalise_email
+from services.platform.core.emails import normalise_email, stored_email
 from services.platform.core.ids import api_key_digest, parse_uuid
 from services.platform.core.logs import configure_logging
 from services.platform.core.problems import (
@@ -151,6 +151,7 @@ __all__ = [
     "rfc3339",
     "run_migrations",
     "run_service",
+    "stored_email",
     "take_next_number",
     "unauthorized",
     "unprocessable",

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID, uuid4
 
-from email_validator import EmailNotValidError, validate_email
 from pydantic import MISSING
 from sqlmodel import col, select
 
@@ -20,10 +19,10 @@ from services.platform import (
     Problem,
     UnitOfWork,
     flush_unique,
-    normalise_email,
     parse_document,
     require_if_match,
     resource_not_found,
+    stored_email,
     unprocessable,
     utc_now,
 )
@@ -42,12 +41,10 @@ def _refused(error: FieldError) -> Problem:
 def _email(raw: str | None) -> str | None:
     if raw is None:
         return None
-    normalised = normalise_email(raw)
-    try:
-        validate_email(normalised, check_deliverability=False)
-    except EmailNotValidError:
-        raise _refused(FieldError("email", "is not a valid e-mail address")) from None
-    return normalised
+    stored = stored_email(raw)
+    if isinstance(stored, FieldError):
+        raise _refused(stored)
+    return stored
 
 
 def _cnpj(raw: str) -> str:

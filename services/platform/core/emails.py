@@ -17,6 +17,8 @@ import unicodedata
 
 import email_validator
 
+from services.platform.core.rules import FieldError
+
 email_validator.SPECIAL_USE_DOMAIN_NAMES.clear()
 
 
@@ -32,3 +34,13 @@ def normalise_email(address: str) -> str:
     with contextlib.suppress(email_validator.EmailNotValidError):
         trimmed = email_validator.validate_email(trimmed, check_deliverability=False).normalized
     return unicodedata.normalize("NFC", trimmed.lower())
+
+
+def stored_email(address: str, field: str = "email") -> str | FieldError:
+    """`address` as it is stored (`normalise_email`), or why no mailbox can have it."""
+    normalised = normalise_email(address)
+    try:
+        email_validator.validate_email(normalised, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return FieldError(field, "is not a valid e-mail address")
+    return normalised
