@@ -4,27 +4,35 @@ uvicorn in a thread, as `erp serve` runs it; the shipments are made by the saga'
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
+from sqlmodel import col, select
 
 from generated.events.models import SalesOrderConfirmedPayload
 from generated.topology import TOPOLOGY
 from services.logistics import domain
 from services.logistics.commands import shipments
 from services.logistics.service import definition
+from services.logistics.tables import metadata
 from services.platform import WarehouseAddress
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import InProcessBus, InProcessRouter
+from services.platform.persistence.tables import OutboxMessage
 from services.platform.runtime.app import create_app
 from services.platform.runtime.service import ServiceContext
 from tests.support.contexts import service_context
+from tests.support.events import assert_conforms
 from tests.support.http import Api
 from tests.support.problems import problem
 from tests.support.processes import ServerThread
+from tests.support.schema import assert_migrations_match
 
 pytestmark = pytest.mark.integration
 
@@ -102,6 +110,31 @@ async def new_shipment(ctx: ServiceContext, *, paid: bool = True) -> str:
     return str(created.id)
 
 
+async def events_about(ctx: ServiceContext, order_id: str) -> list[dict[str, Any]]:
+    """The envelopes logistics committed about the order, oldest first, each checked against
+    the AsyncAPI document."""
+    async with ctx.database.session() as session:
+        rows = await session.scalars(select(OutboxMessage).order_by(col(OutboxMessage.id)))
+        bodies = [row.body for row in rows]
+    found = []
+    for body in bodies:
+        envelope = json.loads(body)
+        if envelope["payload"].get("order_id") == order_id:
+            assert_conforms(body.encode())
+            found.append(envelope)
+    return found
+
+
+def test_migrations_match_the_tables_on_postgresql_and_sqlite(
+    settings: Settings, server: ServerThread, tmp_path: Path
+) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        assert_migrations_match(Path(definition.migrations or ""), metadata, engine, tmp_path)
+    finally:
+        engine.dispose()
+
+
 def move(api: Api, shipment_id: str, action: str, body: dict[str, Any], **kw: Any) -> Any:
     return api.post(f"/api/v1/shipments/{shipment_id}/{action}", json=body, **kw)
 
@@ -165,6 +198,18 @@ async def test_a_shipment_goes_from_preparing_to_delivered(api: Api, ctx: Servic
 
     again = move(api, shipment_id, "deliver", {"received_by": "Ana Lima"})
     assert problem(again, 409)["detail"] == "A shipment that is delivered cannot become delivered."
+
+    announced = await events_about(ctx, final["order_id"])
+    assert [event["event_name"] for event in announced] == [
+        "logistics.shipment.created",
+        "logistics.shipment.dispatched",
+        "logistics.shipment.in_transit",
+        "logistics.shipment.out_for_delivery",
+        "logistics.shipment.delivered",
+    ]
+    assert announced[1]["payload"]["tracking_code"] == code
+    assert announced[2]["payload"]["location"] == "São Paulo"
+    assert announced[4]["payload"]["received_by"] == "Ana Lima"
 
 
 async def test_lists_filter_by_status_order_and_carrier(api: Api, ctx: ServiceContext) -> None:
@@ -245,6 +290,14 @@ async def test_a_failed_shipment_is_retried_as_the_next_attempt(
     move(api, second["id"], "fail", {"reason": "Damaged"})
     old = problem(move(api, shipment_id, "retry", {}), 409)
     assert old["detail"] == "Only the order's latest shipment can be retried."
+    announced = await events_about(ctx, second["order_id"])
+    assert [(e["event_name"], e["payload"].get("attempt")) for e in announced] == [
+        ("logistics.shipment.created", 1),
+        ("logistics.shipment.failed", None),
+        ("logistics.shipment.created", 2),
+        ("logistics.shipment.failed", None),
+    ]
+    assert announced[1]["payload"]["tracking_code"] is None
 
 
 async def test_a_dispatch_repeated_under_its_idempotency_key_is_replayed(
