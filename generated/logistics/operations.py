@@ -1291,7 +1291,12 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
                     location="path",
                     required=True,
                     wire_name="tracking_code",
-                    schema={"type": "string", "maxLength": 64, "pattern": "^[^\\x00]*$"},
+                    schema={
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9]{8,40}$",
+                        "minLength": 8,
+                        "maxLength": 40,
+                    },
                 ),
             ),
             body=None,

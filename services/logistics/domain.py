@@ -200,9 +200,3 @@ def carrier_tracking_code(given: str) -> str | FieldError:
     if not TRACKING_CODE.match(code):
         return FieldError("tracking_code", "must be 8 to 40 letters and digits")
     return code
-
-
-def looked_up_tracking_code(given: str) -> str | None:
-    """The stored form of a code typed by anyone, or None when no shipment can have it."""
-    code = given.strip().upper()
-    return code if TRACKING_CODE.match(code) else None

@@ -85,13 +85,3 @@ def test_generated_tracking_codes_are_long_unambiguous_and_distinct() -> None:
 )
 def test_a_carriers_code_is_upper_cased_or_refused(given: str, stored: str | FieldError) -> None:
     assert domain.carrier_tracking_code(given) == stored
-
-
-@pytest.mark.parametrize(
-    ("typed", "looked_up"),
-    [("qf7k2m9xr4tbz", "QF7K2M9XR4TBZ"), ("'; DROP TABLE--", None), ("", None), ("A" * 41, None)],
-)
-def test_a_typed_code_is_looked_up_upper_case_or_not_at_all(
-    typed: str, looked_up: str | None
-) -> None:
-    assert domain.looked_up_tracking_code(typed) == looked_up
