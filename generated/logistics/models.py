@@ -317,7 +317,7 @@ class HistoryEntry(BaseModel):
         ),
     ]
     location: Annotated[str | None, Field(examples=["São Paulo, SP"], pattern="^[^\\x00]*$")]
-    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-01-18T06:00:00Z"])]
+    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-02-04T06:00:00Z"])]
 
 
 class ShipmentServiceType(StrEnum):
@@ -332,7 +332,7 @@ class Shipment(BaseModel):
         validate_by_name=True,
     )
     id: Annotated[UUID, Field(examples=["1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"])]
-    order_id: Annotated[UUID, Field(examples=["2f3a4b5c-6d7e-4f8a-9b0c-1d2e3f4a5b6c"])]
+    order_id: Annotated[UUID, Field(examples=["0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"])]
     order_number: Annotated[str, Field(examples=["ORD-2025-000043"], pattern="^ORD-\\d{4}-\\d{6}$")]
     customer_email: Annotated[str, Field(examples=["joao@example.com"], pattern="^[^\\x00]*$")]
     status: ShipmentStatus
@@ -370,10 +370,10 @@ class Shipment(BaseModel):
         date | None,
         Field(
             description="Set at dispatch (business days, Monday to Friday).",
-            examples=["2025-01-23"],
+            examples=["2025-02-10"],
         ),
     ]
-    dispatched_at: Annotated[AwareDatetime | None, Field(examples=["2025-01-17T15:00:00Z"])]
+    dispatched_at: Annotated[AwareDatetime | None, Field(examples=["2025-02-03T15:00:00Z"])]
     delivered_at: Annotated[
         AwareDatetime | None, Field(description="The actual delivery.", examples=[None])
     ]
@@ -389,8 +389,8 @@ class Shipment(BaseModel):
     failed_at: Annotated[AwareDatetime | None, Field(examples=[None])]
     cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
     history: Annotated[list[HistoryEntry], Field(description="Every move, oldest first.")]
-    created_at: Annotated[AwareDatetime, Field(examples=["2025-01-17T09:00:00Z"])]
-    updated_at: Annotated[AwareDatetime, Field(examples=["2025-01-18T06:00:00Z"])]
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-02-03T10:05:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-02-04T06:00:00Z"])]
     version: Annotated[
         int,
         Field(
@@ -563,7 +563,7 @@ class TrackingEntry(BaseModel):
     status: ShipmentStatus
     message: Annotated[str, Field(examples=["In transit"], pattern="^[^\\x00]*$")]
     location: Annotated[str | None, Field(examples=["Jundiaí, SP"], pattern="^[^\\x00]*$")]
-    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-01-18T06:00:00Z"])]
+    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-02-04T06:00:00Z"])]
 
 
 class Tracking(BaseModel):
@@ -591,8 +591,8 @@ class Tracking(BaseModel):
         ),
     ]
     service_type: ServiceType
-    estimated_delivery_date: Annotated[date | None, Field(examples=["2025-01-23"])]
-    dispatched_at: Annotated[AwareDatetime, Field(examples=["2025-01-17T15:00:00Z"])]
+    estimated_delivery_date: Annotated[date | None, Field(examples=["2025-02-10"])]
+    dispatched_at: Annotated[AwareDatetime, Field(examples=["2025-02-03T15:00:00Z"])]
     delivered_at: Annotated[AwareDatetime | None, Field(examples=[None])]
     destination: TrackingDestination
     history: list[TrackingEntry]

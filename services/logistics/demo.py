@@ -1,9 +1,9 @@
 """The logistics part of the demo data set: the carriers whose ids the spec's examples use
 (specs/openapi/logistics.yaml) — Correios (every service type), Jadlog (standard and express)
-and Translog (economy; the deactivation example's) — and two shipments: ORD-2025-000043's, in
-transit with Correios under the tracking code QF7K2M9XR4TBZ (the tracking, get, fail and retry
-examples'), and ORD-2025-000044's, paid and preparing (the dispatch, in-transit,
-out-for-delivery and deliver examples', in that order).
+and Translog (economy; the deactivation example's) — and the shipments of financial's two paid
+demo orders: ORD-2025-000043's, in transit with Correios under the tracking code QF7K2M9XR4TBZ
+(the tracking, get, fail and retry examples'), and ORD-2025-000044's, preparing (the dispatch,
+in-transit, out-for-delivery and deliver examples', in that order).
 
 Loaded by embedded `erp up` and by `erp demo seed` (docs/adr/0008-docs-that-work.md);
 idempotent: what exists already is kept.
@@ -33,9 +33,9 @@ CARRIERS = (
 
 
 IN_TRANSIT = UUID("1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b")
-IN_TRANSIT_ORDER = UUID("2f3a4b5c-6d7e-4f8a-9b0c-1d2e3f4a5b6c")
+IN_TRANSIT_ORDER = UUID("0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e")
 PREPARING = UUID("3a4b5c6d-7e8f-4a9b-8c0d-1e2f3a4b5c6d")
-PREPARING_ORDER = UUID("4b5c6d7e-8f9a-4b0c-9d1e-2f3a4b5c6d7e")
+PREPARING_ORDER = UUID("2d3e4f5a-6b7c-4d8e-9f0a-1b2c3d4e5f60")
 TRACKING_CODE = "QF7K2M9XR4TBZ"
 ORIGIN = asdict(WarehouseAddress())
 PAULISTA = {
@@ -61,7 +61,7 @@ ASSEMBLEIA = {
 
 
 def _at(day: int, hour: int, minute: int = 0) -> datetime:
-    return datetime(2025, 1, day, hour, minute, tzinfo=UTC)
+    return datetime(2025, 2, day, hour, minute, tzinfo=UTC)
 
 
 def _shipments() -> list[tuple[Shipment, list[tuple[ShipmentStatus, str | None, datetime]]]]:
@@ -77,10 +77,10 @@ def _shipments() -> list[tuple[Shipment, list[tuple[ShipmentStatus, str | None, 
         carrier_code="CORREIOS",
         service_type="standard",
         tracking_code=TRACKING_CODE,
-        estimated_delivery_date=date(2025, 1, 23),
-        dispatched_at=_at(17, 15),
-        created_at=_at(17, 9),
-        updated_at=_at(18, 6),
+        estimated_delivery_date=date(2025, 2, 10),
+        dispatched_at=_at(3, 15),
+        created_at=_at(3, 10, 5),
+        updated_at=_at(4, 6),
         version=4,
     )
     preparing = Shipment(
@@ -92,25 +92,25 @@ def _shipments() -> list[tuple[Shipment, list[tuple[ShipmentStatus, str | None, 
         attempt=1,
         origin=ORIGIN,
         destination=ASSEMBLEIA,
-        created_at=_at(20, 10),
-        updated_at=_at(20, 10, 5),
+        created_at=_at(5, 9),
+        updated_at=_at(5, 9, 5),
         version=2,
     )
     return [
         (
             in_transit,
             [
-                (ShipmentStatus.PENDING, None, _at(17, 9)),
-                (ShipmentStatus.PREPARING, None, _at(17, 9)),
-                (ShipmentStatus.DISPATCHED, "Campinas, SP", _at(17, 15)),
-                (ShipmentStatus.IN_TRANSIT, "Jundiaí, SP", _at(18, 6)),
+                (ShipmentStatus.PENDING, None, _at(3, 10, 5)),
+                (ShipmentStatus.PREPARING, None, _at(3, 10, 5)),
+                (ShipmentStatus.DISPATCHED, "Campinas, SP", _at(3, 15)),
+                (ShipmentStatus.IN_TRANSIT, "Jundiaí, SP", _at(4, 6)),
             ],
         ),
         (
             preparing,
             [
-                (ShipmentStatus.PENDING, None, _at(20, 10)),
-                (ShipmentStatus.PREPARING, None, _at(20, 10, 5)),
+                (ShipmentStatus.PENDING, None, _at(5, 9)),
+                (ShipmentStatus.PREPARING, None, _at(5, 9, 5)),
             ],
         ),
     ]

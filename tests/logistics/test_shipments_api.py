@@ -17,7 +17,7 @@ from sqlmodel import col, select
 
 from generated.events.models import SalesOrderConfirmedPayload
 from generated.topology import TOPOLOGY
-from services.logistics import domain
+from services.logistics import demo, domain
 from services.logistics.commands import shipments
 from services.logistics.service import definition
 from services.logistics.tables import metadata
@@ -25,7 +25,7 @@ from services.platform import WarehouseAddress
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import InProcessBus, InProcessRouter
 from services.platform.persistence.tables import OutboxMessage
-from services.platform.runtime.app import create_app
+from services.platform.runtime.app import create_app, spec_path
 from services.platform.runtime.service import ServiceContext
 from tests.support.contexts import service_context
 from tests.support.events import assert_conforms
@@ -322,3 +322,19 @@ async def test_bad_input_is_400_and_unknown_ids_404(api: Api) -> None:
     problem(move(api, unknown, "fail", {"reason": ""}), 400)
     problem(move(api, unknown, "in-transit", {"location": "x" * 256}), 400)
     problem(move(api, unknown, "in-transit", {}), 404)
+
+
+async def test_the_demo_shipment_is_the_specs_example(api: Api, ctx: ServiceContext) -> None:
+    """The get and tracking examples are what the demo data set answers, field for field."""
+    await demo.seed_demo(ctx)
+    await demo.seed_demo(ctx)  # idempotent
+    paths = json.loads(spec_path("logistics").read_bytes())["paths"]
+
+    def example(path: str) -> Any:
+        ok = paths[path]["get"]["responses"]["200"]["content"]["application/json"]
+        return ok["example"]
+
+    shipment = api.get(f"/api/v1/shipments/{demo.IN_TRANSIT}")
+    assert shipment.json() == example("/api/v1/shipments/{shipment_id}")
+    tracked = api.get(f"/api/v1/tracking/{demo.TRACKING_CODE}", headers={"Authorization": ""})
+    assert tracked.json() == example("/api/v1/tracking/{tracking_code}")

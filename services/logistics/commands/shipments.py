@@ -39,10 +39,10 @@ from services.platform import (
     Problem,
     UnitOfWork,
     WarehouseAddress,
-    check_rules,
     flush_unique,
     require_if_match,
     resource_not_found,
+    unprocessable,
     utc_now,
 )
 
@@ -269,6 +269,7 @@ async def record_cancellation(uow: UnitOfWork, order_id: UUID, reason: str, even
         return
     status = ShipmentStatus(shipment.status)
     if status in domain.ON_THE_WAY:
+        shipment.version += 1  # its history changed
         shipment.updated_at = utc_now()
         _record(uow, shipment, message=CANCELLED_AFTER_DISPATCH, note=reason, event_id=event_id)
     elif status not in domain.FINAL:
@@ -284,22 +285,25 @@ async def record_cancellation(uow: UnitOfWork, order_id: UUID, reason: str, even
 # --- staff's moves ------------------------------------------------------------------------------
 
 
-def _given(value: str | Any) -> str | None:
+def _given(value: object) -> str | None:
+    """An optional body field: its text, or None when the caller left it out."""
     return None if value is MISSING else str(value)
 
 
+def _refused(field: str, message: str) -> Problem:
+    return unprocessable("The request breaks the rules; see errors.", [FieldError(field, message)])
+
+
 async def _carrier_for(uow: UnitOfWork, body: models.ShipmentDispatch) -> Carrier:
+    """The active carrier of the code, offering the service type (else the 422 naming why)."""
     statement = select(Carrier).where(col(Carrier.code) == body.carrier_code)
     carrier = (await uow.session.scalars(statement)).first()
-    errors: list[FieldError] = []
     if carrier is None:
-        errors.append(FieldError("carrier_code", "is not a carrier"))
-    elif not carrier.active:
-        errors.append(FieldError("carrier_code", "is an inactive carrier"))
-    elif body.service_type.value not in carrier.service_types:
-        errors.append(FieldError("service_type", "is not a service type the carrier offers"))
-    check_rules(errors)
-    assert carrier is not None  # check_rules raised otherwise
+        raise _refused("carrier_code", "is not a carrier")
+    if not carrier.active:
+        raise _refused("carrier_code", "is an inactive carrier")
+    if body.service_type.value not in carrier.service_types:
+        raise _refused("service_type", "is not a service type the carrier offers")
     return carrier
 
 
@@ -317,9 +321,8 @@ async def dispatch(
     if body.tracking_code is not MISSING:
         given = domain.carrier_tracking_code(body.tracking_code)
         if isinstance(given, FieldError):
-            check_rules([given])
-        else:
-            code = given
+            raise unprocessable("The request breaks the rules; see errors.", [given])
+        code = given
     taken = await uow.session.scalars(
         select(Shipment.id).where(col(Shipment.tracking_code) == code)
     )
@@ -361,8 +364,10 @@ async def _progress(
     uow: UnitOfWork,
     shipment_id: UUID,
     target: ShipmentStatus,
-    body: models.ShipmentProgress,
     if_match: str | None,
+    *,
+    location: str | None,
+    note: str | None,
 ) -> Shipment:
     shipment = await _locked(uow, shipment_id)
     require_if_match(if_match, shipment.version)
@@ -370,7 +375,7 @@ async def _progress(
         _move(shipment, target)
     except domain.IllegalShipmentMoveError as error:
         raise _conflict(error) from None
-    _record(uow, shipment, note=_given(body.note), location=_given(body.location))
+    _record(uow, shipment, note=note, location=location)
     await uow.session.flush()
     return shipment
 
@@ -378,7 +383,15 @@ async def _progress(
 async def mark_in_transit(
     uow: UnitOfWork, shipment_id: UUID, body: models.ShipmentProgress, if_match: str | None
 ) -> models.Shipment:
-    shipment = await _progress(uow, shipment_id, ShipmentStatus.IN_TRANSIT, body, if_match)
+    location = _given(body.location)
+    shipment = await _progress(
+        uow,
+        shipment_id,
+        ShipmentStatus.IN_TRANSIT,
+        if_match,
+        location=location,
+        note=_given(body.note),
+    )
     events.publish_logistics_shipment_in_transit(
         uow,
         LogisticsShipmentInTransitPayload.model_validate(
@@ -387,7 +400,7 @@ async def mark_in_transit(
                 "order_id": shipment.order_id,
                 "order_number": shipment.order_number,
                 "tracking_code": shipment.tracking_code,
-                "location": _given(body.location),
+                "location": location,
                 "at": shipment.updated_at,
             }
         ),
@@ -398,7 +411,15 @@ async def mark_in_transit(
 async def mark_out_for_delivery(
     uow: UnitOfWork, shipment_id: UUID, body: models.ShipmentProgress, if_match: str | None
 ) -> models.Shipment:
-    shipment = await _progress(uow, shipment_id, ShipmentStatus.OUT_FOR_DELIVERY, body, if_match)
+    location = _given(body.location)
+    shipment = await _progress(
+        uow,
+        shipment_id,
+        ShipmentStatus.OUT_FOR_DELIVERY,
+        if_match,
+        location=location,
+        note=_given(body.note),
+    )
     events.publish_logistics_shipment_out_for_delivery(
         uow,
         LogisticsShipmentOutForDeliveryPayload.model_validate(
@@ -407,7 +428,7 @@ async def mark_out_for_delivery(
                 "order_id": shipment.order_id,
                 "order_number": shipment.order_number,
                 "tracking_code": shipment.tracking_code,
-                "location": _given(body.location),
+                "location": location,
                 "at": shipment.updated_at,
             }
         ),
@@ -418,8 +439,14 @@ async def mark_out_for_delivery(
 async def deliver(
     uow: UnitOfWork, shipment_id: UUID, body: models.ShipmentDelivery, if_match: str | None
 ) -> models.Shipment:
-    progress = models.ShipmentProgress.model_construct(location=body.location, note=body.note)
-    shipment = await _progress(uow, shipment_id, ShipmentStatus.DELIVERED, progress, if_match)
+    shipment = await _progress(
+        uow,
+        shipment_id,
+        ShipmentStatus.DELIVERED,
+        if_match,
+        location=_given(body.location),
+        note=_given(body.note),
+    )
     shipment.delivered_at = shipment.updated_at
     shipment.received_by = body.received_by
     await uow.session.flush()
