@@ -5,6 +5,7 @@ every event logistics emits is valid against the AsyncAPI document."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -268,6 +269,22 @@ async def test_every_permutation_of_all_three_converges(
             assert (await deliver(bodies[index])).handled
         found = [row.status for row in await shipments_of(ctx, order.id)]
         assert found == (["cancelled"] if arrival.index(0) < arrival.index(2) else []), arrival
+
+
+async def test_racing_confirmations_and_payment_make_one_preparing_shipment(
+    ctx: ServiceContext, deliver: Deliver
+) -> None:
+    """Two confirmations (new event ids) and the payment at the same instant: the first to
+    create the order's signals row wins, the others meet its key, are retried and find it."""
+    for _ in range(5):
+        order = new_order()
+        results = await asyncio.gather(
+            deliver(confirmed(order)), deliver(confirmed(order)), deliver(processed(order))
+        )
+        assert all(result.handled for result in results), results
+        assert [row.status for row in await shipments_of(ctx, order.id)] == ["preparing"]
+        names = [body["event_name"] for body in await emitted(ctx, order.id)]
+        assert names == ["logistics.shipment.created"]
 
 
 async def test_a_shipment_on_its_way_keeps_going_when_the_order_is_cancelled(
