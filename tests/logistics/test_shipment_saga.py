@@ -20,11 +20,11 @@ from sqlmodel import col, select
 from generated.events.publishers import EVENTS
 from generated.logistics import models
 from generated.topology import TOPOLOGY
-from services.logistics import consumers
+from services.logistics import consumers, domain
 from services.logistics.commands import shipments
 from services.logistics.service import definition
 from services.logistics.tables import Carrier, Shipment, ShipmentHistory
-from services.platform import UnitOfWork, utc_now
+from services.platform import DeadLetter, UnitOfWork, utc_now
 from services.platform.core.settings import Settings, load_settings
 from services.platform.http.validation import CompiledSchema
 from services.platform.messaging.bus import (
@@ -366,3 +366,14 @@ async def test_forged_or_malformed_confirmations_are_dead_lettered_and_make_noth
     assert rejected.dead_letter_reason is not None
     assert rejected.dead_letter_reason.startswith("schema:")
     assert await shipments_of(ctx, order.id) == []
+
+
+def test_an_illegal_move_in_a_consumer_is_a_dead_letter_naming_it() -> None:
+    with (
+        pytest.raises(DeadLetter) as refused,
+        consumers.illegal_moves_dead_lettered("sales.order.cancelled"),
+    ):
+        domain.shipment_move(domain.ShipmentStatus.DELIVERED, domain.ShipmentStatus.CANCELLED)
+    assert str(refused.value) == (
+        "sales.order.cancelled: A shipment that is delivered cannot become cancelled."
+    )

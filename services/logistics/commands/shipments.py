@@ -34,7 +34,6 @@ from services.logistics import domain
 from services.logistics.domain import ShipmentStatus
 from services.logistics.tables import Carrier, OrderSignal, Shipment, ShipmentHistory
 from services.platform import (
-    DeadLetter,
     FieldError,
     Problem,
     UnitOfWork,
@@ -246,10 +245,7 @@ async def record_payment(uow: UnitOfWork, order_id: UUID, event_id: UUID) -> Non
         signal.updated_at = utc_now()
     shipment = await _live_shipment(uow, order_id)
     if shipment is not None and shipment.status == ShipmentStatus.PENDING.value:
-        try:
-            _move(shipment, ShipmentStatus.PREPARING)
-        except domain.IllegalShipmentMoveError as error:
-            raise DeadLetter(f"shipment {shipment.id}: {error}") from None
+        _move(shipment, ShipmentStatus.PREPARING)
         _record(uow, shipment, event_id=event_id)
     await uow.session.flush()
 
@@ -273,10 +269,7 @@ async def record_cancellation(uow: UnitOfWork, order_id: UUID, reason: str, even
         shipment.updated_at = utc_now()
         _record(uow, shipment, message=CANCELLED_AFTER_DISPATCH, note=reason, event_id=event_id)
     elif status not in domain.FINAL:
-        try:
-            _move(shipment, ShipmentStatus.CANCELLED)
-        except domain.IllegalShipmentMoveError as error:
-            raise DeadLetter(f"shipment {shipment.id}: {error}") from None
+        _move(shipment, ShipmentStatus.CANCELLED)
         shipment.cancelled_at = shipment.updated_at
         _record(uow, shipment, note=reason, event_id=event_id)
     await uow.session.flush()
