@@ -128,4 +128,4 @@ async def retry_shipment(
 
 
 async def track_shipment(call: Call, *, tracking_code: str) -> models.Tracking:
-    return await queries.track_shipment(call.ctx, tracking_code)
+    return await queries.track_shipment(call.ctx, tracking_code, call.caller.client_ip)

@@ -16,11 +16,17 @@ from services.platform import (
     ServiceContext,
     page_of,
     paginate,
+    rate_limit,
+    refund_rate_limit,
     resource_not_found,
 )
 
 # Says nothing but that: which codes exist is not for the public to learn.
 _NO_SUCH_CODE = Problem(404, detail="No shipment has this tracking code.")
+# Unknown codes a client address may ask for per window: a customer mistyping hers a few times
+# is far below it, a prober walking through codes far above.
+TRACKING_MISSES = 60
+TRACKING_WINDOW_SECONDS = 600
 
 
 async def list_carriers(
@@ -110,7 +116,13 @@ def _tracking(row: Shipment, history: list[ShipmentHistory]) -> models.Tracking:
     )
 
 
-async def track_shipment(ctx: ServiceContext, tracking_code: str) -> models.Tracking:
+async def track_shipment(
+    ctx: ServiceContext, tracking_code: str, client_ip: str | None
+) -> models.Tracking:
+    """The public tracking of a code. Every lookup counts against the client address, a found
+    one is given back: only misses are limited (429 past TRACKING_MISSES per window)."""
+    key = ctx.keys("logistics", "ratelimit", "tracking-misses", client_ip or "unknown")
+    await rate_limit(ctx.redis, key, TRACKING_MISSES, TRACKING_WINDOW_SECONDS)
     code = tracking_code.upper()  # the spec's pattern let letters of either case through
     async with ctx.database.read_session() as session:
         statement = select(Shipment).where(col(Shipment.tracking_code) == code)
@@ -118,4 +130,5 @@ async def track_shipment(ctx: ServiceContext, tracking_code: str) -> models.Trac
         if found is None:
             raise _NO_SUCH_CODE
         history = await history_of(session, [found.id])
+    await refund_rate_limit(ctx.redis, key)
     return _tracking(found, history[found.id])

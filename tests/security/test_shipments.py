@@ -13,6 +13,7 @@ from typing import Any
 import aio_pika
 import pytest
 
+from services.logistics.queries import TRACKING_MISSES
 from tests.support.accounts import Member
 from tests.support.events import envelope
 from tests.support.http import Api, new_ip
@@ -200,6 +201,24 @@ async def test_tracking_does_not_enumerate(anonymous: Api) -> None:
         assert set(malformed) <= {"type", "title", "status", "detail", "instance", "errors"}
         assert "OR 1=1" not in malformed["detail"]
         assert [error["field"] for error in malformed["errors"]] == ["tracking_code"]
+
+
+async def test_a_client_walking_through_codes_is_stopped_and_a_found_code_never_counts(
+    channel: aio_pika.abc.AbstractChannel, staff: Api, logistics_app: ServiceProcess
+) -> None:
+    shipment = await preparing_shipment(channel, staff)
+    body = {"carrier_code": a_carrier(staff), "service_type": "standard"}
+    dispatched = staff.post(f"/api/v1/shipments/{shipment['id']}/dispatch", json=body)
+    code = dispatched.json()["tracking_code"]
+    with Api(logistics_app.url, ip=new_ip()) as prober:
+        for _ in range(TRACKING_MISSES + 5):  # found codes are given back
+            assert prober.get(f"/api/v1/tracking/{code}").status_code == 200
+        for attempt in range(TRACKING_MISSES):
+            problem(prober.get(f"/api/v1/tracking/PROBE{attempt:08d}"), 404)
+        stopped = problem(prober.get("/api/v1/tracking/PROBE99999999"), 429)
+        assert "Rate limit" in stopped["detail"]
+    with Api(logistics_app.url, ip=new_ip()) as other:
+        problem(other.get("/api/v1/tracking/PROBE99999999"), 404)  # another address: its own
 
 
 @pytest.mark.parametrize(("method", "path"), STAFF_OPERATIONS)
