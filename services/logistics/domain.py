@@ -14,8 +14,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Final
 
-from services.platform import FieldError
-
 CENT: Final = Decimal("0.01")
 VOLUMETRIC_DIVISOR: Final = Decimal(6000)  # cm³ per kg, the carriers' usual factor
 FARTHEST: Final = 9  # the greatest distance two CEPs' first digits can have
@@ -192,11 +190,3 @@ TRACKING_LENGTH: Final = 13
 def new_tracking_code() -> str:
     """An unguessable code (secrets): public tracking needs no login, so guessing must not pay."""
     return "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))
-
-
-def carrier_tracking_code(given: str) -> str | FieldError:
-    """The carrier's code as stored (upper-case), or why it cannot be one."""
-    code = given.strip().upper()
-    if not TRACKING_CODE.match(code):
-        return FieldError("tracking_code", "must be 8 to 40 letters and digits")
-    return code

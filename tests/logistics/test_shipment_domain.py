@@ -10,7 +10,6 @@ import pytest
 
 from services.logistics import domain
 from services.logistics.domain import ServiceType, ShipmentStatus
-from services.platform import FieldError
 
 S = ShipmentStatus
 ALLOWED = {
@@ -71,17 +70,3 @@ def test_generated_tracking_codes_are_long_unambiguous_and_distinct() -> None:
         assert len(code) == domain.TRACKING_LENGTH
         assert domain.TRACKING_CODE.match(code)
         assert not set(code) & set("01OI")
-
-
-@pytest.mark.parametrize(
-    ("given", "stored"),
-    [
-        ("jd123456789br", "JD123456789BR"),
-        (" AA00000000BR ", "AA00000000BR"),
-        ("short", FieldError("tracking_code", "must be 8 to 40 letters and digits")),
-        ("JD-12345678", FieldError("tracking_code", "must be 8 to 40 letters and digits")),
-        ("X" * 41, FieldError("tracking_code", "must be 8 to 40 letters and digits")),
-    ],
-)
-def test_a_carriers_code_is_upper_cased_or_refused(given: str, stored: str | FieldError) -> None:
-    assert domain.carrier_tracking_code(given) == stored

@@ -310,12 +310,10 @@ async def dispatch(
     except domain.IllegalShipmentMoveError as error:
         raise _conflict(error) from None
     carrier = await _carrier_for(uow, body)
+    # The carrier's own code (the spec's pattern checked it), stored upper-case; else ours.
     code = domain.new_tracking_code()
     if body.tracking_code is not MISSING:
-        given = domain.carrier_tracking_code(body.tracking_code)
-        if isinstance(given, FieldError):
-            raise unprocessable("The request breaks the rules; see errors.", [given])
-        code = given
+        code = body.tracking_code.upper()
     taken = await uow.session.scalars(
         select(Shipment.id).where(col(Shipment.tracking_code) == code)
     )
