@@ -45,7 +45,9 @@ def illegal_moves_dead_lettered(event_name: str) -> Iterator[None]:
 async def on_sales_order_confirmed(uow: UnitOfWork, event: SalesOrderConfirmedEvent) -> None:
     origin = shipments.origin_address(_warehouse[0])
     with illegal_moves_dead_lettered(event.event_name):
-        await shipments.create_for_order(uow, event.payload, origin, event.event_id)
+        await shipments.create_for_order(
+            uow, event.payload, origin, event.event_id, event.correlation_id
+        )
 
 
 async def on_sales_order_cancelled(uow: UnitOfWork, event: SalesOrderCancelledEvent) -> None:

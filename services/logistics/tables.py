@@ -85,6 +85,11 @@ class Shipment(LogisticsTable, table=True):
     created_at: datetime = utc_timestamp(nullable=False)
     updated_at: datetime = utc_timestamp(nullable=False)
     version: int = Field(default=1)
+    # The order's conversation (ADR 0023): the correlation id of the `sales.order.confirmed`
+    # that made the shipment, and the id of the shipment's latest event — the cause of its next
+    # one, also when staff make that move over HTTP. None for demo rows (no conversation).
+    correlation_id: UUID | None = Field(default=None)
+    last_event_id: UUID | None = Field(default=None)
 
 
 class ShipmentHistory(LogisticsTable, table=True):

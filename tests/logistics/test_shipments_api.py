@@ -85,8 +85,12 @@ def new_carrier(api: Api, service_types: list[str]) -> dict[str, Any]:
     return api.created("/api/v1/carriers", body)
 
 
+CONFIRMATION = uuid.UUID("00000000-0000-4000-8000-00000000c0f1")  # the shipments' cause
+
+
 async def new_shipment(ctx: ServiceContext, *, paid: bool = True) -> str:
-    """A confirmed order's shipment (`preparing` when paid, else `pending`); its id."""
+    """A confirmed order's shipment (`preparing` when paid, else `pending`), made by the
+    `sales.order.confirmed` CONFIRMATION of a conversation of its own; its id."""
     order_id = uuid.uuid4()
     order = SalesOrderConfirmedPayload.model_validate(
         {
@@ -104,7 +108,7 @@ async def new_shipment(ctx: ServiceContext, *, paid: bool = True) -> str:
         if paid:
             await shipments.record_payment(uow, order_id, uuid.uuid4())
         origin = shipments.origin_address(WarehouseAddress())
-        created = await shipments.create_for_order(uow, order, origin, uuid.uuid4())
+        created = await shipments.create_for_order(uow, order, origin, CONFIRMATION, uuid.uuid4())
         await uow.commit()
     assert created is not None
     return str(created.id)
@@ -210,6 +214,16 @@ async def test_a_shipment_goes_from_preparing_to_delivered(api: Api, ctx: Servic
     assert announced[1]["payload"]["tracking_code"] == code
     assert announced[2]["payload"]["location"] == "São Paulo"
     assert announced[4]["payload"]["received_by"] == "Ana Lima"
+    # Staff's moves continue the order's conversation, each caused by the shipment's last event.
+    assert_one_chain(announced)
+
+
+def assert_one_chain(announced: list[dict[str, Any]]) -> None:
+    """One correlation id (the confirmation's); the first event caused by the confirmation,
+    each next one by the event before it."""
+    assert len({event["correlation_id"] for event in announced}) == 1
+    causes = [event["causation_id"] for event in announced]
+    assert causes == [str(CONFIRMATION)] + [event["event_id"] for event in announced[:-1]]
 
 
 async def test_lists_filter_by_status_order_and_carrier(api: Api, ctx: ServiceContext) -> None:
@@ -298,6 +312,7 @@ async def test_a_failed_shipment_is_retried_as_the_next_attempt(
         ("logistics.shipment.failed", None),
     ]
     assert announced[1]["payload"]["tracking_code"] is None
+    assert_one_chain(announced)  # the retry continues the conversation too
 
 
 async def test_a_dispatch_repeated_under_its_idempotency_key_is_replayed(

@@ -11,11 +11,12 @@ cancellation cancels a shipment not yet dispatched and only notes one that is.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
-from pydantic import MISSING
+from pydantic import MISSING, BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
@@ -39,6 +40,7 @@ from services.platform import (
     UnitOfWork,
     WarehouseAddress,
     flush_unique,
+    in_conversation,
     require_if_match,
     resource_not_found,
     unprocessable,
@@ -84,7 +86,7 @@ async def history_of(
 def shipment_model(row: Shipment, history: list[ShipmentHistory]) -> models.Shipment:
     return models.Shipment.model_validate(
         {
-            **row.model_dump(),
+            **row.model_dump(exclude={"correlation_id", "last_event_id"}),
             "history": [
                 {
                     "status": entry.status,
@@ -176,9 +178,26 @@ async def _signal(uow: UnitOfWork, order_id: UUID) -> OrderSignal:
     return found
 
 
+P = TypeVar("P", bound=BaseModel)
+
+
+def _announce(
+    uow: UnitOfWork,
+    shipment: Shipment,
+    publish: Callable[[UnitOfWork, P], UUID],
+    payload: P,
+) -> None:
+    """Emit the shipment's event in the order's conversation, caused by its previous event
+    (ADR 0023): staff's moves over HTTP continue the saga rather than start one of their own."""
+    with in_conversation(shipment.correlation_id, shipment.last_event_id):
+        shipment.last_event_id = publish(uow, payload)
+
+
 def _announce_created(uow: UnitOfWork, shipment: Shipment) -> None:
-    events.publish_logistics_shipment_created(
+    _announce(
         uow,
+        shipment,
+        events.publish_logistics_shipment_created,
         LogisticsShipmentCreatedPayload.model_validate(
             {
                 "shipment_id": shipment.id,
@@ -202,6 +221,7 @@ async def create_for_order(
     order: SalesOrderConfirmedPayload,
     origin: dict[str, Any],
     event_id: UUID,
+    correlation: UUID,
 ) -> Shipment | None:
     """The confirmed order's first shipment, or None when the order is known cancelled or
     has a shipment already (a second confirmation, a redelivery under a new id)."""
@@ -225,6 +245,8 @@ async def create_for_order(
         destination=order.shipping_address.model_dump(),
         created_at=now,
         updated_at=now,
+        correlation_id=correlation,
+        last_event_id=event_id,
     )
     uow.session.add(shipment)
     await uow.session.flush()
@@ -332,8 +354,10 @@ async def dispatch(
     )
     _record(uow, shipment, location=_given(body.location))
     await flush_unique(uow.session, _CODE_TAKEN)
-    events.publish_logistics_shipment_dispatched(
+    _announce(
         uow,
+        shipment,
+        events.publish_logistics_shipment_dispatched,
         LogisticsShipmentDispatchedPayload.model_validate(
             {
                 "shipment_id": shipment.id,
@@ -383,8 +407,10 @@ async def mark_in_transit(
         location=location,
         note=_given(body.note),
     )
-    events.publish_logistics_shipment_in_transit(
+    _announce(
         uow,
+        shipment,
+        events.publish_logistics_shipment_in_transit,
         LogisticsShipmentInTransitPayload.model_validate(
             {
                 "shipment_id": shipment.id,
@@ -411,8 +437,10 @@ async def mark_out_for_delivery(
         location=location,
         note=_given(body.note),
     )
-    events.publish_logistics_shipment_out_for_delivery(
+    _announce(
         uow,
+        shipment,
+        events.publish_logistics_shipment_out_for_delivery,
         LogisticsShipmentOutForDeliveryPayload.model_validate(
             {
                 "shipment_id": shipment.id,
@@ -441,8 +469,10 @@ async def deliver(
     shipment.delivered_at = shipment.updated_at
     shipment.received_by = body.received_by
     await uow.session.flush()
-    events.publish_logistics_shipment_delivered(
+    _announce(
         uow,
+        shipment,
+        events.publish_logistics_shipment_delivered,
         LogisticsShipmentDeliveredPayload.model_validate(
             {
                 "shipment_id": shipment.id,
@@ -471,8 +501,10 @@ async def fail(
     shipment.failed_at = shipment.updated_at
     _record(uow, shipment, note=body.reason)
     await uow.session.flush()
-    events.publish_logistics_shipment_failed(
+    _announce(
         uow,
+        shipment,
+        events.publish_logistics_shipment_failed,
         LogisticsShipmentFailedPayload.model_validate(
             {
                 "shipment_id": shipment.id,
@@ -518,6 +550,8 @@ async def retry(
         destination=failed.destination,
         created_at=now,
         updated_at=now,
+        correlation_id=failed.correlation_id,
+        last_event_id=failed.last_event_id,
     )
     uow.session.add(shipment)
     await flush_unique(uow.session, _ALREADY_LIVE)

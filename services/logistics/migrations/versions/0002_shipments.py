@@ -45,6 +45,8 @@ def upgrade() -> None:
         _timestamp("created_at"),
         _timestamp("updated_at"),
         sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("correlation_id", sa.Uuid(), nullable=True),
+        sa.Column("last_event_id", sa.Uuid(), nullable=True),
         sa.UniqueConstraint("order_id", "attempt", name="shipments_order_attempt_key"),
         sa.UniqueConstraint("tracking_code", name="shipments_tracking_code_key"),
     )
