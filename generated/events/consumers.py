@@ -62,8 +62,9 @@ class FinancialConsumers(Protocol):
     async def on_sales_order_cancelled(
         self, uow: UnitOfWork, event: SalesOrderCancelledEvent
     ) -> None:
-        """An order was cancelled (from pending or confirmed), with the reason.
-        `sales.order.cancelled` v1.0, published by sales.
+        """An order was cancelled (from pending or confirmed, or shipped when its shipment failed),
+        with the reason. 1.1 added the customer. `sales.order.cancelled` v1.1, published by
+        sales.
         """
         ...
 
@@ -83,16 +84,18 @@ class InventoryConsumers(Protocol):
     async def on_sales_order_confirmed(
         self, uow: UnitOfWork, event: SalesOrderConfirmedEvent
     ) -> None:
-        """An order was confirmed (stock reserved and payment approved). `sales.order.confirmed`
-        v1.0, published by sales.
+        """An order was confirmed (stock reserved and payment approved). 1.1 added the customer, the
+        total and the shipping address, so that logistics can ship and notification can write
+        without asking sales. `sales.order.confirmed` v1.1, published by sales.
         """
         ...
 
     async def on_sales_order_cancelled(
         self, uow: UnitOfWork, event: SalesOrderCancelledEvent
     ) -> None:
-        """An order was cancelled (from pending or confirmed), with the reason.
-        `sales.order.cancelled` v1.0, published by sales.
+        """An order was cancelled (from pending or confirmed, or shipped when its shipment failed),
+        with the reason. 1.1 added the customer. `sales.order.cancelled` v1.1, published by
+        sales.
         """
         ...
 
@@ -138,7 +141,7 @@ class NotificationConsumers(Protocol):
     async def on_financial_payment_processed(
         self, ctx: ServiceContext, event: FinancialPaymentProcessedEvent
     ) -> None:
-        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.1,
         published by financial.
         """
         ...
@@ -147,7 +150,7 @@ class NotificationConsumers(Protocol):
         self, ctx: ServiceContext, event: FinancialPaymentFailedEvent
     ) -> None:
         """The gateway declined the payment of an order (or did not answer).
-        `financial.payment.failed` v1.0, published by financial.
+        `financial.payment.failed` v1.1, published by financial.
         """
         ...
 
@@ -209,7 +212,7 @@ class SalesConsumers(Protocol):
     async def on_financial_payment_processed(
         self, uow: UnitOfWork, event: FinancialPaymentProcessedEvent
     ) -> None:
-        """The gateway approved the payment of an order. `financial.payment.processed` v1.0,
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.1,
         published by financial.
         """
         ...
@@ -218,7 +221,7 @@ class SalesConsumers(Protocol):
         self, uow: UnitOfWork, event: FinancialPaymentFailedEvent
     ) -> None:
         """The gateway declined the payment of an order (or did not answer).
-        `financial.payment.failed` v1.0, published by financial.
+        `financial.payment.failed` v1.1, published by financial.
         """
         ...
 

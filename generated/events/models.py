@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -432,6 +433,23 @@ class SalesOrderConfirmedPayload(BaseModel):
     )
     order_id: UUID
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    total: Annotated[
+        str,
+        Field(
+            description="subtotal − discount + shipping (decimal string).",
+            pattern="^\\d{1,12}\\.\\d{2}$",
+        ),
+    ]
+    currency: Annotated[str, Field(pattern="^[A-Z]{3}$")]
+    shipping_address: Address
     items: Annotated[list[OrderLine], Field(max_length=100, min_length=1)]
 
 
@@ -442,8 +460,239 @@ class SalesOrderCancelledPayload(BaseModel):
     )
     order_id: UUID
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
     reason: Annotated[str, Field(max_length=255, min_length=1)]
     items: Annotated[list[OrderLine], Field(max_length=100, min_length=1)]
+
+
+class SalesOrderShippedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    shipment_id: UUID
+    tracking_code: Annotated[
+        str,
+        Field(
+            description="The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    carrier_code: Annotated[
+        str, Field(description="The carrier's code.", pattern="^[A-Z0-9]{2,20}$")
+    ]
+    shipped_at: AwareDatetime
+
+
+class SalesOrderCompletedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_id: UUID
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    shipment_id: UUID
+    delivered_at: AwareDatetime
+
+
+class Status(StrEnum):
+    pending = "pending"
+    preparing = "preparing"
+
+
+class LogisticsShipmentCreatedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    shipment_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    status: Annotated[
+        Status,
+        Field(description="`preparing` when the order's payment was already approved."),
+    ]
+    attempt: Annotated[
+        int,
+        Field(
+            description="1 for the order's first shipment, 2 after one retry, …",
+            ge=1,
+            le=100,
+        ),
+    ]
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    origin: Address
+    destination: Address
+
+
+class ServiceType(StrEnum):
+    standard = "standard"
+    express = "express"
+    economy = "economy"
+
+
+class LogisticsShipmentDispatchedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    shipment_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    tracking_code: Annotated[
+        str,
+        Field(
+            description="The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    carrier_code: Annotated[
+        str, Field(description="The carrier's code.", pattern="^[A-Z0-9]{2,20}$")
+    ]
+    service_type: ServiceType
+    estimated_delivery_date: date | None
+    dispatched_at: AwareDatetime
+
+
+class LogisticsShipmentInTransitPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    shipment_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    tracking_code: Annotated[
+        str,
+        Field(
+            description="The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    location: Annotated[
+        str | None,
+        Field(description="Where the parcel was (city / hub), when known.", max_length=255),
+    ]
+    at: AwareDatetime
+
+
+class LogisticsShipmentOutForDeliveryPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    shipment_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    tracking_code: Annotated[
+        str,
+        Field(
+            description="The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    location: Annotated[
+        str | None,
+        Field(description="Where the parcel was (city / hub), when known.", max_length=255),
+    ]
+    at: AwareDatetime
+
+
+class LogisticsShipmentDeliveredPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    shipment_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    tracking_code: Annotated[
+        str,
+        Field(
+            description="The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    received_by: Annotated[
+        str,
+        Field(
+            description="Who signed for the parcel (the proof of delivery).",
+            max_length=255,
+            min_length=1,
+        ),
+    ]
+    delivered_at: AwareDatetime
+
+
+class LogisticsShipmentFailedPayload(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    shipment_id: UUID
+    order_id: UUID
+    order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_email: Annotated[
+        EmailStr,
+        Field(
+            description="The customer's e-mail address (where notification writes).",
+            max_length=254,
+        ),
+    ]
+    tracking_code: Annotated[
+        str | None,
+        Field(
+            description="Null when it failed before dispatch.",
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    reason: Annotated[str, Field(max_length=255, min_length=1)]
+    failed_at: AwareDatetime
 
 
 class DocumentType(StrEnum):
@@ -451,7 +700,7 @@ class DocumentType(StrEnum):
     cnpj = "cnpj"
 
 
-class Status(StrEnum):
+class Status1(StrEnum):
     active = "active"
     inactive = "inactive"
 
@@ -500,6 +749,13 @@ class FinancialPaymentProcessedPayload(BaseModel):
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
     payment_id: UUID
     customer_id: UUID
+    customer_email: Annotated[
+        EmailStr | None | MISSING,
+        Field(
+            description="The customer's e-mail address as the order gave it (where notification writes); null for payments made before 1.1.",
+            max_length=254,
+        ),
+    ] = MISSING
     amount: Annotated[
         str,
         Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
@@ -528,6 +784,13 @@ class FinancialPaymentFailedPayload(BaseModel):
     order_number: Annotated[str, Field(pattern="^ORD-\\d{4}-\\d{6}$")]
     payment_id: UUID
     customer_id: UUID
+    customer_email: Annotated[
+        EmailStr | None | MISSING,
+        Field(
+            description="The customer's e-mail address as the order gave it (where notification writes); null for payments made before 1.1.",
+            max_length=254,
+        ),
+    ] = MISSING
     amount: Annotated[
         str,
         Field(description="Decimal string (two decimals).", pattern="^\\d{1,12}\\.\\d{2}$"),
@@ -870,6 +1133,94 @@ class SalesOrderCancelledEvent(EventEnvelope):
     payload: SalesOrderCancelledPayload
 
 
+class SalesOrderShippedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.order.shipped"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesOrderShippedPayload
+
+
+class SalesOrderCompletedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["sales.order.completed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: SalesOrderCompletedPayload
+
+
+class LogisticsShipmentCreatedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["logistics.shipment.created"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: LogisticsShipmentCreatedPayload
+
+
+class LogisticsShipmentDispatchedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["logistics.shipment.dispatched"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: LogisticsShipmentDispatchedPayload
+
+
+class LogisticsShipmentInTransitEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["logistics.shipment.in_transit"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: LogisticsShipmentInTransitPayload
+
+
+class LogisticsShipmentOutForDeliveryEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["logistics.shipment.out_for_delivery"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: LogisticsShipmentOutForDeliveryPayload
+
+
+class LogisticsShipmentDeliveredEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["logistics.shipment.delivered"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: LogisticsShipmentDeliveredPayload
+
+
+class LogisticsShipmentFailedEvent(EventEnvelope):
+    model_config = ConfigDict(
+        validate_by_name=True,
+    )
+    event_name: Annotated[
+        Literal["logistics.shipment.failed"],
+        Field(description="Event name = routing key, `{domain}.{entity}.{action}`."),
+    ]
+    payload: LogisticsShipmentFailedPayload
+
+
 class SalesCustomerState(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -887,7 +1238,7 @@ class SalesCustomerState(BaseModel):
         ),
     ]
     document_type: DocumentType
-    status: Status
+    status: Status1
     user_id: Annotated[
         UUID | None, Field(description="The auth user who is this customer, if any.")
     ]
@@ -1010,8 +1361,16 @@ class AnyEvent(
         | SalesOrderCreatedEvent
         | SalesOrderConfirmedEvent
         | SalesOrderCancelledEvent
+        | SalesOrderShippedEvent
+        | SalesOrderCompletedEvent
         | SalesCustomerCreatedEvent
         | SalesCustomerUpdatedEvent
+        | LogisticsShipmentCreatedEvent
+        | LogisticsShipmentDispatchedEvent
+        | LogisticsShipmentInTransitEvent
+        | LogisticsShipmentOutForDeliveryEvent
+        | LogisticsShipmentDeliveredEvent
+        | LogisticsShipmentFailedEvent
         | FinancialPaymentRequestedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent
@@ -1039,8 +1398,16 @@ class AnyEvent(
         | SalesOrderCreatedEvent
         | SalesOrderConfirmedEvent
         | SalesOrderCancelledEvent
+        | SalesOrderShippedEvent
+        | SalesOrderCompletedEvent
         | SalesCustomerCreatedEvent
         | SalesCustomerUpdatedEvent
+        | LogisticsShipmentCreatedEvent
+        | LogisticsShipmentDispatchedEvent
+        | LogisticsShipmentInTransitEvent
+        | LogisticsShipmentOutForDeliveryEvent
+        | LogisticsShipmentDeliveredEvent
+        | LogisticsShipmentFailedEvent
         | FinancialPaymentRequestedEvent
         | FinancialPaymentProcessedEvent
         | FinancialPaymentFailedEvent

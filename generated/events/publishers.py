@@ -61,15 +61,31 @@ from generated.events.models import (
     InventoryStockReservationFailedPayload,
     InventoryStockReservedEvent,
     InventoryStockReservedPayload,
+    LogisticsShipmentCreatedEvent,
+    LogisticsShipmentCreatedPayload,
+    LogisticsShipmentDeliveredEvent,
+    LogisticsShipmentDeliveredPayload,
+    LogisticsShipmentDispatchedEvent,
+    LogisticsShipmentDispatchedPayload,
+    LogisticsShipmentFailedEvent,
+    LogisticsShipmentFailedPayload,
+    LogisticsShipmentInTransitEvent,
+    LogisticsShipmentInTransitPayload,
+    LogisticsShipmentOutForDeliveryEvent,
+    LogisticsShipmentOutForDeliveryPayload,
     SalesCustomerCreatedEvent,
     SalesCustomerState,
     SalesCustomerUpdatedEvent,
     SalesOrderCancelledEvent,
     SalesOrderCancelledPayload,
+    SalesOrderCompletedEvent,
+    SalesOrderCompletedPayload,
     SalesOrderConfirmedEvent,
     SalesOrderConfirmedPayload,
     SalesOrderCreatedEvent,
     SalesOrderCreatedPayload,
+    SalesOrderShippedEvent,
+    SalesOrderShippedPayload,
 )
 from services.platform.core.contracts import EventSink, EventSpec
 
@@ -94,8 +110,16 @@ __all__ = [
     "SALES_ORDER_CREATED",
     "SALES_ORDER_CONFIRMED",
     "SALES_ORDER_CANCELLED",
+    "SALES_ORDER_SHIPPED",
+    "SALES_ORDER_COMPLETED",
     "SALES_CUSTOMER_CREATED",
     "SALES_CUSTOMER_UPDATED",
+    "LOGISTICS_SHIPMENT_CREATED",
+    "LOGISTICS_SHIPMENT_DISPATCHED",
+    "LOGISTICS_SHIPMENT_IN_TRANSIT",
+    "LOGISTICS_SHIPMENT_OUT_FOR_DELIVERY",
+    "LOGISTICS_SHIPMENT_DELIVERED",
+    "LOGISTICS_SHIPMENT_FAILED",
     "FINANCIAL_PAYMENT_REQUESTED",
     "FINANCIAL_PAYMENT_PROCESSED",
     "FINANCIAL_PAYMENT_FAILED",
@@ -120,8 +144,16 @@ __all__ = [
     "publish_sales_order_created",
     "publish_sales_order_confirmed",
     "publish_sales_order_cancelled",
+    "publish_sales_order_shipped",
+    "publish_sales_order_completed",
     "publish_sales_customer_created",
     "publish_sales_customer_updated",
+    "publish_logistics_shipment_created",
+    "publish_logistics_shipment_dispatched",
+    "publish_logistics_shipment_in_transit",
+    "publish_logistics_shipment_out_for_delivery",
+    "publish_logistics_shipment_delivered",
+    "publish_logistics_shipment_failed",
     "publish_financial_payment_requested",
     "publish_financial_payment_processed",
     "publish_financial_payment_failed",
@@ -138,7 +170,7 @@ AUTH_USER_REGISTERED = EventSpec(
     producer="auth",
     payload_model=AuthUserRegisteredPayload,
     persistent=True,
-    priority=5,
+    priority=3,
     ttl_ms=None,
 )
 """auth.user.registered v1.0: auth → auth.events."""
@@ -320,8 +352,8 @@ INVENTORY_STOCK_LOW_ALERT = EventSpec(
     producer="inventory",
     payload_model=InventoryStockLowAlertPayload,
     persistent=True,
-    priority=None,
-    ttl_ms=None,
+    priority=2,
+    ttl_ms=14400000,
 )
 """inventory.stock.low_alert v1.0: inventory → inventory.events."""
 
@@ -333,36 +365,62 @@ SALES_ORDER_CREATED = EventSpec(
     producer="sales",
     payload_model=SalesOrderCreatedPayload,
     persistent=True,
-    priority=None,
+    priority=5,
     ttl_ms=None,
 )
 """sales.order.created v1.0: sales → sales.events."""
 
 SALES_ORDER_CONFIRMED = EventSpec(
     name="sales.order.confirmed",
-    version="1.0",
+    version="1.1",
     exchange="sales.events",
     routing_key="sales.order.confirmed",
     producer="sales",
     payload_model=SalesOrderConfirmedPayload,
     persistent=True,
-    priority=None,
+    priority=5,
     ttl_ms=None,
 )
-"""sales.order.confirmed v1.0: sales → sales.events."""
+"""sales.order.confirmed v1.1: sales → sales.events."""
 
 SALES_ORDER_CANCELLED = EventSpec(
     name="sales.order.cancelled",
-    version="1.0",
+    version="1.1",
     exchange="sales.events",
     routing_key="sales.order.cancelled",
     producer="sales",
     payload_model=SalesOrderCancelledPayload,
     persistent=True,
-    priority=None,
+    priority=5,
     ttl_ms=None,
 )
-"""sales.order.cancelled v1.0: sales → sales.events."""
+"""sales.order.cancelled v1.1: sales → sales.events."""
+
+SALES_ORDER_SHIPPED = EventSpec(
+    name="sales.order.shipped",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.order.shipped",
+    producer="sales",
+    payload_model=SalesOrderShippedPayload,
+    persistent=True,
+    priority=5,
+    ttl_ms=None,
+)
+"""sales.order.shipped v1.0: sales → sales.events."""
+
+SALES_ORDER_COMPLETED = EventSpec(
+    name="sales.order.completed",
+    version="1.0",
+    exchange="sales.events",
+    routing_key="sales.order.completed",
+    producer="sales",
+    payload_model=SalesOrderCompletedPayload,
+    persistent=True,
+    priority=5,
+    ttl_ms=None,
+)
+"""sales.order.completed v1.0: sales → sales.events."""
 
 SALES_CUSTOMER_CREATED = EventSpec(
     name="sales.customer.created",
@@ -390,6 +448,84 @@ SALES_CUSTOMER_UPDATED = EventSpec(
 )
 """sales.customer.updated v1.0: sales → sales.events."""
 
+LOGISTICS_SHIPMENT_CREATED = EventSpec(
+    name="logistics.shipment.created",
+    version="1.0",
+    exchange="logistics.events",
+    routing_key="logistics.shipment.created",
+    producer="logistics",
+    payload_model=LogisticsShipmentCreatedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""logistics.shipment.created v1.0: logistics → logistics.events."""
+
+LOGISTICS_SHIPMENT_DISPATCHED = EventSpec(
+    name="logistics.shipment.dispatched",
+    version="1.0",
+    exchange="logistics.events",
+    routing_key="logistics.shipment.dispatched",
+    producer="logistics",
+    payload_model=LogisticsShipmentDispatchedPayload,
+    persistent=True,
+    priority=5,
+    ttl_ms=None,
+)
+"""logistics.shipment.dispatched v1.0: logistics → logistics.events."""
+
+LOGISTICS_SHIPMENT_IN_TRANSIT = EventSpec(
+    name="logistics.shipment.in_transit",
+    version="1.0",
+    exchange="logistics.events",
+    routing_key="logistics.shipment.in_transit",
+    producer="logistics",
+    payload_model=LogisticsShipmentInTransitPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""logistics.shipment.in_transit v1.0: logistics → logistics.events."""
+
+LOGISTICS_SHIPMENT_OUT_FOR_DELIVERY = EventSpec(
+    name="logistics.shipment.out_for_delivery",
+    version="1.0",
+    exchange="logistics.events",
+    routing_key="logistics.shipment.out_for_delivery",
+    producer="logistics",
+    payload_model=LogisticsShipmentOutForDeliveryPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""logistics.shipment.out_for_delivery v1.0: logistics → logistics.events."""
+
+LOGISTICS_SHIPMENT_DELIVERED = EventSpec(
+    name="logistics.shipment.delivered",
+    version="1.0",
+    exchange="logistics.events",
+    routing_key="logistics.shipment.delivered",
+    producer="logistics",
+    payload_model=LogisticsShipmentDeliveredPayload,
+    persistent=True,
+    priority=5,
+    ttl_ms=None,
+)
+"""logistics.shipment.delivered v1.0: logistics → logistics.events."""
+
+LOGISTICS_SHIPMENT_FAILED = EventSpec(
+    name="logistics.shipment.failed",
+    version="1.0",
+    exchange="logistics.events",
+    routing_key="logistics.shipment.failed",
+    producer="logistics",
+    payload_model=LogisticsShipmentFailedPayload,
+    persistent=True,
+    priority=None,
+    ttl_ms=None,
+)
+"""logistics.shipment.failed v1.0: logistics → logistics.events."""
+
 FINANCIAL_PAYMENT_REQUESTED = EventSpec(
     name="financial.payment.requested",
     version="1.0",
@@ -405,29 +541,29 @@ FINANCIAL_PAYMENT_REQUESTED = EventSpec(
 
 FINANCIAL_PAYMENT_PROCESSED = EventSpec(
     name="financial.payment.processed",
-    version="1.0",
+    version="1.1",
     exchange="financial.events",
     routing_key="financial.payment.processed",
     producer="financial",
     payload_model=FinancialPaymentProcessedPayload,
     persistent=True,
-    priority=None,
+    priority=6,
     ttl_ms=None,
 )
-"""financial.payment.processed v1.0: financial → financial.events."""
+"""financial.payment.processed v1.1: financial → financial.events."""
 
 FINANCIAL_PAYMENT_FAILED = EventSpec(
     name="financial.payment.failed",
-    version="1.0",
+    version="1.1",
     exchange="financial.events",
     routing_key="financial.payment.failed",
     producer="financial",
     payload_model=FinancialPaymentFailedPayload,
     persistent=True,
-    priority=None,
+    priority=8,
     ttl_ms=None,
 )
-"""financial.payment.failed v1.0: financial → financial.events."""
+"""financial.payment.failed v1.1: financial → financial.events."""
 
 FINANCIAL_PAYMENT_REFUNDED = EventSpec(
     name="financial.payment.refunded",
@@ -488,8 +624,16 @@ EVENTS: Mapping[str, EventSpec] = MappingProxyType(
         "sales.order.created": SALES_ORDER_CREATED,
         "sales.order.confirmed": SALES_ORDER_CONFIRMED,
         "sales.order.cancelled": SALES_ORDER_CANCELLED,
+        "sales.order.shipped": SALES_ORDER_SHIPPED,
+        "sales.order.completed": SALES_ORDER_COMPLETED,
         "sales.customer.created": SALES_CUSTOMER_CREATED,
         "sales.customer.updated": SALES_CUSTOMER_UPDATED,
+        "logistics.shipment.created": LOGISTICS_SHIPMENT_CREATED,
+        "logistics.shipment.dispatched": LOGISTICS_SHIPMENT_DISPATCHED,
+        "logistics.shipment.in_transit": LOGISTICS_SHIPMENT_IN_TRANSIT,
+        "logistics.shipment.out_for_delivery": LOGISTICS_SHIPMENT_OUT_FOR_DELIVERY,
+        "logistics.shipment.delivered": LOGISTICS_SHIPMENT_DELIVERED,
+        "logistics.shipment.failed": LOGISTICS_SHIPMENT_FAILED,
         "financial.payment.requested": FINANCIAL_PAYMENT_REQUESTED,
         "financial.payment.processed": FINANCIAL_PAYMENT_PROCESSED,
         "financial.payment.failed": FINANCIAL_PAYMENT_FAILED,
@@ -520,8 +664,16 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
         "sales.order.created": SalesOrderCreatedEvent,
         "sales.order.confirmed": SalesOrderConfirmedEvent,
         "sales.order.cancelled": SalesOrderCancelledEvent,
+        "sales.order.shipped": SalesOrderShippedEvent,
+        "sales.order.completed": SalesOrderCompletedEvent,
         "sales.customer.created": SalesCustomerCreatedEvent,
         "sales.customer.updated": SalesCustomerUpdatedEvent,
+        "logistics.shipment.created": LogisticsShipmentCreatedEvent,
+        "logistics.shipment.dispatched": LogisticsShipmentDispatchedEvent,
+        "logistics.shipment.in_transit": LogisticsShipmentInTransitEvent,
+        "logistics.shipment.out_for_delivery": LogisticsShipmentOutForDeliveryEvent,
+        "logistics.shipment.delivered": LogisticsShipmentDeliveredEvent,
+        "logistics.shipment.failed": LogisticsShipmentFailedEvent,
         "financial.payment.requested": FinancialPaymentRequestedEvent,
         "financial.payment.processed": FinancialPaymentProcessedEvent,
         "financial.payment.failed": FinancialPaymentFailedEvent,
@@ -536,7 +688,7 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
 def publish_auth_user_registered(sink: EventSink, payload: AuthUserRegisteredPayload) -> None:
     """A user registered (self-service or created by an admin); carries the e-mail verification
     token for the welcome/verification e-mail. Emit `auth.user.registered` to auth.events
-    (priority 5).
+    (priority 3).
     """
     sink.emit(AUTH_USER_REGISTERED, payload)
 
@@ -651,30 +803,47 @@ def publish_inventory_stock_low_alert(
     sink: EventSink, payload: InventoryStockLowAlertPayload
 ) -> None:
     """The available quantity of a product in a warehouse fell to its minimum quantity or below.
-    Emit `inventory.stock.low_alert` to inventory.events.
+    Emit `inventory.stock.low_alert` to inventory.events (priority 2, TTL 14400000 ms).
     """
     sink.emit(INVENTORY_STOCK_LOW_ALERT, payload)
 
 
 def publish_sales_order_created(sink: EventSink, payload: SalesOrderCreatedPayload) -> None:
     """An order was placed (status pending); carries everything the saga needs: items, totals,
-    payment method, customer and shipping address. Emit `sales.order.created` to sales.events.
+    payment method, customer and shipping address. Emit `sales.order.created` to sales.events
+    (priority 5).
     """
     sink.emit(SALES_ORDER_CREATED, payload)
 
 
 def publish_sales_order_confirmed(sink: EventSink, payload: SalesOrderConfirmedPayload) -> None:
-    """An order was confirmed (stock reserved and payment approved). Emit `sales.order.confirmed` to
-    sales.events.
+    """An order was confirmed (stock reserved and payment approved). 1.1 added the customer, the
+    total and the shipping address, so that logistics can ship and notification can write without
+    asking sales. Emit `sales.order.confirmed` to sales.events (priority 5).
     """
     sink.emit(SALES_ORDER_CONFIRMED, payload)
 
 
 def publish_sales_order_cancelled(sink: EventSink, payload: SalesOrderCancelledPayload) -> None:
-    """An order was cancelled (from pending or confirmed), with the reason. Emit
-    `sales.order.cancelled` to sales.events.
+    """An order was cancelled (from pending or confirmed, or shipped when its shipment failed), with
+    the reason. 1.1 added the customer. Emit `sales.order.cancelled` to sales.events (priority
+    5).
     """
     sink.emit(SALES_ORDER_CANCELLED, payload)
+
+
+def publish_sales_order_shipped(sink: EventSink, payload: SalesOrderShippedPayload) -> None:
+    """The order's shipment was dispatched (`logistics.shipment.dispatched`). Emit
+    `sales.order.shipped` to sales.events (priority 5).
+    """
+    sink.emit(SALES_ORDER_SHIPPED, payload)
+
+
+def publish_sales_order_completed(sink: EventSink, payload: SalesOrderCompletedPayload) -> None:
+    """The order was delivered (`logistics.shipment.delivered`): the saga's happy end. Emit
+    `sales.order.completed` to sales.events (priority 5).
+    """
+    sink.emit(SALES_ORDER_COMPLETED, payload)
 
 
 def publish_sales_customer_created(sink: EventSink, payload: SalesCustomerState) -> None:
@@ -691,6 +860,60 @@ def publish_sales_customer_updated(sink: EventSink, payload: SalesCustomerState)
     sink.emit(SALES_CUSTOMER_UPDATED, payload)
 
 
+def publish_logistics_shipment_created(
+    sink: EventSink, payload: LogisticsShipmentCreatedPayload
+) -> None:
+    """A shipment was created for a confirmed order (or again, when staff retry a failed one). Emit
+    `logistics.shipment.created` to logistics.events.
+    """
+    sink.emit(LOGISTICS_SHIPMENT_CREATED, payload)
+
+
+def publish_logistics_shipment_dispatched(
+    sink: EventSink, payload: LogisticsShipmentDispatchedPayload
+) -> None:
+    """The parcel left the warehouse with a carrier, under a tracking code. Emit
+    `logistics.shipment.dispatched` to logistics.events (priority 5).
+    """
+    sink.emit(LOGISTICS_SHIPMENT_DISPATCHED, payload)
+
+
+def publish_logistics_shipment_in_transit(
+    sink: EventSink, payload: LogisticsShipmentInTransitPayload
+) -> None:
+    """The carrier reported the parcel on its way. Emit `logistics.shipment.in_transit` to
+    logistics.events.
+    """
+    sink.emit(LOGISTICS_SHIPMENT_IN_TRANSIT, payload)
+
+
+def publish_logistics_shipment_out_for_delivery(
+    sink: EventSink, payload: LogisticsShipmentOutForDeliveryPayload
+) -> None:
+    """The parcel is on the last leg, out with the courier. Emit
+    `logistics.shipment.out_for_delivery` to logistics.events.
+    """
+    sink.emit(LOGISTICS_SHIPMENT_OUT_FOR_DELIVERY, payload)
+
+
+def publish_logistics_shipment_delivered(
+    sink: EventSink, payload: LogisticsShipmentDeliveredPayload
+) -> None:
+    """The parcel was delivered, with the proof of delivery. Emit `logistics.shipment.delivered` to
+    logistics.events (priority 5).
+    """
+    sink.emit(LOGISTICS_SHIPMENT_DELIVERED, payload)
+
+
+def publish_logistics_shipment_failed(
+    sink: EventSink, payload: LogisticsShipmentFailedPayload
+) -> None:
+    """The shipment failed (lost, refused, address not found, …); staff may retry it or cancel the
+    order. Emit `logistics.shipment.failed` to logistics.events.
+    """
+    sink.emit(LOGISTICS_SHIPMENT_FAILED, payload)
+
+
 def publish_financial_payment_requested(
     sink: EventSink, payload: FinancialPaymentRequestedPayload
 ) -> None:
@@ -704,7 +927,7 @@ def publish_financial_payment_processed(
     sink: EventSink, payload: FinancialPaymentProcessedPayload
 ) -> None:
     """The gateway approved the payment of an order. Emit `financial.payment.processed` to
-    financial.events.
+    financial.events (priority 6).
     """
     sink.emit(FINANCIAL_PAYMENT_PROCESSED, payload)
 
@@ -713,7 +936,7 @@ def publish_financial_payment_failed(
     sink: EventSink, payload: FinancialPaymentFailedPayload
 ) -> None:
     """The gateway declined the payment of an order (or did not answer). Emit
-    `financial.payment.failed` to financial.events.
+    `financial.payment.failed` to financial.events (priority 8).
     """
     sink.emit(FINANCIAL_PAYMENT_FAILED, payload)
 

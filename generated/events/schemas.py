@@ -796,10 +796,33 @@ DEFINITIONS: Mapping[str, Any] = {
     "SalesOrderConfirmedPayload": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["order_id", "order_number", "items"],
+        "required": [
+            "order_id",
+            "order_number",
+            "customer_id",
+            "customer_email",
+            "total",
+            "currency",
+            "shipping_address",
+            "items",
+        ],
         "properties": {
             "order_id": {"type": "string", "format": "uuid"},
             "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "total": {
+                "type": "string",
+                "pattern": "^\\d{1,12}\\.\\d{2}$",
+                "description": "subtotal − discount + shipping (decimal string).",
+            },
+            "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+            "shipping_address": {"$ref": "#/definitions/Address"},
             "items": {
                 "type": "array",
                 "maxItems": 100,
@@ -824,10 +847,24 @@ DEFINITIONS: Mapping[str, Any] = {
     "SalesOrderCancelledPayload": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["order_id", "order_number", "reason", "items"],
+        "required": [
+            "order_id",
+            "order_number",
+            "customer_id",
+            "customer_email",
+            "reason",
+            "items",
+        ],
         "properties": {
             "order_id": {"type": "string", "format": "uuid"},
             "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
             "reason": {"type": "string", "minLength": 1, "maxLength": 255},
             "items": {
                 "type": "array",
@@ -846,6 +883,369 @@ DEFINITIONS: Mapping[str, Any] = {
                 "properties": {
                     "event_name": {"type": "string", "enum": ["sales.order.cancelled"]},
                     "payload": {"$ref": "#/definitions/SalesOrderCancelledPayload"},
+                },
+            },
+        ],
+    },
+    "SalesOrderShippedPayload": {
+        "type": "object",
+        "description": "The order's shipment was dispatched (`logistics.shipment.dispatched`).",
+        "additionalProperties": False,
+        "required": [
+            "order_id",
+            "order_number",
+            "customer_id",
+            "customer_email",
+            "shipment_id",
+            "tracking_code",
+            "carrier_code",
+            "shipped_at",
+        ],
+        "properties": {
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "tracking_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{8,40}$",
+                "description": "The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            },
+            "carrier_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{2,20}$",
+                "description": "The carrier's code.",
+            },
+            "shipped_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "SalesOrderShippedEvent": {
+        "description": "Envelope of `sales.order.shipped`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["sales.order.shipped"]},
+                    "payload": {"$ref": "#/definitions/SalesOrderShippedPayload"},
+                },
+            },
+        ],
+    },
+    "SalesOrderCompletedPayload": {
+        "type": "object",
+        "description": "The order was delivered (`logistics.shipment.delivered`): the saga's happy end.",
+        "additionalProperties": False,
+        "required": [
+            "order_id",
+            "order_number",
+            "customer_id",
+            "customer_email",
+            "shipment_id",
+            "delivered_at",
+        ],
+        "properties": {
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_id": {"type": "string", "format": "uuid"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "delivered_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "SalesOrderCompletedEvent": {
+        "description": "Envelope of `sales.order.completed`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["sales.order.completed"]},
+                    "payload": {"$ref": "#/definitions/SalesOrderCompletedPayload"},
+                },
+            },
+        ],
+    },
+    "LogisticsShipmentCreatedPayload": {
+        "type": "object",
+        "description": "A shipment was created for a confirmed order (or again, when staff retry a failed one).",
+        "additionalProperties": False,
+        "required": [
+            "shipment_id",
+            "order_id",
+            "order_number",
+            "status",
+            "attempt",
+            "customer_email",
+            "origin",
+            "destination",
+        ],
+        "properties": {
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "status": {
+                "type": "string",
+                "enum": ["pending", "preparing"],
+                "description": "`preparing` when the order's payment was already approved.",
+            },
+            "attempt": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": 100,
+                "description": "1 for the order's first shipment, 2 after one retry, …",
+            },
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "origin": {"$ref": "#/definitions/Address"},
+            "destination": {"$ref": "#/definitions/Address"},
+        },
+    },
+    "LogisticsShipmentCreatedEvent": {
+        "description": "Envelope of `logistics.shipment.created`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["logistics.shipment.created"]},
+                    "payload": {"$ref": "#/definitions/LogisticsShipmentCreatedPayload"},
+                },
+            },
+        ],
+    },
+    "LogisticsShipmentDispatchedPayload": {
+        "type": "object",
+        "description": "The parcel left the warehouse with a carrier, under a tracking code.",
+        "additionalProperties": False,
+        "required": [
+            "shipment_id",
+            "order_id",
+            "order_number",
+            "customer_email",
+            "tracking_code",
+            "carrier_code",
+            "service_type",
+            "estimated_delivery_date",
+            "dispatched_at",
+        ],
+        "properties": {
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "tracking_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{8,40}$",
+                "description": "The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            },
+            "carrier_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{2,20}$",
+                "description": "The carrier's code.",
+            },
+            "service_type": {"type": "string", "enum": ["standard", "express", "economy"]},
+            "estimated_delivery_date": {"type": ["string", "null"], "format": "date"},
+            "dispatched_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "LogisticsShipmentDispatchedEvent": {
+        "description": "Envelope of `logistics.shipment.dispatched`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["logistics.shipment.dispatched"]},
+                    "payload": {"$ref": "#/definitions/LogisticsShipmentDispatchedPayload"},
+                },
+            },
+        ],
+    },
+    "LogisticsShipmentInTransitPayload": {
+        "type": "object",
+        "description": "The carrier reported the parcel on its way.",
+        "additionalProperties": False,
+        "required": ["shipment_id", "order_id", "order_number", "tracking_code", "location", "at"],
+        "properties": {
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "tracking_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{8,40}$",
+                "description": "The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            },
+            "location": {
+                "type": ["string", "null"],
+                "maxLength": 255,
+                "description": "Where the parcel was (city / hub), when known.",
+            },
+            "at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "LogisticsShipmentInTransitEvent": {
+        "description": "Envelope of `logistics.shipment.in_transit`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["logistics.shipment.in_transit"]},
+                    "payload": {"$ref": "#/definitions/LogisticsShipmentInTransitPayload"},
+                },
+            },
+        ],
+    },
+    "LogisticsShipmentOutForDeliveryPayload": {
+        "type": "object",
+        "description": "The parcel is on the last leg, out with the courier.",
+        "additionalProperties": False,
+        "required": ["shipment_id", "order_id", "order_number", "tracking_code", "location", "at"],
+        "properties": {
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "tracking_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{8,40}$",
+                "description": "The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            },
+            "location": {
+                "type": ["string", "null"],
+                "maxLength": 255,
+                "description": "Where the parcel was (city / hub), when known.",
+            },
+            "at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "LogisticsShipmentOutForDeliveryEvent": {
+        "description": "Envelope of `logistics.shipment.out_for_delivery`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {
+                        "type": "string",
+                        "enum": ["logistics.shipment.out_for_delivery"],
+                    },
+                    "payload": {"$ref": "#/definitions/LogisticsShipmentOutForDeliveryPayload"},
+                },
+            },
+        ],
+    },
+    "LogisticsShipmentDeliveredPayload": {
+        "type": "object",
+        "description": "The parcel was delivered, with the proof of delivery.",
+        "additionalProperties": False,
+        "required": [
+            "shipment_id",
+            "order_id",
+            "order_number",
+            "customer_email",
+            "tracking_code",
+            "received_by",
+            "delivered_at",
+        ],
+        "properties": {
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "tracking_code": {
+                "type": "string",
+                "pattern": "^[A-Z0-9]{8,40}$",
+                "description": "The shipment's tracking code (public tracking: `GET /api/v1/tracking/{code}` on logistics).",
+            },
+            "received_by": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "description": "Who signed for the parcel (the proof of delivery).",
+            },
+            "delivered_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "LogisticsShipmentDeliveredEvent": {
+        "description": "Envelope of `logistics.shipment.delivered`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["logistics.shipment.delivered"]},
+                    "payload": {"$ref": "#/definitions/LogisticsShipmentDeliveredPayload"},
+                },
+            },
+        ],
+    },
+    "LogisticsShipmentFailedPayload": {
+        "type": "object",
+        "description": "The shipment failed (lost, refused, address not found, …); staff may retry it or cancel the order.",
+        "additionalProperties": False,
+        "required": [
+            "shipment_id",
+            "order_id",
+            "order_number",
+            "customer_email",
+            "tracking_code",
+            "reason",
+            "failed_at",
+        ],
+        "properties": {
+            "shipment_id": {"type": "string", "format": "uuid"},
+            "order_id": {"type": "string", "format": "uuid"},
+            "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+            "customer_email": {
+                "type": "string",
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address (where notification writes).",
+            },
+            "tracking_code": {
+                "type": ["string", "null"],
+                "pattern": "^[A-Z0-9]{8,40}$",
+                "description": "Null when it failed before dispatch.",
+            },
+            "reason": {"type": "string", "minLength": 1, "maxLength": 255},
+            "failed_at": {"type": "string", "format": "date-time"},
+        },
+    },
+    "LogisticsShipmentFailedEvent": {
+        "description": "Envelope of `logistics.shipment.failed`.",
+        "allOf": [
+            {"$ref": "#/definitions/EventEnvelope"},
+            {
+                "type": "object",
+                "properties": {
+                    "event_name": {"type": "string", "enum": ["logistics.shipment.failed"]},
+                    "payload": {"$ref": "#/definitions/LogisticsShipmentFailedPayload"},
                 },
             },
         ],
@@ -1020,6 +1420,12 @@ DEFINITIONS: Mapping[str, Any] = {
             "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
             "payment_id": {"type": "string", "format": "uuid"},
             "customer_id": {"type": "string", "format": "uuid"},
+            "customer_email": {
+                "type": ["string", "null"],
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address as the order gave it (where notification writes); null for payments made before 1.1.",
+            },
             "amount": {
                 "type": "string",
                 "pattern": "^\\d{1,12}\\.\\d{2}$",
@@ -1072,6 +1478,12 @@ DEFINITIONS: Mapping[str, Any] = {
             "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
             "payment_id": {"type": "string", "format": "uuid"},
             "customer_id": {"type": "string", "format": "uuid"},
+            "customer_email": {
+                "type": ["string", "null"],
+                "format": "email",
+                "maxLength": 254,
+                "description": "The customer's e-mail address as the order gave it (where notification writes); null for payments made before 1.1.",
+            },
             "amount": {
                 "type": "string",
                 "pattern": "^\\d{1,12}\\.\\d{2}$",
@@ -1375,12 +1787,44 @@ ENVELOPE_SCHEMAS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "$ref": "#/definitions/SalesOrderCancelledEvent",
             "definitions": DEFINITIONS,
         },
+        "sales.order.shipped": {
+            "$ref": "#/definitions/SalesOrderShippedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "sales.order.completed": {
+            "$ref": "#/definitions/SalesOrderCompletedEvent",
+            "definitions": DEFINITIONS,
+        },
         "sales.customer.created": {
             "$ref": "#/definitions/SalesCustomerCreatedEvent",
             "definitions": DEFINITIONS,
         },
         "sales.customer.updated": {
             "$ref": "#/definitions/SalesCustomerUpdatedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "logistics.shipment.created": {
+            "$ref": "#/definitions/LogisticsShipmentCreatedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "logistics.shipment.dispatched": {
+            "$ref": "#/definitions/LogisticsShipmentDispatchedEvent",
+            "definitions": DEFINITIONS,
+        },
+        "logistics.shipment.in_transit": {
+            "$ref": "#/definitions/LogisticsShipmentInTransitEvent",
+            "definitions": DEFINITIONS,
+        },
+        "logistics.shipment.out_for_delivery": {
+            "$ref": "#/definitions/LogisticsShipmentOutForDeliveryEvent",
+            "definitions": DEFINITIONS,
+        },
+        "logistics.shipment.delivered": {
+            "$ref": "#/definitions/LogisticsShipmentDeliveredEvent",
+            "definitions": DEFINITIONS,
+        },
+        "logistics.shipment.failed": {
+            "$ref": "#/definitions/LogisticsShipmentFailedEvent",
             "definitions": DEFINITIONS,
         },
         "financial.payment.requested": {

@@ -61,6 +61,10 @@ ADDRESS = {
     "zip_code": "13000-000",
     "country": "BR",
 }
+CUSTOMER = {
+    "customer_id": "b2c3d4e5-f6a7-4b8c-9d0e-1f2a3b4c5d6e",
+    "customer_email": "a@example.com",
+}
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +182,15 @@ def _lines(*lines: tuple[UUID, int]) -> list[dict[str, Any]]:
 
 def confirmed(order_id: UUID, *lines: tuple[UUID, int]) -> SalesOrderConfirmedPayload:
     return SalesOrderConfirmedPayload.model_validate(
-        {"order_id": str(order_id), "order_number": "ORD-2025-000001", "items": _lines(*lines)}
+        {
+            "order_id": str(order_id),
+            "order_number": "ORD-2025-000001",
+            **CUSTOMER,
+            "total": "10.00",
+            "currency": "BRL",
+            "shipping_address": ADDRESS,
+            "items": _lines(*lines),
+        }
     )
 
 
@@ -187,6 +199,7 @@ def cancelled(order_id: UUID, *lines: tuple[UUID, int]) -> SalesOrderCancelledPa
         {
             "order_id": str(order_id),
             "order_number": "ORD-2025-000001",
+            **CUSTOMER,
             "reason": "payment declined",
             "items": _lines(*lines),
         }

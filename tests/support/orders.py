@@ -101,6 +101,11 @@ def order_confirmed(created: dict[str, Any]) -> dict[str, Any]:
         {
             "order_id": payload["order_id"],
             "order_number": payload["order_number"],
+            "customer_id": payload["customer_id"],
+            "customer_email": payload["customer_email"],
+            "total": payload["total"],
+            "currency": payload["currency"],
+            "shipping_address": payload["shipping_address"],
             "items": [
                 {"product_id": item["product_id"], "quantity": item["quantity"]}
                 for item in payload["items"]
@@ -120,6 +125,8 @@ def order_cancelled(
         {
             "order_id": payload["order_id"],
             "order_number": payload["order_number"],
+            "customer_id": payload["customer_id"],
+            "customer_email": payload["customer_email"],
             "reason": reason,
             "items": [
                 {"product_id": item["product_id"], "quantity": item["quantity"]}

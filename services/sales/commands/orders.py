@@ -356,7 +356,14 @@ async def _move(
         events.publish_sales_order_confirmed(
             uow,
             SalesOrderConfirmedPayload(
-                order_id=order.id, order_number=order.order_number, items=_lines_of(items)
+                order_id=order.id,
+                order_number=order.order_number,
+                customer_id=order.customer_id,
+                customer_email=order.customer_email,
+                total=order.total,
+                currency=order.currency,
+                shipping_address=Address.model_validate(order.shipping_address),
+                items=_lines_of(items),
             ),
         )
     elif target is OrderStatus.CANCELLED:
@@ -367,6 +374,8 @@ async def _move(
             SalesOrderCancelledPayload(
                 order_id=order.id,
                 order_number=order.order_number,
+                customer_id=order.customer_id,
+                customer_email=order.customer_email,
                 reason=reason[:255],
                 items=_lines_of(items),
             ),
