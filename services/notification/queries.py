@@ -70,4 +70,4 @@ async def mailbox(ctx: ServiceContext) -> models.MailboxMessageList:
 
 def mailbox_page(messages: models.MailboxMessageList) -> bytes:
     page = templates.environment().get_template("dev/mailbox.html")
-    return page.render(messages=messages.data).encode()
+    return page.render(messages=messages.model_dump(mode="json")["data"]).encode()
