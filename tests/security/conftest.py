@@ -113,7 +113,12 @@ def logistics_app(
 def notification_app(
     security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
 ) -> Iterator[ServiceProcess]:
-    env = {**security_env, "ERP_AUTH_URL": auth_app.url}
+    env = {
+        **security_env,
+        "ERP_AUTH_URL": auth_app.url,
+        # Ad hoc webhooks are enabled, so the SSRF probes reach the address checks.
+        "ERP_NOTIFICATION_WEBHOOK_SECRET": "security-suite-webhook-secret",
+    }
     with ServiceProcess("notification", env, security_logs).start() as service:
         yield service
 
