@@ -15,6 +15,7 @@ from uuid import UUID, uuid4
 
 from pydantic import MISSING, BaseModel
 
+from generated.events.models import EventEnvelope
 from generated.notification import models
 from services.notification import templates
 from services.notification.channels import (
@@ -192,22 +193,12 @@ def _new_record(
 # ------------------------------------------------------------------ from events
 
 
-class Envelope(BaseModel):
-    """The parts of any event envelope that notifying needs (the generated one has them)."""
-
-    event_id: UUID
-    event_name: str
-    correlation_id: UUID
-
-
-async def notify_event(ctx: ServiceContext, event: BaseModel) -> None:
+async def notify_event(ctx: ServiceContext, event: EventEnvelope, payload: BaseModel) -> None:
     """Send what the event says (its e-mail, and its webhooks) and record each; raise when a
     channel failed so that the kit retries (or dead-letters when no retry can help)."""
-    facts = Envelope.model_validate(event, from_attributes=True)
-    payload: BaseModel = getattr(event, "payload")  # noqa: B009 - every envelope has one
     notifier = notifier_of(ctx)
     records: list[Record] = []
-    message = outgoing(facts.event_name, payload, notifier.settings)
+    message = outgoing(event.event_name, payload, notifier.settings)
     for address in message.recipients:
         try:
             rendered = templates.render(message.template, "email", message.variables)
@@ -216,22 +207,22 @@ async def notify_event(ctx: ServiceContext, event: BaseModel) -> None:
         content = Content(subject=rendered.subject, text=rendered.text, html=rendered.html)
         records.append(
             await _event_record(
-                ctx, facts, models.Channel.email, address, content, message.template
+                ctx, event, models.Channel.email, address, content, message.template
             )
         )
-    for url in notifier.settings.webhooks_for(facts.event_name):
+    for url in notifier.settings.webhooks_for(event.event_name):
         body = json.dumps(
             {
-                "event_id": str(facts.event_id),
-                "event_name": facts.event_name,
+                "event_id": str(event.event_id),
+                "event_name": event.event_name,
                 "occurred_at": event.model_dump(mode="json")["occurred_at"],
-                "correlation_id": str(facts.correlation_id),
+                "correlation_id": str(event.correlation_id),
                 "payload": payload.model_dump(mode="json"),
             },
             separators=(",", ":"),
         )
         records.append(
-            await _event_record(ctx, facts, models.Channel.webhook, url, Content(body=body), None)
+            await _event_record(ctx, event, models.Channel.webhook, url, Content(body=body), None)
         )
     failures = [
         outcome.error for outcome in [await deliver(ctx, r) for r in records] if outcome.error
@@ -245,13 +236,13 @@ async def notify_event(ctx: ServiceContext, event: BaseModel) -> None:
 
 async def _event_record(
     ctx: ServiceContext,
-    facts: Envelope,
+    event: EventEnvelope,
     channel: models.Channel,
     recipient: str,
     content: Content,
     template: str | None,
 ) -> Record:
-    identifier = notification_id(facts.event_id, channel.value, recipient)
+    identifier = notification_id(event.event_id, channel.value, recipient)
     existing = await load(ctx, identifier)
     if existing is not None:
         return existing  # a retried event: the same notification, its attempts counted on
@@ -261,9 +252,9 @@ async def _event_record(
         recipient,
         content,
         template=template,
-        event_name=facts.event_name,
-        event_id=facts.event_id,
-        correlation_id=facts.correlation_id,
+        event_name=event.event_name,
+        event_id=event.event_id,
+        correlation_id=event.correlation_id,
     )
 
 
