@@ -32,7 +32,7 @@ from tests.support.mailsink import (
     webhook_receiver,
 )
 from tests.support.processes import ServerThread
-from tests.support.wire import publish_body
+from tests.support.wire import publish_body, take_dead_letter
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,9 @@ def settings(
         "ERP_NOTIFICATION_STAFF_EMAIL": STAFF,
         "ERP_NOTIFICATION_PUBLIC_URL": "https://shop.example.com",
         "ERP_NOTIFICATION_WEBHOOK_SECRET": SECRET,
-        "ERP_NOTIFICATION_WEBHOOKS": f"logistics.shipment.dispatched={receiver.url}/dispatched",
+        # Delivered shipments also go to a private address nobody allowed: refused every time.
+        "ERP_NOTIFICATION_WEBHOOKS": f"logistics.shipment.dispatched={receiver.url}/dispatched,"
+        "logistics.shipment.delivered=http://10.255.255.1/hook",
         "ERP_NOTIFICATION_WEBHOOK_ALLOW": "127.0.0.1/32",
         "ERP_NOTIFICATION_HISTORY_LIMIT": "500",
     }
@@ -439,3 +441,23 @@ def test_without_the_send_permission_an_adhoc_send_is_a_403(
 def test_the_dev_mailbox_is_not_served_where_smtp_is_configured(api: Api) -> None:
     assert api.get("/dev/mailbox", token=None).status_code == 404
     assert api.get("/dev/mailbox/messages", token=None).status_code == 404
+
+
+async def test_a_refused_webhook_target_dead_letters_at_once_and_the_email_still_goes(
+    channel: aio_pika.abc.AbstractChannel, sink: SmtpSink, api: Api
+) -> None:
+    address = unique_email("refused-target")
+    envelope = fresh("logistics.shipment.delivered", customer_email=address)
+    await publish(channel, envelope)
+    dead = await take_dead_letter(channel, "notification.dlq", envelope["event_id"])
+    assert dead.header("x-erp-error") == "DeadLetter"
+    assert dead.header("x-erp-attempts") == 1  # no retry can make the address public
+    assert "must resolve only to public addresses (one is private)" in dead.header(
+        "x-erp-error-reason"
+    )
+    assert len(sink.wait_for(address)) == 1
+    [webhook] = [
+        n for n in history(api, channel="webhook") if n["event_id"] == envelope["event_id"]
+    ]
+    assert webhook["status"] == "failed"
+    assert webhook["recipient"] == "http://10.255.255.1/hook"
