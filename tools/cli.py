@@ -370,7 +370,7 @@ def _mail_show(args: argparse.Namespace) -> int:
     found = [mail for mail in _kept_mail() if mail["id"] == args.notification_id]
     if not found:
         print(f"erp: no kept e-mail {args.notification_id}", file=sys.stderr)
-        return EXIT_REFUSED
+        return 1
     mail = found[0]
     print(f"To: {mail['to']}\nSubject: {mail['subject']}\nKept: {mail['kept_at']}\n")
     print(mail["text"])
