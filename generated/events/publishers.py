@@ -7,6 +7,8 @@ event in an `EventSink` (the unit of work's outbox):
 
     publish_auth_user_registered(uow, AuthUserRegisteredPayload(...))
 
+Each returns the event's id (a later event of the conversation may name it as its cause).
+
 `EVENTS` maps every event name to its spec; `ENVELOPE_MODELS` maps it to the model of its
 whole envelope (to validate a message as it travels).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -685,284 +688,284 @@ ENVELOPE_MODELS: Mapping[str, type[BaseModel]] = MappingProxyType(
 """The envelope model of every event by name."""
 
 
-def publish_auth_user_registered(sink: EventSink, payload: AuthUserRegisteredPayload) -> None:
+def publish_auth_user_registered(sink: EventSink, payload: AuthUserRegisteredPayload) -> UUID:
     """A user registered (self-service or created by an admin); carries the e-mail verification
     token for the welcome/verification e-mail. Emit `auth.user.registered` to auth.events
     (priority 3).
     """
-    sink.emit(AUTH_USER_REGISTERED, payload)
+    return sink.emit(AUTH_USER_REGISTERED, payload)
 
 
-def publish_auth_user_updated(sink: EventSink, payload: AuthUserUpdatedPayload) -> None:
+def publish_auth_user_updated(sink: EventSink, payload: AuthUserUpdatedPayload) -> UUID:
     """A user's profile, status or roles changed. Emit `auth.user.updated` to auth.events."""
-    sink.emit(AUTH_USER_UPDATED, payload)
+    return sink.emit(AUTH_USER_UPDATED, payload)
 
 
-def publish_auth_user_deleted(sink: EventSink, payload: AuthUserDeletedPayload) -> None:
+def publish_auth_user_deleted(sink: EventSink, payload: AuthUserDeletedPayload) -> UUID:
     """A user was deleted (deactivated for good by an administrator). Emit `auth.user.deleted` to
     auth.events.
     """
-    sink.emit(AUTH_USER_DELETED, payload)
+    return sink.emit(AUTH_USER_DELETED, payload)
 
 
-def publish_auth_user_activated(sink: EventSink, payload: AuthUserActivatedPayload) -> None:
+def publish_auth_user_activated(sink: EventSink, payload: AuthUserActivatedPayload) -> UUID:
     """A user account was activated. Emit `auth.user.activated` to auth.events."""
-    sink.emit(AUTH_USER_ACTIVATED, payload)
+    return sink.emit(AUTH_USER_ACTIVATED, payload)
 
 
-def publish_auth_user_deactivated(sink: EventSink, payload: AuthUserDeactivatedPayload) -> None:
+def publish_auth_user_deactivated(sink: EventSink, payload: AuthUserDeactivatedPayload) -> UUID:
     """A user account was deactivated; its sessions are revoked. Emit `auth.user.deactivated` to
     auth.events.
     """
-    sink.emit(AUTH_USER_DEACTIVATED, payload)
+    return sink.emit(AUTH_USER_DEACTIVATED, payload)
 
 
 def publish_auth_user_password_reset_requested(
     sink: EventSink, payload: AuthUserPasswordResetRequestedPayload
-) -> None:
+) -> UUID:
     """A user asked for a password reset; carries the one-time reset token to be e-mailed. Emit
     `auth.user.password_reset_requested` to auth.events (priority 9, TTL 3600000 ms).
     """
-    sink.emit(AUTH_USER_PASSWORD_RESET_REQUESTED, payload)
+    return sink.emit(AUTH_USER_PASSWORD_RESET_REQUESTED, payload)
 
 
 def publish_auth_user_email_verification_requested(
     sink: EventSink, payload: AuthUserEmailVerificationRequestedPayload
-) -> None:
+) -> UUID:
     """A user asked for a new e-mail verification link; carries the verification token. Emit
     `auth.user.email_verification_requested` to auth.events (priority 7, TTL 86400000 ms).
     """
-    sink.emit(AUTH_USER_EMAIL_VERIFICATION_REQUESTED, payload)
+    return sink.emit(AUTH_USER_EMAIL_VERIFICATION_REQUESTED, payload)
 
 
 def publish_inventory_product_created(
     sink: EventSink, payload: InventoryProductCreatedPayload
-) -> None:
+) -> UUID:
     """A product was created; carries the full product state (sales keeps a replica of the
     catalogue). Emit `inventory.product.created` to inventory.events.
     """
-    sink.emit(INVENTORY_PRODUCT_CREATED, payload)
+    return sink.emit(INVENTORY_PRODUCT_CREATED, payload)
 
 
 def publish_inventory_product_updated(
     sink: EventSink, payload: InventoryProductUpdatedPayload
-) -> None:
+) -> UUID:
     """A product changed; carries the full product state after the change. Emit
     `inventory.product.updated` to inventory.events.
     """
-    sink.emit(INVENTORY_PRODUCT_UPDATED, payload)
+    return sink.emit(INVENTORY_PRODUCT_UPDATED, payload)
 
 
 def publish_inventory_product_deleted(
     sink: EventSink, payload: InventoryProductDeletedPayload
-) -> None:
+) -> UUID:
     """A product was deleted; carries its last state. Emit `inventory.product.deleted` to
     inventory.events.
     """
-    sink.emit(INVENTORY_PRODUCT_DELETED, payload)
+    return sink.emit(INVENTORY_PRODUCT_DELETED, payload)
 
 
 def publish_inventory_stock_reserved(
     sink: EventSink, payload: InventoryStockReservedPayload
-) -> None:
+) -> UUID:
     """Every item of an order was reserved (all or nothing) in the default warehouse; the
     reservation expires at `expires_at` unless confirmed. Emit `inventory.stock.reserved` to
     inventory.events.
     """
-    sink.emit(INVENTORY_STOCK_RESERVED, payload)
+    return sink.emit(INVENTORY_STOCK_RESERVED, payload)
 
 
 def publish_inventory_stock_reservation_failed(
     sink: EventSink, payload: InventoryStockReservationFailedPayload
-) -> None:
+) -> UUID:
     """The items of an order could not be reserved (nothing was reserved); lists the items short of
     stock. Emit `inventory.stock.reservation_failed` to inventory.events.
     """
-    sink.emit(INVENTORY_STOCK_RESERVATION_FAILED, payload)
+    return sink.emit(INVENTORY_STOCK_RESERVATION_FAILED, payload)
 
 
 def publish_inventory_stock_released(
     sink: EventSink, payload: InventoryStockReleasedPayload
-) -> None:
+) -> UUID:
     """An order's reservation was released (order cancelled, or the pending reservation expired).
     Emit `inventory.stock.released` to inventory.events.
     """
-    sink.emit(INVENTORY_STOCK_RELEASED, payload)
+    return sink.emit(INVENTORY_STOCK_RELEASED, payload)
 
 
 def publish_inventory_stock_confirmed(
     sink: EventSink, payload: InventoryStockConfirmedPayload
-) -> None:
+) -> UUID:
     """An order's reservation was confirmed: on hand and reserved both went down by the items'
     quantities. Emit `inventory.stock.confirmed` to inventory.events.
     """
-    sink.emit(INVENTORY_STOCK_CONFIRMED, payload)
+    return sink.emit(INVENTORY_STOCK_CONFIRMED, payload)
 
 
 def publish_inventory_stock_low_alert(
     sink: EventSink, payload: InventoryStockLowAlertPayload
-) -> None:
+) -> UUID:
     """The available quantity of a product in a warehouse fell to its minimum quantity or below.
     Emit `inventory.stock.low_alert` to inventory.events (priority 2, TTL 14400000 ms).
     """
-    sink.emit(INVENTORY_STOCK_LOW_ALERT, payload)
+    return sink.emit(INVENTORY_STOCK_LOW_ALERT, payload)
 
 
-def publish_sales_order_created(sink: EventSink, payload: SalesOrderCreatedPayload) -> None:
+def publish_sales_order_created(sink: EventSink, payload: SalesOrderCreatedPayload) -> UUID:
     """An order was placed (status pending); carries everything the saga needs: items, totals,
     payment method, customer and shipping address. Emit `sales.order.created` to sales.events
     (priority 5).
     """
-    sink.emit(SALES_ORDER_CREATED, payload)
+    return sink.emit(SALES_ORDER_CREATED, payload)
 
 
-def publish_sales_order_confirmed(sink: EventSink, payload: SalesOrderConfirmedPayload) -> None:
+def publish_sales_order_confirmed(sink: EventSink, payload: SalesOrderConfirmedPayload) -> UUID:
     """An order was confirmed (stock reserved and payment approved). 1.1 added the customer, the
     total and the shipping address, so that logistics can ship and notification can write without
     asking sales. Emit `sales.order.confirmed` to sales.events (priority 5).
     """
-    sink.emit(SALES_ORDER_CONFIRMED, payload)
+    return sink.emit(SALES_ORDER_CONFIRMED, payload)
 
 
-def publish_sales_order_cancelled(sink: EventSink, payload: SalesOrderCancelledPayload) -> None:
+def publish_sales_order_cancelled(sink: EventSink, payload: SalesOrderCancelledPayload) -> UUID:
     """An order was cancelled (from pending or confirmed, or shipped when its shipment failed), with
     the reason. 1.1 added the customer. Emit `sales.order.cancelled` to sales.events (priority
     5).
     """
-    sink.emit(SALES_ORDER_CANCELLED, payload)
+    return sink.emit(SALES_ORDER_CANCELLED, payload)
 
 
-def publish_sales_order_shipped(sink: EventSink, payload: SalesOrderShippedPayload) -> None:
+def publish_sales_order_shipped(sink: EventSink, payload: SalesOrderShippedPayload) -> UUID:
     """The order's shipment was dispatched (`logistics.shipment.dispatched`). Emit
     `sales.order.shipped` to sales.events (priority 5).
     """
-    sink.emit(SALES_ORDER_SHIPPED, payload)
+    return sink.emit(SALES_ORDER_SHIPPED, payload)
 
 
-def publish_sales_order_completed(sink: EventSink, payload: SalesOrderCompletedPayload) -> None:
+def publish_sales_order_completed(sink: EventSink, payload: SalesOrderCompletedPayload) -> UUID:
     """The order was delivered (`logistics.shipment.delivered`): the saga's happy end. Emit
     `sales.order.completed` to sales.events (priority 5).
     """
-    sink.emit(SALES_ORDER_COMPLETED, payload)
+    return sink.emit(SALES_ORDER_COMPLETED, payload)
 
 
-def publish_sales_customer_created(sink: EventSink, payload: SalesCustomerState) -> None:
+def publish_sales_customer_created(sink: EventSink, payload: SalesCustomerState) -> UUID:
     """A customer was created; the whole customer, addresses included. Emit `sales.customer.created`
     to sales.events.
     """
-    sink.emit(SALES_CUSTOMER_CREATED, payload)
+    return sink.emit(SALES_CUSTOMER_CREATED, payload)
 
 
-def publish_sales_customer_updated(sink: EventSink, payload: SalesCustomerState) -> None:
+def publish_sales_customer_updated(sink: EventSink, payload: SalesCustomerState) -> UUID:
     """A customer or one of its addresses changed; the whole customer, so a replica keeps the newest
     `version`. Emit `sales.customer.updated` to sales.events.
     """
-    sink.emit(SALES_CUSTOMER_UPDATED, payload)
+    return sink.emit(SALES_CUSTOMER_UPDATED, payload)
 
 
 def publish_logistics_shipment_created(
     sink: EventSink, payload: LogisticsShipmentCreatedPayload
-) -> None:
+) -> UUID:
     """A shipment was created for a confirmed order (or again, when staff retry a failed one). Emit
     `logistics.shipment.created` to logistics.events.
     """
-    sink.emit(LOGISTICS_SHIPMENT_CREATED, payload)
+    return sink.emit(LOGISTICS_SHIPMENT_CREATED, payload)
 
 
 def publish_logistics_shipment_dispatched(
     sink: EventSink, payload: LogisticsShipmentDispatchedPayload
-) -> None:
+) -> UUID:
     """The parcel left the warehouse with a carrier, under a tracking code. Emit
     `logistics.shipment.dispatched` to logistics.events (priority 5).
     """
-    sink.emit(LOGISTICS_SHIPMENT_DISPATCHED, payload)
+    return sink.emit(LOGISTICS_SHIPMENT_DISPATCHED, payload)
 
 
 def publish_logistics_shipment_in_transit(
     sink: EventSink, payload: LogisticsShipmentInTransitPayload
-) -> None:
+) -> UUID:
     """The carrier reported the parcel on its way. Emit `logistics.shipment.in_transit` to
     logistics.events.
     """
-    sink.emit(LOGISTICS_SHIPMENT_IN_TRANSIT, payload)
+    return sink.emit(LOGISTICS_SHIPMENT_IN_TRANSIT, payload)
 
 
 def publish_logistics_shipment_out_for_delivery(
     sink: EventSink, payload: LogisticsShipmentOutForDeliveryPayload
-) -> None:
+) -> UUID:
     """The parcel is on the last leg, out with the courier. Emit
     `logistics.shipment.out_for_delivery` to logistics.events.
     """
-    sink.emit(LOGISTICS_SHIPMENT_OUT_FOR_DELIVERY, payload)
+    return sink.emit(LOGISTICS_SHIPMENT_OUT_FOR_DELIVERY, payload)
 
 
 def publish_logistics_shipment_delivered(
     sink: EventSink, payload: LogisticsShipmentDeliveredPayload
-) -> None:
+) -> UUID:
     """The parcel was delivered, with the proof of delivery. Emit `logistics.shipment.delivered` to
     logistics.events (priority 5).
     """
-    sink.emit(LOGISTICS_SHIPMENT_DELIVERED, payload)
+    return sink.emit(LOGISTICS_SHIPMENT_DELIVERED, payload)
 
 
 def publish_logistics_shipment_failed(
     sink: EventSink, payload: LogisticsShipmentFailedPayload
-) -> None:
+) -> UUID:
     """The shipment failed (lost, refused, address not found, …); staff may retry it or cancel the
     order. Emit `logistics.shipment.failed` to logistics.events.
     """
-    sink.emit(LOGISTICS_SHIPMENT_FAILED, payload)
+    return sink.emit(LOGISTICS_SHIPMENT_FAILED, payload)
 
 
 def publish_financial_payment_requested(
     sink: EventSink, payload: FinancialPaymentRequestedPayload
-) -> None:
+) -> UUID:
     """An order's payment was created, `pending`, and is about to be charged (one per order). Emit
     `financial.payment.requested` to financial.events.
     """
-    sink.emit(FINANCIAL_PAYMENT_REQUESTED, payload)
+    return sink.emit(FINANCIAL_PAYMENT_REQUESTED, payload)
 
 
 def publish_financial_payment_processed(
     sink: EventSink, payload: FinancialPaymentProcessedPayload
-) -> None:
+) -> UUID:
     """The gateway approved the payment of an order. Emit `financial.payment.processed` to
     financial.events (priority 6).
     """
-    sink.emit(FINANCIAL_PAYMENT_PROCESSED, payload)
+    return sink.emit(FINANCIAL_PAYMENT_PROCESSED, payload)
 
 
 def publish_financial_payment_failed(
     sink: EventSink, payload: FinancialPaymentFailedPayload
-) -> None:
+) -> UUID:
     """The gateway declined the payment of an order (or did not answer). Emit
     `financial.payment.failed` to financial.events (priority 8).
     """
-    sink.emit(FINANCIAL_PAYMENT_FAILED, payload)
+    return sink.emit(FINANCIAL_PAYMENT_FAILED, payload)
 
 
 def publish_financial_payment_refunded(
     sink: EventSink, payload: FinancialPaymentRefundedPayload
-) -> None:
+) -> UUID:
     """An approved payment was refunded because its order was cancelled. Emit
     `financial.payment.refunded` to financial.events.
     """
-    sink.emit(FINANCIAL_PAYMENT_REFUNDED, payload)
+    return sink.emit(FINANCIAL_PAYMENT_REFUNDED, payload)
 
 
 def publish_financial_invoice_generated(
     sink: EventSink, payload: FinancialInvoiceGeneratedPayload
-) -> None:
+) -> UUID:
     """An order's invoice was issued (its number, series and access key are final). Emit
     `financial.invoice.generated` to financial.events.
     """
-    sink.emit(FINANCIAL_INVOICE_GENERATED, payload)
+    return sink.emit(FINANCIAL_INVOICE_GENERATED, payload)
 
 
 def publish_financial_invoice_cancelled(
     sink: EventSink, payload: FinancialInvoiceCancelledPayload
-) -> None:
+) -> UUID:
     """An invoice was cancelled (over HTTP, or because its order was cancelled). Emit
     `financial.invoice.cancelled` to financial.events.
     """
-    sink.emit(FINANCIAL_INVOICE_CANCELLED, payload)
+    return sink.emit(FINANCIAL_INVOICE_CANCELLED, payload)

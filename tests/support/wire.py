@@ -10,6 +10,7 @@ from typing import Any
 
 import aio_pika
 
+from generated.events.publishers import EVENTS
 from tests.support.polling import eventually
 
 
@@ -23,9 +24,11 @@ async def publish_body(
     correlation_id: str | None = None,
 ) -> None:
     """Publish like a producer of the platform: persistent JSON with a message id, confirmed by
-    the broker and routed (`mandatory`); `exchange` "" is the default exchange, which routes to
-    the queue named by `routing_key`."""
+    the broker and routed (`mandatory`), with the priority and TTL the document gives the event
+    the routing key names; `exchange` "" is the default exchange, which routes to the queue
+    named by `routing_key`."""
     target = channel.default_exchange if exchange == "" else await channel.get_exchange(exchange)
+    spec = EVENTS.get(routing_key)
     await target.publish(
         aio_pika.Message(
             body,
@@ -33,6 +36,8 @@ async def publish_body(
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
             message_id=message_id,
             correlation_id=correlation_id,
+            priority=None if spec is None else spec.priority,
+            expiration=None if spec is None or spec.ttl_ms is None else spec.ttl_ms / 1000,
         ),
         routing_key=routing_key,
         mandatory=True,

@@ -543,9 +543,9 @@ def render_publishers(events: EventsDocument) -> str:
         for e in events.events
     )
     functions = "\n\n\n".join(
-        f"def {e.function}(sink: EventSink, payload: {e.payload_schema}) -> None:\n"
+        f"def {e.function}(sink: EventSink, payload: {e.payload_schema}) -> UUID:\n"
         f"    {docstring(_function_doc(e), 4)}\n"
-        f"    sink.emit({e.constant}, payload)"
+        f"    return sink.emit({e.constant}, payload)"
         for e in events.events
     )
     events_table = "".join(f"    {e.name!r}: {e.constant},\n" for e in events.events)
@@ -561,6 +561,8 @@ event in an `EventSink` (the unit of work's outbox):
 
     publish_auth_user_registered(uow, AuthUserRegisteredPayload(...))
 
+Each returns the event's id (a later event of the conversation may name it as its cause).
+
 `EVENTS` maps every event name to its spec; `ENVELOPE_MODELS` maps it to the model of its
 whole envelope (to validate a message as it travels).
 """
@@ -569,6 +571,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from uuid import UUID
 
 from pydantic import BaseModel
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+from uuid import UUID
 
 from pydantic import BaseModel
 
@@ -29,9 +30,10 @@ class EventSpec:
 
 
 class EventSink(Protocol):
-    """Where a use case records the events its transaction produces (the outbox)."""
+    """Where a use case records the events its transaction produces (the outbox). `emit`
+    returns the event's id: what a later event of the same conversation names as its cause."""
 
-    def emit(self, spec: EventSpec, payload: BaseModel) -> None: ...
+    def emit(self, spec: EventSpec, payload: BaseModel) -> UUID: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -255,8 +255,9 @@ class UnitOfWork:
         self._pending_events = pending
         del self._after_commit[callbacks:]
 
-    def emit(self, spec: EventSpec, payload: BaseModel) -> None:
-        """Record an event in the outbox; it is published only if the transaction commits."""
+    def emit(self, spec: EventSpec, payload: BaseModel) -> UUID:
+        """Record an event in the outbox; it is published only if the transaction commits.
+        Returns its event id."""
         if spec.producer != self.service:
             raise ValueError(
                 f"{self.service} cannot emit {spec.name}: the AsyncAPI document names "
@@ -311,6 +312,7 @@ class UnitOfWork:
         )
         self._pending_events += 1
         self.emitted.append(envelope)
+        return event_id
 
     async def mark_handled(self, consumer: str, event_id: UUID | str, event_name: str = "") -> bool:
         """Record that `consumer` handled `event_id`; False when it already had (a duplicate).
