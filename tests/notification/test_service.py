@@ -461,3 +461,25 @@ async def test_a_refused_webhook_target_dead_letters_at_once_and_the_email_still
     ]
     assert webhook["status"] == "failed"
     assert webhook["recipient"] == "http://10.255.255.1/hook"
+
+
+async def test_an_event_failing_every_attempt_is_dead_lettered_then_retried_by_hand(
+    channel: aio_pika.abc.AbstractChannel, sink: SmtpSink, receiver: WebhookReceiver, api: Api
+) -> None:
+    address = unique_email("exhausted")
+    receiver.failures["/dispatched"] = 4  # the first attempt and the kit's three retries
+    envelope = fresh("logistics.shipment.dispatched", customer_email=address)
+    await publish(channel, envelope)
+    dead = await take_dead_letter(channel, "notification.dlq", envelope["event_id"])
+    assert dead.header("x-erp-error") == "NotificationFailedError"
+    assert dead.header("x-erp-attempts") == 4
+    assert dead.header("x-erp-error-reason") == "webhook answered 500"
+    [webhook] = [
+        n for n in history(api, channel="webhook") if n["event_id"] == envelope["event_id"]
+    ]
+    assert (webhook["status"], webhook["attempts"], webhook["retries"]) == ("failed", 4, 0)
+    retried = api.post(f"/api/v1/notifications/{webhook['id']}/retry")
+    assert retried.status_code == 200, retried.text
+    assert (retried.json()["status"], retried.json()["attempts"]) == ("sent", 5)
+    assert len(of_event(receiver, envelope["event_id"])) == 5
+    assert len(sink.to(address)) == 1  # the e-mail went on the first attempt, and only then
