@@ -15,6 +15,7 @@ SERVICES: dict[str, str] = {
     "sales": "services.sales.service",
     "logistics": "services.logistics.service",
     "financial": "services.financial.service",
+    "notification": "services.notification.service",
 }
 
 
@@ -36,6 +37,7 @@ DEMO_DATA: dict[str, str] = {
     "sales": "services.sales.demo",
     "logistics": "services.logistics.demo",
     "financial": "services.financial.demo",
+    "notification": "services.notification.demo",
 }
 
 

@@ -1,6 +1,6 @@
 """`erp` — the one command line of the platform.
 
-Every command that touches data (serve, up, users, demo, dlq) picks embedded mode or the real
+Every command that touches data (serve, up, users, demo, dlq, mail) picks embedded mode or the real
 servers by one rule (`choose_mode`: ERP_EMBEDDED, else any server URL set, else whether
 PostgreSQL, RabbitMQ and Redis answer on their default local ports) and says on stderr which it
 picked and why, before it acts. A server it cannot reach is one line naming it, not a traceback.
@@ -107,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("service")
     dlq_replay.add_argument("message_id", nargs="?", help="one message; all when omitted")
     dlq_replay.set_defaults(run=_dlq_replay)
+    mail = commands.add_parser(
+        "mail", help="the e-mails notification kept (no SMTP server configured)"
+    ).add_subparsers(dest="action", required=True)
+    mail_list = mail.add_parser("list", help="list the kept e-mails, newest first")
+    mail_list.set_defaults(run=_mail_list)
+    mail_show = mail.add_parser("show", help="show one kept e-mail, whole")
+    mail_show.add_argument("notification_id")
+    mail_show.set_defaults(run=_mail_show)
     return parser
 
 
@@ -326,3 +334,46 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     )
     print(f"replayed {count} message(s) from {args.service}.dlq")
     return 0 if count or args.message_id is None else 1
+
+
+def _kept_mail() -> list[dict[str, Any]]:
+    """What the notification service kept in Redis instead of sending, newest first."""
+    from services.platform.persistence.redis import Keys, connect_redis
+
+    settings = _settings_in_mode("notification")
+    if settings.redis_url is None:
+        raise SystemExit(
+            "erp: embedded mode keeps e-mail in the Redis stand-in inside the running `erp up`; "
+            "open http://127.0.0.1:8006/dev/mailbox there instead."
+        )
+
+    async def read() -> list[dict[str, Any]]:
+        redis = connect_redis(settings)
+        try:
+            raws = await redis.lrange(Keys(settings.redis_prefix)("notification", "mailbox"), 0, -1)
+        finally:
+            await redis.aclose()
+        return [json.loads(raw) for raw in raws]
+
+    return _reaching(settings, lambda: asyncio.run(read()))
+
+
+def _mail_list(args: argparse.Namespace) -> int:
+    kept = _kept_mail()
+    for mail in kept:
+        print(f"{mail['kept_at']}  {mail['id']}  {mail['to']}  {mail['subject']}")
+    print(f"{len(kept)} kept e-mail(s)", file=sys.stderr)
+    return 0
+
+
+def _mail_show(args: argparse.Namespace) -> int:
+    found = [mail for mail in _kept_mail() if mail["id"] == args.notification_id]
+    if not found:
+        print(f"erp: no kept e-mail {args.notification_id}", file=sys.stderr)
+        return 1
+    mail = found[0]
+    print(f"To: {mail['to']}\nSubject: {mail['subject']}\nKept: {mail['kept_at']}\n")
+    print(mail["text"])
+    for link in mail["links"]:
+        print(f"link: {link}")
+    return 0

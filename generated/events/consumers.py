@@ -38,7 +38,10 @@ from generated.events.models import (
     InventoryStockReleasedEvent,
     InventoryStockReservationFailedEvent,
     InventoryStockReservedEvent,
+    LogisticsShipmentDeliveredEvent,
+    LogisticsShipmentDispatchedEvent,
     SalesOrderCancelledEvent,
+    SalesOrderCompletedEvent,
     SalesOrderConfirmedEvent,
     SalesOrderCreatedEvent,
 )
@@ -189,6 +192,57 @@ class NotificationConsumers(Protocol):
     ) -> None:
         """The gateway declined the payment of an order (or did not answer).
         `financial.payment.failed` v1.1, published by financial.
+        """
+        ...
+
+    async def on_sales_order_created(
+        self, ctx: ServiceContext, event: SalesOrderCreatedEvent
+    ) -> None:
+        """An order was placed (status pending); carries everything the saga needs: items, totals,
+        payment method, customer and shipping address. `sales.order.created` v1.0, published by
+        sales.
+        """
+        ...
+
+    async def on_sales_order_confirmed(
+        self, ctx: ServiceContext, event: SalesOrderConfirmedEvent
+    ) -> None:
+        """An order was confirmed (stock reserved and payment approved). 1.1 added the customer, the
+        total and the shipping address, so that logistics can ship and notification can write
+        without asking sales. `sales.order.confirmed` v1.1, published by sales.
+        """
+        ...
+
+    async def on_sales_order_cancelled(
+        self, ctx: ServiceContext, event: SalesOrderCancelledEvent
+    ) -> None:
+        """An order was cancelled (from pending or confirmed, or shipped when its shipment failed),
+        with the reason. 1.1 added the customer. `sales.order.cancelled` v1.1, published by
+        sales.
+        """
+        ...
+
+    async def on_sales_order_completed(
+        self, ctx: ServiceContext, event: SalesOrderCompletedEvent
+    ) -> None:
+        """The order was delivered (`logistics.shipment.delivered`): the saga's happy end.
+        `sales.order.completed` v1.0, published by sales.
+        """
+        ...
+
+    async def on_logistics_shipment_dispatched(
+        self, ctx: ServiceContext, event: LogisticsShipmentDispatchedEvent
+    ) -> None:
+        """The parcel left the warehouse with a carrier, under a tracking code.
+        `logistics.shipment.dispatched` v1.0, published by logistics.
+        """
+        ...
+
+    async def on_logistics_shipment_delivered(
+        self, ctx: ServiceContext, event: LogisticsShipmentDeliveredEvent
+    ) -> None:
+        """The parcel was delivered, with the proof of delivery. `logistics.shipment.delivered`
+        v1.0, published by logistics.
         """
         ...
 

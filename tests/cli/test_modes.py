@@ -9,14 +9,17 @@ developer would, with the real servers still up outside for the tests that want 
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psycopg
 import pytest
+import redis
 
 from services.platform.core import settings as settings_module
 from services.platform.core.settings import choose_mode
@@ -183,3 +186,41 @@ def test_the_mode_names_its_reason(listening: set[int]) -> None:
         local.reason
         == "no server URL set; local postgresql :5432, rabbitmq :5672, redis :6379 answer"
     )
+
+
+def test_mail_in_embedded_mode_points_at_the_dev_mailbox(tmp_path: Path) -> None:
+    result = run_erp("mail", "list", env={"ERP_DATA_DIR": str(tmp_path)}, offline=True)
+    assert result.returncode == 1
+    no_traceback(result)
+    assert "running embedded" in mode_line(result)
+    assert "open http://127.0.0.1:8006/dev/mailbox there instead" in result.stderr
+
+
+@pytest.mark.integration
+def test_mail_lists_and_shows_what_notification_kept_on_redis(
+    scoped_env: Callable[[str], Mapping[str, str]],
+) -> None:
+    env = scoped_env("cli_mail")
+    identifier = str(uuid.uuid4())
+    kept = {
+        "id": identifier,
+        "to": "ana@example.com",
+        "subject": "Confirm your e-mail address",
+        "text": "Hello Ana,\n",
+        "html": '<a href="http://localhost:5173/verify-email?token=t">',
+        "links": ["http://localhost:5173/verify-email?token=t"],
+        "kept_at": "2026-01-01T00:00:00Z",
+    }
+    client = redis.Redis.from_url(env["ERP_REDIS_URL"])
+    client.lpush(f"{env['ERP_REDIS_PREFIX']}notification:mailbox", json.dumps(kept))
+    client.close()
+    listed = run_erp("mail", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert f"{identifier}  ana@example.com  Confirm your e-mail address" in listed.stdout
+    shown = run_erp("mail", "show", identifier, env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert "Hello Ana," in shown.stdout
+    assert "link: http://localhost:5173/verify-email?token=t" in shown.stdout
+    missing = run_erp("mail", "show", str(uuid.uuid4()), env=env)
+    assert missing.returncode == 1
+    no_traceback(missing)

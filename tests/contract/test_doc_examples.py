@@ -18,7 +18,7 @@ from jsonschema import Draft4Validator, FormatChecker
 from services.platform.runtime.app import spec_path
 from tools.codegen.openapi import JSON_SCHEMA_DIALECT, json_schema
 
-SERVICES = ("auth", "inventory", "sales", "financial", "logistics")
+SERVICES = ("auth", "inventory", "sales", "financial", "logistics", "notification")
 DOCUMENTS = {name: json.loads(spec_path(name).read_bytes()) for name in SERVICES}
 SCHEMA_MAPS = ("properties", "patternProperties")
 SCHEMA_LISTS = ("allOf", "anyOf", "oneOf")

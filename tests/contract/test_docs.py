@@ -31,6 +31,7 @@ from services.auth.service import definition as auth_definition
 from services.financial.service import definition as financial_definition
 from services.inventory.service import definition as inventory_definition
 from services.logistics.service import definition as logistics_definition
+from services.notification.service import definition as notification_definition
 from services.platform.core.contracts import KIT_OPERATIONS
 from services.platform.http.security import JWKS_PATH, JwksKeySource
 from services.platform.persistence.tables import OutboxMessage
@@ -48,7 +49,7 @@ from tests.support.polling import eventually
 from tools.codegen.examples import example_path
 
 METHODS = ("get", "put", "post", "delete", "patch")
-SERVICES = ("auth", "inventory", "sales", "financial", "logistics")
+SERVICES = ("auth", "inventory", "sales", "financial", "logistics", "notification")
 DOCUMENTS = {name: json.loads(spec_path(name).read_bytes()) for name in SERVICES}
 # Carlos's credentials, in this order, before any example deactivates him or changes his roles:
 # resend needs his login, verify the token resend sent, reset his (still active) account.
@@ -211,6 +212,9 @@ async def demo(
             logistics = await start(
                 dataclasses.replace(logistics_definition, signing_keys=lambda _ctx: jwks)
             )
+            notification = await start(
+                dataclasses.replace(notification_definition, signing_keys=lambda _ctx: jwks)
+            )
             demo = Demo(
                 {
                     "auth": auth,
@@ -218,6 +222,7 @@ async def demo(
                     "sales": sales,
                     "financial": financial,
                     "logistics": logistics,
+                    "notification": notification,
                 },
                 "",
                 "",

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -65,6 +66,19 @@ def test_erp_up_runs_embedded_and_serves_auth(tmp_path: Path) -> None:
                 except httpx.HTTPError:
                     time.sleep(0.3)
             assert status == 200, f"{service} is not healthy in embedded mode"
+        # The welcome e-mail is kept in the dev mailbox, its verification link ready to open.
+        mailbox = f"http://127.0.0.1:{ports['notification']}/dev/mailbox/messages"
+        kept: list[dict[str, Any]] = []
+        while not kept and time.monotonic() < deadline:
+            kept = [
+                m
+                for m in httpx.get(mailbox, timeout=5).json()["data"]
+                if m["to"] == "ana@example.com"
+            ]
+            time.sleep(0.1)
+        assert kept, "the welcome e-mail is not in the dev mailbox"
+        [link] = kept[0]["links"]
+        assert link.startswith("http://localhost:5173/verify-email?token=")
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)

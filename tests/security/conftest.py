@@ -110,6 +110,20 @@ def logistics_app(
 
 
 @pytest.fixture(scope="session")
+def notification_app(
+    security_env: Mapping[str, str], auth_app: ServiceProcess, security_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {
+        **security_env,
+        "ERP_AUTH_URL": auth_app.url,
+        # Ad hoc webhooks are enabled, so the SSRF probes reach the address checks.
+        "ERP_NOTIFICATION_WEBHOOK_SECRET": "security-suite-webhook-secret",
+    }
+    with ServiceProcess("notification", env, security_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="session")
 def auth_db(security_auth_settings: Settings, auth_app: ServiceProcess) -> Iterator[Engine]:
     """Auth's database (migrated by the running app), to read what the API must not show."""
     engine = create_engine(security_auth_settings.database_url)
@@ -175,6 +189,7 @@ def served(
     sales_app: ServiceProcess,
     financial_app: ServiceProcess,
     logistics_app: ServiceProcess,
+    notification_app: ServiceProcess,
 ) -> Mapping[str, ServiceProcess]:
     """Every service the suite runs, by name: a new service of `services.registry` starts
     here too, or the probes that cover every operation fail naming it."""
@@ -184,6 +199,7 @@ def served(
         "sales": sales_app,
         "financial": financial_app,
         "logistics": logistics_app,
+        "notification": notification_app,
     }
 
 

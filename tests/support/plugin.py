@@ -12,7 +12,8 @@ mark fails at collection), isolated per run (see `servers.py`):
   `admin_token`: a fresh access token of it (every test its own: a test may revoke it).
 * `auth_server`: the auth app under uvicorn in a thread (as `erp serve` serves it) on
   `module_env`; `auth_service`, `inventory_service`, `sales_service`, `financial_service`,
-  `logistics_service`: `erp serve auth|inventory|sales|financial|logistics` as processes
+  `logistics_service`, `notification_service`: `erp serve auth|inventory|sales|financial|
+  logistics|notification` as processes
   (logs in `service_logs`).
   `auth_url` is where `admin_token` logs in: `auth_server`'s, unless the module overrides it
   (`auth_service.url`).
@@ -211,6 +212,15 @@ def logistics_service(
 ) -> Iterator[ServiceProcess]:
     env = {**module_env, "ERP_AUTH_URL": auth_service.url}
     with ServiceProcess("logistics", env, service_logs).start() as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def notification_service(
+    module_env: Mapping[str, str], auth_service: ServiceProcess, service_logs: Path
+) -> Iterator[ServiceProcess]:
+    env = {**module_env, "ERP_AUTH_URL": auth_service.url}
+    with ServiceProcess("notification", env, service_logs).start() as service:
         yield service
 
 
