@@ -87,11 +87,15 @@ QUEUES: tuple[QueueSpec, ...] = (
                 "x-queue-type": "quorum",
             }
         ),
-        bindings=(),
+        bindings=(
+            Binding(exchange="sales.events", routing_key="sales.order.confirmed"),
+            Binding(exchange="sales.events", routing_key="sales.order.cancelled"),
+            Binding(exchange="financial.events", routing_key="financial.payment.processed"),
+        ),
         dead_letter_exchange="dlx",
         dead_letter_queue="logistics.dlq",
         dead_letter_routing_key="logistics.dlq",
-        consumes=(),
+        consumes=("sales.order.confirmed", "sales.order.cancelled", "financial.payment.processed"),
         inbox="database",
     ),
     QueueSpec(

@@ -47,7 +47,13 @@ from generated.events.models import (
 )
 from services.platform import ServiceContext, UnitOfWork
 
-__all__ = ["FinancialConsumers", "InventoryConsumers", "NotificationConsumers", "SalesConsumers"]
+__all__ = [
+    "FinancialConsumers",
+    "InventoryConsumers",
+    "LogisticsConsumers",
+    "NotificationConsumers",
+    "SalesConsumers",
+]
 
 
 class FinancialConsumers(Protocol):
@@ -107,6 +113,38 @@ class InventoryConsumers(Protocol):
         """An order was cancelled (from pending or confirmed, or shipped when its shipment failed),
         with the reason. 1.1 added the customer. `sales.order.cancelled` v1.1, published by
         sales.
+        """
+        ...
+
+
+class LogisticsConsumers(Protocol):
+    """What logistics does with the events of logistics.queue. Each method gets the unit of work the
+    kit opened (the inbox row is in it) and must not commit: the kit commits after it returns.
+    """
+
+    async def on_sales_order_confirmed(
+        self, uow: UnitOfWork, event: SalesOrderConfirmedEvent
+    ) -> None:
+        """An order was confirmed (stock reserved and payment approved). 1.1 added the customer, the
+        total and the shipping address, so that logistics can ship and notification can write
+        without asking sales. `sales.order.confirmed` v1.1, published by sales.
+        """
+        ...
+
+    async def on_sales_order_cancelled(
+        self, uow: UnitOfWork, event: SalesOrderCancelledEvent
+    ) -> None:
+        """An order was cancelled (from pending or confirmed, or shipped when its shipment failed),
+        with the reason. 1.1 added the customer. `sales.order.cancelled` v1.1, published by
+        sales.
+        """
+        ...
+
+    async def on_financial_payment_processed(
+        self, uow: UnitOfWork, event: FinancialPaymentProcessedEvent
+    ) -> None:
+        """The gateway approved the payment of an order. `financial.payment.processed` v1.1,
+        published by financial.
         """
         ...
 

@@ -266,3 +266,333 @@ class QuoteList(BaseModel):
         validate_by_name=True,
     )
     data: list[Quote]
+
+
+class ShipmentStatus(StrEnum):
+    pending = "pending"
+    preparing = "preparing"
+    dispatched = "dispatched"
+    in_transit = "in_transit"
+    out_for_delivery = "out_for_delivery"
+    delivered = "delivered"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    street: Annotated[str, Field(examples=["Avenida Paulista"], pattern="^[^\\x00]*$")]
+    number: Annotated[str, Field(examples=["1000"], pattern="^[^\\x00]*$")]
+    complement: Annotated[str | None, Field(examples=["Apto 12"], pattern="^[^\\x00]*$")]
+    neighborhood: Annotated[str, Field(examples=["Bela Vista"], pattern="^[^\\x00]*$")]
+    city: Annotated[str, Field(examples=["São Paulo"], pattern="^[^\\x00]*$")]
+    state: Annotated[str, Field(examples=["SP"], pattern="^[^\\x00]*$")]
+    zip_code: Annotated[str, Field(examples=["01310-100"], pattern="^[^\\x00]*$")]
+    country: Annotated[str, Field(examples=["BR"], pattern="^[^\\x00]*$")]
+
+
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    status: ShipmentStatus
+    message: Annotated[
+        str,
+        Field(
+            description="What happened, in the service's words (public tracking shows it).",
+            examples=["In transit"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    note: Annotated[
+        str | None,
+        Field(
+            description="The caller's note, the failure reason or the cancellation's reason (staff only).",
+            examples=["Left the sorting centre"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    location: Annotated[str | None, Field(examples=["São Paulo, SP"], pattern="^[^\\x00]*$")]
+    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-02-04T06:00:00Z"])]
+
+
+class ShipmentServiceType(StrEnum):
+    standard = "standard"
+    express = "express"
+    economy = "economy"
+
+
+class Shipment(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[UUID, Field(examples=["1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b"])]
+    order_id: Annotated[UUID, Field(examples=["0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"])]
+    order_number: Annotated[str, Field(examples=["ORD-2025-000043"], pattern="^ORD-\\d{4}-\\d{6}$")]
+    customer_email: Annotated[str, Field(examples=["joao@example.com"], pattern="^[^\\x00]*$")]
+    status: ShipmentStatus
+    attempt: Annotated[
+        int,
+        Field(
+            description="1 for the order's first shipment, 2 after one retry, …",
+            examples=[1],
+            ge=1,
+        ),
+    ]
+    origin: Address
+    destination: Address
+    carrier_code: Annotated[
+        str | None,
+        Field(
+            description="The carrier's code, once dispatched.",
+            examples=["CORREIOS"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    service_type: Annotated[
+        ShipmentServiceType | None,
+        Field(description="The service type, once dispatched.", examples=["standard"]),
+    ]
+    tracking_code: Annotated[
+        str | None,
+        Field(
+            description="Set at dispatch.",
+            examples=["QF7K2M9XR4TBZ"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    estimated_delivery_date: Annotated[
+        date | None,
+        Field(
+            description="Set at dispatch (business days, Monday to Friday).",
+            examples=["2025-02-10"],
+        ),
+    ]
+    dispatched_at: Annotated[AwareDatetime | None, Field(examples=["2025-02-03T15:00:00Z"])]
+    delivered_at: Annotated[
+        AwareDatetime | None, Field(description="The actual delivery.", examples=[None])
+    ]
+    received_by: Annotated[
+        str | None,
+        Field(
+            description="Who signed for the parcel (the proof of delivery).",
+            examples=[None],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    failure_reason: Annotated[str | None, Field(examples=[None], pattern="^[^\\x00]*$")]
+    failed_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    history: Annotated[list[HistoryEntry], Field(description="Every move, oldest first.")]
+    created_at: Annotated[AwareDatetime, Field(examples=["2025-02-03T10:05:00Z"])]
+    updated_at: Annotated[AwareDatetime, Field(examples=["2025-02-04T06:00:00Z"])]
+    version: Annotated[
+        int,
+        Field(
+            description="Grows with every change of the shipment (the `ETag`).",
+            examples=[4],
+            ge=1,
+        ),
+    ]
+
+
+class ShipmentList(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[Shipment]
+    meta: PaginationMeta
+
+
+class ShipmentDispatch(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    carrier_code: Annotated[
+        str,
+        Field(
+            description="Unique code of the carrier, upper-case letters and digits.",
+            examples=["CORREIOS"],
+            max_length=20,
+            min_length=2,
+            pattern="^[A-Z0-9]{2,20}$",
+        ),
+    ]
+    service_type: ServiceType
+    tracking_code: Annotated[
+        str | MISSING,
+        Field(
+            description="The carrier's tracking code (letters and digits, upper-cased when stored); generated when omitted.",
+            examples=["JD123456789BR"],
+            max_length=40,
+            min_length=8,
+            pattern="^[A-Za-z0-9]{8,40}$",
+        ),
+    ] = MISSING
+    location: Annotated[
+        str | MISSING,
+        Field(
+            description="Where the parcel was (a city, a hub).",
+            examples=["São Paulo, SP"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+
+
+class ShipmentProgress(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    location: Annotated[
+        str | MISSING,
+        Field(
+            description="Where the parcel was (a city, a hub).",
+            examples=["São Paulo, SP"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+    note: Annotated[
+        str | MISSING,
+        Field(
+            description="A note for staff (kept in the history, never shown by public tracking).",
+            examples=["Left the sorting centre"],
+            max_length=500,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+
+
+class ShipmentDelivery(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    received_by: Annotated[
+        str,
+        Field(
+            description="Who signed for the parcel (the proof of delivery).",
+            examples=["Maria Souza"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    location: Annotated[
+        str | MISSING,
+        Field(
+            description="Where the parcel was (a city, a hub).",
+            examples=["São Paulo, SP"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+    note: Annotated[
+        str | MISSING,
+        Field(
+            description="A note for staff (kept in the history, never shown by public tracking).",
+            examples=["Left the sorting centre"],
+            max_length=500,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+
+
+class ShipmentFailure(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    reason: Annotated[
+        str,
+        Field(
+            description='Why the shipment failed (staff only; public tracking says "Delivery failed").',
+            examples=["Parcel damaged at the hub"],
+            max_length=255,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+
+
+class ShipmentRetry(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    note: Annotated[
+        str | MISSING,
+        Field(
+            description="A note for staff (kept in the history, never shown by public tracking).",
+            examples=["Left the sorting centre"],
+            max_length=500,
+            min_length=1,
+            pattern="^[^\\x00]*$",
+        ),
+    ] = MISSING
+
+
+class TrackingDestination(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    city: Annotated[str, Field(examples=["São Paulo"], pattern="^[^\\x00]*$")]
+    state: Annotated[str, Field(examples=["SP"], pattern="^[^\\x00]*$")]
+
+
+class TrackingEntry(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    status: ShipmentStatus
+    message: Annotated[str, Field(examples=["In transit"], pattern="^[^\\x00]*$")]
+    location: Annotated[str | None, Field(examples=["Jundiaí, SP"], pattern="^[^\\x00]*$")]
+    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-02-04T06:00:00Z"])]
+
+
+class Tracking(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    tracking_code: Annotated[
+        str,
+        Field(
+            description="The shipment's tracking code, upper-case letters and digits.",
+            examples=["QF7K2M9XR4TBZ"],
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    status: ShipmentStatus
+    carrier_code: Annotated[
+        str,
+        Field(
+            description="Unique code of the carrier, upper-case letters and digits.",
+            examples=["CORREIOS"],
+            max_length=20,
+            min_length=2,
+            pattern="^[A-Z0-9]{2,20}$",
+        ),
+    ]
+    service_type: ServiceType
+    estimated_delivery_date: Annotated[date | None, Field(examples=["2025-02-10"])]
+    dispatched_at: Annotated[AwareDatetime, Field(examples=["2025-02-03T15:00:00Z"])]
+    delivered_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    destination: TrackingDestination
+    history: list[TrackingEntry]

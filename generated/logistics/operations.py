@@ -227,6 +227,286 @@ SCHEMAS: Mapping[str, Any] = {
             "required": ["data"],
             "properties": {"data": {"type": "array", "items": {"$ref": "#/definitions/Quote"}}},
         },
+        "ShipmentStatus": {
+            "type": "string",
+            "enum": [
+                "pending",
+                "preparing",
+                "dispatched",
+                "in_transit",
+                "out_for_delivery",
+                "delivered",
+                "failed",
+                "cancelled",
+            ],
+            "description": "Where the shipment is in its status machine (see the document's description).",
+        },
+        "TrackingCode": {
+            "type": "string",
+            "pattern": "^[A-Z0-9]{8,40}$",
+            "description": "The shipment's tracking code, upper-case letters and digits.",
+        },
+        "Location": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 255,
+            "description": "Where the parcel was (a city, a hub).",
+            "pattern": "^[^\\x00]*$",
+        },
+        "Note": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 500,
+            "description": "A note for staff (kept in the history, never shown by public tracking).",
+            "pattern": "^[^\\x00]*$",
+        },
+        "Address": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "street",
+                "number",
+                "complement",
+                "neighborhood",
+                "city",
+                "state",
+                "zip_code",
+                "country",
+            ],
+            "properties": {
+                "street": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "number": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "complement": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                "neighborhood": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "city": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "state": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "zip_code": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "country": {"type": "string", "pattern": "^[^\\x00]*$"},
+            },
+        },
+        "HistoryEntry": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["status", "message", "note", "location", "occurred_at"],
+            "properties": {
+                "status": {"$ref": "#/definitions/ShipmentStatus"},
+                "message": {
+                    "type": "string",
+                    "description": "What happened, in the service's words (public tracking shows it).",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "note": {
+                    "type": ["string", "null"],
+                    "description": "The caller's note, the failure reason or the cancellation's reason (staff only).",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "location": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                "occurred_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "Shipment": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "id",
+                "order_id",
+                "order_number",
+                "customer_email",
+                "status",
+                "attempt",
+                "origin",
+                "destination",
+                "carrier_code",
+                "service_type",
+                "tracking_code",
+                "estimated_delivery_date",
+                "dispatched_at",
+                "delivered_at",
+                "received_by",
+                "failure_reason",
+                "failed_at",
+                "cancelled_at",
+                "history",
+                "created_at",
+                "updated_at",
+                "version",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "order_id": {"type": "string", "format": "uuid"},
+                "order_number": {"type": "string", "pattern": "^ORD-\\d{4}-\\d{6}$"},
+                "customer_email": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "status": {"$ref": "#/definitions/ShipmentStatus"},
+                "attempt": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "1 for the order's first shipment, 2 after one retry, …",
+                },
+                "origin": {"$ref": "#/definitions/Address"},
+                "destination": {"$ref": "#/definitions/Address"},
+                "carrier_code": {
+                    "type": ["string", "null"],
+                    "description": "The carrier's code, once dispatched.",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "service_type": {
+                    "type": ["string", "null"],
+                    "enum": ["standard", "express", "economy", None],
+                    "description": "The service type, once dispatched.",
+                },
+                "tracking_code": {
+                    "type": ["string", "null"],
+                    "description": "Set at dispatch.",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "estimated_delivery_date": {
+                    "type": ["string", "null"],
+                    "format": "date",
+                    "description": "Set at dispatch (business days, Monday to Friday).",
+                },
+                "dispatched_at": {"type": ["string", "null"], "format": "date-time"},
+                "delivered_at": {
+                    "type": ["string", "null"],
+                    "format": "date-time",
+                    "description": "The actual delivery.",
+                },
+                "received_by": {
+                    "type": ["string", "null"],
+                    "description": "Who signed for the parcel (the proof of delivery).",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "failure_reason": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                "failed_at": {"type": ["string", "null"], "format": "date-time"},
+                "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+                "history": {
+                    "type": "array",
+                    "description": "Every move, oldest first.",
+                    "items": {"$ref": "#/definitions/HistoryEntry"},
+                },
+                "created_at": {"type": "string", "format": "date-time"},
+                "updated_at": {"type": "string", "format": "date-time"},
+                "version": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "description": "Grows with every change of the shipment (the `ETag`).",
+                },
+            },
+        },
+        "ShipmentList": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["data", "meta"],
+            "properties": {
+                "data": {"type": "array", "items": {"$ref": "#/definitions/Shipment"}},
+                "meta": {"$ref": "#/definitions/PaginationMeta"},
+            },
+        },
+        "ShipmentDispatch": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["carrier_code", "service_type"],
+            "properties": {
+                "carrier_code": {"$ref": "#/definitions/CarrierCode"},
+                "service_type": {"$ref": "#/definitions/ServiceType"},
+                "tracking_code": {
+                    "type": "string",
+                    "pattern": "^[A-Za-z0-9]{8,40}$",
+                    "minLength": 8,
+                    "maxLength": 40,
+                    "description": "The carrier's tracking code (letters and digits, upper-cased when stored); generated when omitted.",
+                },
+                "location": {"$ref": "#/definitions/Location"},
+            },
+        },
+        "ShipmentProgress": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "location": {"$ref": "#/definitions/Location"},
+                "note": {"$ref": "#/definitions/Note"},
+            },
+        },
+        "ShipmentDelivery": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["received_by"],
+            "properties": {
+                "received_by": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": "Who signed for the parcel (the proof of delivery).",
+                    "pattern": "^[^\\x00]*$",
+                },
+                "location": {"$ref": "#/definitions/Location"},
+                "note": {"$ref": "#/definitions/Note"},
+            },
+        },
+        "ShipmentFailure": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["reason"],
+            "properties": {
+                "reason": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 255,
+                    "description": 'Why the shipment failed (staff only; public tracking says "Delivery failed").',
+                    "pattern": "^[^\\x00]*$",
+                }
+            },
+        },
+        "ShipmentRetry": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"note": {"$ref": "#/definitions/Note"}},
+        },
+        "TrackingDestination": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["city", "state"],
+            "properties": {
+                "city": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "state": {"type": "string", "pattern": "^[^\\x00]*$"},
+            },
+        },
+        "TrackingEntry": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["status", "message", "location", "occurred_at"],
+            "properties": {
+                "status": {"$ref": "#/definitions/ShipmentStatus"},
+                "message": {"type": "string", "pattern": "^[^\\x00]*$"},
+                "location": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                "occurred_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "Tracking": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [
+                "tracking_code",
+                "status",
+                "carrier_code",
+                "service_type",
+                "estimated_delivery_date",
+                "dispatched_at",
+                "delivered_at",
+                "destination",
+                "history",
+            ],
+            "properties": {
+                "tracking_code": {"$ref": "#/definitions/TrackingCode"},
+                "status": {"$ref": "#/definitions/ShipmentStatus"},
+                "carrier_code": {"$ref": "#/definitions/CarrierCode"},
+                "service_type": {"$ref": "#/definitions/ServiceType"},
+                "estimated_delivery_date": {"type": ["string", "null"], "format": "date"},
+                "dispatched_at": {"type": "string", "format": "date-time"},
+                "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+                "destination": {"$ref": "#/definitions/TrackingDestination"},
+                "history": {"type": "array", "items": {"$ref": "#/definitions/TrackingEntry"}},
+            },
+        },
         "FieldError": {
             "type": "object",
             "required": ["field", "message"],
@@ -615,6 +895,420 @@ OPERATIONS: Mapping[str, OperationInfo] = MappingProxyType(
             ),
             location=None,
         ),
+        "list_shipments": OperationInfo(
+            operation_id="list_shipments",
+            method="GET",
+            path="/api/v1/shipments",
+            permissions=("logistics.shipments.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="status",
+                    location="query",
+                    required=False,
+                    wire_name="status",
+                    schema={"$ref": "#/definitions/ShipmentStatus"},
+                ),
+                ParameterInfo(
+                    name="order_id",
+                    location="query",
+                    required=False,
+                    wire_name="order_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="carrier_code",
+                    location="query",
+                    required=False,
+                    wire_name="carrier_code",
+                    schema={"$ref": "#/definitions/CarrierCode"},
+                ),
+                ParameterInfo(
+                    name="page",
+                    location="query",
+                    required=False,
+                    wire_name="page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 1000000, "default": 1},
+                ),
+                ParameterInfo(
+                    name="per_page",
+                    location="query",
+                    required=False,
+                    wire_name="per_page",
+                    schema={"type": "integer", "minimum": 1, "maximum": 100, "default": 15},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.ShipmentList,
+                schema={"$ref": "#/definitions/ShipmentList"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "get_shipment": OperationInfo(
+            operation_id="get_shipment",
+            method="GET",
+            path="/api/v1/shipments/{shipment_id}",
+            permissions=("logistics.shipments.view",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "dispatch_shipment": OperationInfo(
+            operation_id="dispatch_shipment",
+            method="POST",
+            path="/api/v1/shipments/{shipment_id}/dispatch",
+            permissions=("logistics.shipments.update",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+                ParameterInfo(
+                    name="if_match",
+                    location="header",
+                    required=False,
+                    wire_name="If-Match",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ShipmentDispatch"},
+                model=models.ShipmentDispatch,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "mark_shipment_in_transit": OperationInfo(
+            operation_id="mark_shipment_in_transit",
+            method="POST",
+            path="/api/v1/shipments/{shipment_id}/in-transit",
+            permissions=("logistics.shipments.update",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+                ParameterInfo(
+                    name="if_match",
+                    location="header",
+                    required=False,
+                    wire_name="If-Match",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ShipmentProgress"},
+                model=models.ShipmentProgress,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "mark_shipment_out_for_delivery": OperationInfo(
+            operation_id="mark_shipment_out_for_delivery",
+            method="POST",
+            path="/api/v1/shipments/{shipment_id}/out-for-delivery",
+            permissions=("logistics.shipments.update",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+                ParameterInfo(
+                    name="if_match",
+                    location="header",
+                    required=False,
+                    wire_name="If-Match",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ShipmentProgress"},
+                model=models.ShipmentProgress,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "deliver_shipment": OperationInfo(
+            operation_id="deliver_shipment",
+            method="POST",
+            path="/api/v1/shipments/{shipment_id}/deliver",
+            permissions=("logistics.shipments.update",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+                ParameterInfo(
+                    name="if_match",
+                    location="header",
+                    required=False,
+                    wire_name="If-Match",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ShipmentDelivery"},
+                model=models.ShipmentDelivery,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "fail_shipment": OperationInfo(
+            operation_id="fail_shipment",
+            method="POST",
+            path="/api/v1/shipments/{shipment_id}/fail",
+            permissions=("logistics.shipments.update",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+                ParameterInfo(
+                    name="if_match",
+                    location="header",
+                    required=False,
+                    wire_name="If-Match",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[^\\x00]*$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ShipmentFailure"},
+                model=models.ShipmentFailure,
+            ),
+            success=ResponseInfo(
+                status=200,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("ETag",),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
+        "retry_shipment": OperationInfo(
+            operation_id="retry_shipment",
+            method="POST",
+            path="/api/v1/shipments/{shipment_id}/retry",
+            permissions=("logistics.shipments.create",),
+            public=False,
+            parameters=(
+                ParameterInfo(
+                    name="shipment_id",
+                    location="path",
+                    required=True,
+                    wire_name="shipment_id",
+                    schema={"type": "string", "format": "uuid"},
+                ),
+                ParameterInfo(
+                    name="idempotency_key",
+                    location="header",
+                    required=False,
+                    wire_name="Idempotency-Key",
+                    schema={
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": 255,
+                        "pattern": "^[ -~]+$",
+                    },
+                ),
+            ),
+            body=BodyInfo(
+                required=True,
+                schema={"$ref": "#/definitions/ShipmentRetry"},
+                model=models.ShipmentRetry,
+            ),
+            success=ResponseInfo(
+                status=201,
+                model=models.Shipment,
+                schema={"$ref": "#/definitions/Shipment"},
+                headers=("Location", "ETag"),
+                content_type="application/json",
+            ),
+            location="/api/v1/shipments/{id}",
+        ),
+        "track_shipment": OperationInfo(
+            operation_id="track_shipment",
+            method="GET",
+            path="/api/v1/tracking/{tracking_code}",
+            permissions=(),
+            public=True,
+            parameters=(
+                ParameterInfo(
+                    name="tracking_code",
+                    location="path",
+                    required=True,
+                    wire_name="tracking_code",
+                    schema={
+                        "type": "string",
+                        "pattern": "^[A-Za-z0-9]{8,40}$",
+                        "minLength": 8,
+                        "maxLength": 40,
+                    },
+                ),
+            ),
+            body=None,
+            success=ResponseInfo(
+                status=200,
+                model=models.Tracking,
+                schema={"$ref": "#/definitions/Tracking"},
+                headers=(),
+                content_type="application/json",
+            ),
+            location=None,
+        ),
     }
 )
 
@@ -676,5 +1370,115 @@ class LogisticsHandlers(Protocol):
         """POST /api/v1/carriers/{carrier_id}/deactivate — Deactivate a carrier.
 
         Permissions: logistics.shipments.update.
+        """
+        ...
+
+    async def list_shipments(
+        self,
+        call: Call,
+        *,
+        status: str | None = None,
+        order_id: UUID | None = None,
+        carrier_code: str | None = None,
+        page: int = 1,
+        per_page: int = 15,
+    ) -> models.ShipmentList | Reply:
+        """GET /api/v1/shipments — List shipments.
+
+        Permissions: logistics.shipments.view.
+        """
+        ...
+
+    async def get_shipment(self, call: Call, *, shipment_id: UUID) -> models.Shipment | Reply:
+        """GET /api/v1/shipments/{shipment_id} — Get a shipment.
+
+        Permissions: logistics.shipments.view.
+        """
+        ...
+
+    async def dispatch_shipment(
+        self,
+        call: WriteCall,
+        *,
+        shipment_id: UUID,
+        body: models.ShipmentDispatch,
+        if_match: str | None = None,
+    ) -> models.Shipment | Reply:
+        """POST /api/v1/shipments/{shipment_id}/dispatch — Dispatch a shipment.
+
+        Permissions: logistics.shipments.update.
+        """
+        ...
+
+    async def mark_shipment_in_transit(
+        self,
+        call: WriteCall,
+        *,
+        shipment_id: UUID,
+        body: models.ShipmentProgress,
+        if_match: str | None = None,
+    ) -> models.Shipment | Reply:
+        """POST /api/v1/shipments/{shipment_id}/in-transit — Record a shipment in transit.
+
+        Permissions: logistics.shipments.update.
+        """
+        ...
+
+    async def mark_shipment_out_for_delivery(
+        self,
+        call: WriteCall,
+        *,
+        shipment_id: UUID,
+        body: models.ShipmentProgress,
+        if_match: str | None = None,
+    ) -> models.Shipment | Reply:
+        """POST /api/v1/shipments/{shipment_id}/out-for-delivery — Record a shipment out for
+        delivery.
+
+        Permissions: logistics.shipments.update.
+        """
+        ...
+
+    async def deliver_shipment(
+        self,
+        call: WriteCall,
+        *,
+        shipment_id: UUID,
+        body: models.ShipmentDelivery,
+        if_match: str | None = None,
+    ) -> models.Shipment | Reply:
+        """POST /api/v1/shipments/{shipment_id}/deliver — Record a delivery.
+
+        Permissions: logistics.shipments.update.
+        """
+        ...
+
+    async def fail_shipment(
+        self,
+        call: WriteCall,
+        *,
+        shipment_id: UUID,
+        body: models.ShipmentFailure,
+        if_match: str | None = None,
+    ) -> models.Shipment | Reply:
+        """POST /api/v1/shipments/{shipment_id}/fail — Fail a shipment.
+
+        Permissions: logistics.shipments.update.
+        """
+        ...
+
+    async def retry_shipment(
+        self, call: WriteCall, *, shipment_id: UUID, body: models.ShipmentRetry
+    ) -> models.Shipment | Reply:
+        """POST /api/v1/shipments/{shipment_id}/retry — Retry a failed shipment.
+
+        Permissions: logistics.shipments.create.
+        """
+        ...
+
+    async def track_shipment(self, call: Call, *, tracking_code: str) -> models.Tracking | Reply:
+        """GET /api/v1/tracking/{tracking_code} — Track a shipment.
+
+        Public.
         """
         ...

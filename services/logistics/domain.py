@@ -1,10 +1,13 @@
 """The logistics rules, pure: carriers' service types, the parcel's chargeable weight, the
 distance between two CEPs, the simulated carrier's price and transit time, the default
-estimate, and business-day arithmetic (ADR 0019). Table-tested in tests/logistics/test_domain.py.
+estimate, business-day arithmetic (ADR 0019), and the shipments' status machine, estimated
+delivery and tracking codes (ADR 0020). Table-tested in tests/logistics/test_domain.py.
 """
 
 from __future__ import annotations
 
+import re
+import secrets
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -109,3 +112,81 @@ def add_business_days(start: date, days: int) -> date:
         if current.weekday() < 5:
             left -= 1
     return current
+
+
+# --- shipments (ADR 0020) -------------------------------------------------------------------
+
+
+class ShipmentStatus(StrEnum):
+    PENDING = "pending"
+    PREPARING = "preparing"
+    DISPATCHED = "dispatched"
+    IN_TRANSIT = "in_transit"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL: Final = frozenset(
+    {ShipmentStatus.DELIVERED, ShipmentStatus.FAILED, ShipmentStatus.CANCELLED}
+)
+# With the carrier: an order cancelled now is a return, not a cancellation (ADR 0020).
+ON_THE_WAY: Final = frozenset(
+    {ShipmentStatus.DISPATCHED, ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY}
+)
+
+_SHIPMENT_MOVES: Final[dict[ShipmentStatus, frozenset[ShipmentStatus]]] = {
+    ShipmentStatus.PENDING: frozenset({ShipmentStatus.PREPARING, ShipmentStatus.CANCELLED}),
+    ShipmentStatus.PREPARING: frozenset({ShipmentStatus.DISPATCHED, ShipmentStatus.CANCELLED}),
+    # Straight to the courier: a parcel for the warehouse's own city has no line haul.
+    ShipmentStatus.DISPATCHED: frozenset(
+        {ShipmentStatus.IN_TRANSIT, ShipmentStatus.OUT_FOR_DELIVERY}
+    ),
+    ShipmentStatus.IN_TRANSIT: frozenset({ShipmentStatus.OUT_FOR_DELIVERY}),
+    ShipmentStatus.OUT_FOR_DELIVERY: frozenset({ShipmentStatus.DELIVERED}),
+    ShipmentStatus.DELIVERED: frozenset(),
+    ShipmentStatus.FAILED: frozenset(),
+    ShipmentStatus.CANCELLED: frozenset(),
+}
+
+
+class IllegalShipmentMoveError(Exception):
+    def __init__(self, current: ShipmentStatus, target: ShipmentStatus) -> None:
+        super().__init__(f"A shipment that is {current} cannot become {target}.")
+        self.current = current
+        self.target = target
+
+
+def shipment_move(current: ShipmentStatus, target: ShipmentStatus) -> ShipmentStatus:
+    """The new status, or IllegalShipmentMoveError when the machine has no such edge: `failed`
+    from any state that is not final, the others as `_SHIPMENT_MOVES` lists them."""
+    allowed = _SHIPMENT_MOVES[current]
+    if target is ShipmentStatus.FAILED and current not in FINAL:
+        return target
+    if target not in allowed:
+        raise IllegalShipmentMoveError(current, target)
+    return target
+
+
+def transit_days(service_type: ServiceType, origin_zip: str, destination_zip: str) -> int:
+    """The business days the simulated carrier's tariff gives for the two CEPs (the weight
+    changes the price, never the time)."""
+    return rate(service_type, Decimal(0), cep_distance(origin_zip, destination_zip)).business_days
+
+
+def estimated_delivery(
+    dispatched_on: date, service_type: ServiceType, origin_zip: str, destination_zip: str
+) -> date:
+    return add_business_days(dispatched_on, transit_days(service_type, origin_zip, destination_zip))
+
+
+TRACKING_CODE: Final = re.compile(r"^[A-Z0-9]{8,40}$")
+# No 0/O or 1/I: a code read aloud or copied by hand stays right. 13 of 32 symbols: 65 bits.
+TRACKING_ALPHABET: Final = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+TRACKING_LENGTH: Final = 13
+
+
+def new_tracking_code() -> str:
+    """An unguessable code (secrets): public tracking needs no login, so guessing must not pay."""
+    return "".join(secrets.choice(TRACKING_ALPHABET) for _ in range(TRACKING_LENGTH))

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from generated.logistics import models
 from services.logistics import freight, queries
-from services.logistics.commands import carriers
+from services.logistics.commands import carriers, shipments
 from services.platform import Call, WriteCall
 
 
@@ -46,3 +46,86 @@ async def update_carrier(
 
 async def deactivate_carrier(call: WriteCall, *, carrier_id: UUID) -> models.Carrier:
     return await carriers.deactivate_carrier(call.uow, carrier_id)
+
+
+async def list_shipments(
+    call: Call,
+    *,
+    status: str | None = None,
+    order_id: UUID | None = None,
+    carrier_code: str | None = None,
+    page: int = 1,
+    per_page: int = 15,
+) -> models.ShipmentList:
+    return await queries.list_shipments(
+        call.ctx,
+        status=status,
+        order_id=order_id,
+        carrier_code=carrier_code,
+        page=page,
+        per_page=per_page,
+    )
+
+
+async def get_shipment(call: Call, *, shipment_id: UUID) -> models.Shipment:
+    return await queries.get_shipment(call.ctx, shipment_id)
+
+
+async def dispatch_shipment(
+    call: WriteCall,
+    *,
+    shipment_id: UUID,
+    body: models.ShipmentDispatch,
+    if_match: str | None = None,
+) -> models.Shipment:
+    return await shipments.dispatch(call.uow, shipment_id, body, if_match)
+
+
+async def mark_shipment_in_transit(
+    call: WriteCall,
+    *,
+    shipment_id: UUID,
+    body: models.ShipmentProgress,
+    if_match: str | None = None,
+) -> models.Shipment:
+    return await shipments.mark_in_transit(call.uow, shipment_id, body, if_match)
+
+
+async def mark_shipment_out_for_delivery(
+    call: WriteCall,
+    *,
+    shipment_id: UUID,
+    body: models.ShipmentProgress,
+    if_match: str | None = None,
+) -> models.Shipment:
+    return await shipments.mark_out_for_delivery(call.uow, shipment_id, body, if_match)
+
+
+async def deliver_shipment(
+    call: WriteCall,
+    *,
+    shipment_id: UUID,
+    body: models.ShipmentDelivery,
+    if_match: str | None = None,
+) -> models.Shipment:
+    return await shipments.deliver(call.uow, shipment_id, body, if_match)
+
+
+async def fail_shipment(
+    call: WriteCall,
+    *,
+    shipment_id: UUID,
+    body: models.ShipmentFailure,
+    if_match: str | None = None,
+) -> models.Shipment:
+    return await shipments.fail(call.uow, shipment_id, body, if_match)
+
+
+async def retry_shipment(
+    call: WriteCall, *, shipment_id: UUID, body: models.ShipmentRetry
+) -> models.Shipment:
+    return await shipments.retry(call.uow, shipment_id, body)
+
+
+async def track_shipment(call: Call, *, tracking_code: str) -> models.Tracking:
+    return await queries.track_shipment(call.ctx, tracking_code, call.caller.client_ip)

@@ -35,7 +35,13 @@ from services.platform.core.scope import (
     on_behalf_of,
     require_principal,
 )
-from services.platform.core.settings import Settings, SettingsError, detect_embedded, load_settings
+from services.platform.core.settings import (
+    Settings,
+    SettingsError,
+    WarehouseAddress,
+    detect_embedded,
+    load_settings,
+)
 from services.platform.http.idempotency import idempotent
 from services.platform.http.responses import Reply
 from services.platform.http.security import (
@@ -115,6 +121,7 @@ __all__ = [
     "Topology",
     "UnitOfWork",
     "UtcDateTime",
+    "WarehouseAddress",
     "WriteCall",
     "affected_rows",
     "api_key_digest",

@@ -101,6 +101,24 @@ def test_no_proxy_is_trusted_unless_configured() -> None:
     assert load_settings("auth", 8001, env).trusted_proxies == ("10.0.0.5", "10.1.0.0/16", "::1")
 
 
+def test_the_warehouse_address_has_defaults_and_takes_each_part_given() -> None:
+    default = load_settings("logistics", 8004, {}).warehouse_address
+    assert (default.city, default.state, default.zip_code, default.country) == (
+        "Campinas",
+        "SP",
+        "13069-000",
+        "BR",
+    )
+    env = {
+        "ERP_WAREHOUSE_CITY": "Recife",
+        "ERP_WAREHOUSE_STATE": "PE",
+        "ERP_WAREHOUSE_COMPLEMENT": "",
+    }
+    given = load_settings("logistics", 8004, env).warehouse_address
+    assert (given.city, given.state, given.street) == ("Recife", "PE", default.street)
+    assert given.complement == default.complement  # empty counts as unset
+
+
 def test_every_bad_value_is_reported_on_its_own_line() -> None:
     env = {
         "ERP_DATABASE_URL": "mysql://root@db/x",
@@ -117,6 +135,9 @@ def test_every_bad_value_is_reported_on_its_own_line() -> None:
         "ERP_MAX_BODY_BYTES": "1MB",
         "ERP_TRUSTED_PROXIES": "10.0.0.1,proxy.internal",
         "ERP_MAX_HEADER_BYTES": "16k",
+        "ERP_WAREHOUSE_STATE": "Sao Paulo",
+        "ERP_WAREHOUSE_ZIP_CODE": "13069000",
+        "ERP_WAREHOUSE_NUMBER": "1" * 21,
     }
     with pytest.raises(SettingsError) as raised:
         load_settings("auth", 8001, env)

@@ -57,6 +57,34 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
+@dataclass(frozen=True)
+class WarehouseAddress:
+    """Where logistics ships from (every shipment's origin), `ERP_WAREHOUSE_*`: STREET, NUMBER,
+    COMPLEMENT, NEIGHBORHOOD, CITY, STATE (UF), ZIP_CODE (CEP `NNNNN-NNN`), COUNTRY."""
+
+    street: str = "Rodovia Anhanguera"
+    number: str = "km 104"
+    complement: str | None = "Galpão 3"
+    neighborhood: str = "Distrito Industrial"
+    city: str = "Campinas"
+    state: str = "SP"
+    zip_code: str = "13069-000"
+    country: str = "BR"
+
+
+# (field, longest, pattern) of each warehouse variable, as the events' Address schema has them.
+_WAREHOUSE_FIELDS = (
+    ("street", 255, None),
+    ("number", 20, None),
+    ("complement", 255, None),
+    ("neighborhood", 255, None),
+    ("city", 255, None),
+    ("state", 2, re.compile(r"^[A-Z]{2}$")),
+    ("zip_code", 9, re.compile(r"^\d{5}-\d{3}$")),
+    ("country", 2, re.compile(r"^[A-Z]{2}$")),
+)
+
+
 class SettingsError(Exception):
     """Invalid configuration; `errors` holds one "VARIABLE: what is wrong" line per bad value."""
 
@@ -98,6 +126,8 @@ class Settings:
     # Where inventory's API answers (sales asks it for a product its replica lacks). Embedded
     # `erp up` serves every service on its default port, so the default reaches it there too.
     inventory_url: str = DEFAULT_INVENTORY_URL
+    # The origin of logistics' shipments.
+    warehouse_address: WarehouseAddress = WarehouseAddress()
 
 
 def service_variable(service: str, name: str) -> str:
@@ -155,6 +185,7 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
         max_header_bytes=reader.size("ERP_MAX_HEADER_BYTES", default=16 << 10),
         trusted_proxies=reader.networks("ERP_TRUSTED_PROXIES"),
         inventory_url=reader.url("ERP_INVENTORY_URL", ("http", "https")) or DEFAULT_INVENTORY_URL,
+        warehouse_address=reader.warehouse("ERP_WAREHOUSE_"),
     )
     if reader.errors:
         raise SettingsError(reader.errors)
@@ -289,6 +320,22 @@ class _Reader:
 
     def text(self, name: str, default: str) -> str:
         return self.get(name) or default
+
+    def warehouse(self, prefix: str) -> WarehouseAddress:
+        """The address the `<prefix><FIELD>` variables give, each unset one its default."""
+        given: dict[str, str] = {}
+        for field, longest, pattern in _WAREHOUSE_FIELDS:
+            name = f"{prefix}{field.upper()}"
+            value = self.get(name)
+            if value is None:
+                continue
+            if len(value) > longest:
+                self.fail(name, f"expected at most {longest} characters")
+            elif pattern is not None and not pattern.match(value):
+                self.fail(name, f"expected to match {pattern.pattern}")
+            else:
+                given[field] = value
+        return WarehouseAddress(**given)
 
     def url(self, name: str, schemes: tuple[str, ...]) -> str | None:
         value = self.get(name)
