@@ -40,6 +40,7 @@ from generated.events.models import (
     InventoryStockReservedEvent,
     LogisticsShipmentDeliveredEvent,
     LogisticsShipmentDispatchedEvent,
+    LogisticsShipmentFailedEvent,
     SalesOrderCancelledEvent,
     SalesOrderCompletedEvent,
     SalesOrderConfirmedEvent,
@@ -74,6 +75,14 @@ class FinancialConsumers(Protocol):
         """An order was cancelled (from pending or confirmed, or shipped when its shipment failed),
         with the reason. 1.1 added the customer. `sales.order.cancelled` v1.1, published by
         sales.
+        """
+        ...
+
+    async def on_logistics_shipment_dispatched(
+        self, uow: UnitOfWork, event: LogisticsShipmentDispatchedEvent
+    ) -> None:
+        """The parcel left the warehouse with a carrier, under a tracking code.
+        `logistics.shipment.dispatched` v1.0, published by logistics.
         """
         ...
 
@@ -322,5 +331,29 @@ class SalesConsumers(Protocol):
     ) -> None:
         """An approved payment was refunded because its order was cancelled.
         `financial.payment.refunded` v1.0, published by financial.
+        """
+        ...
+
+    async def on_logistics_shipment_dispatched(
+        self, uow: UnitOfWork, event: LogisticsShipmentDispatchedEvent
+    ) -> None:
+        """The parcel left the warehouse with a carrier, under a tracking code.
+        `logistics.shipment.dispatched` v1.0, published by logistics.
+        """
+        ...
+
+    async def on_logistics_shipment_delivered(
+        self, uow: UnitOfWork, event: LogisticsShipmentDeliveredEvent
+    ) -> None:
+        """The parcel was delivered, with the proof of delivery. `logistics.shipment.delivered`
+        v1.0, published by logistics.
+        """
+        ...
+
+    async def on_logistics_shipment_failed(
+        self, uow: UnitOfWork, event: LogisticsShipmentFailedEvent
+    ) -> None:
+        """The shipment failed (lost, refused, address not found, …); staff may retry it or cancel
+        the order. `logistics.shipment.failed` v1.0, published by logistics.
         """
         ...

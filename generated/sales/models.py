@@ -614,6 +614,102 @@ class OrderItem(BaseModel):
     ]
 
 
+class ShipmentStatus(StrEnum):
+    dispatched = "dispatched"
+    delivered = "delivered"
+    failed = "failed"
+
+
+class OrderShipment(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    id: Annotated[
+        UUID,
+        Field(
+            description="logistics' shipment id.",
+            examples=["3f4a5b6c-7d8e-4f9a-8b1c-2d3e4f5a6b7c"],
+        ),
+    ]
+    status: ShipmentStatus
+    tracking_code: Annotated[
+        str | None,
+        Field(
+            description="Public tracking: `GET /api/v1/tracking/{code}` on logistics. Null when the shipment failed before its dispatch.",
+            examples=["BR7K3M9Q2X4ZP"],
+            pattern="^[A-Z0-9]{8,40}$",
+        ),
+    ]
+    carrier_code: Annotated[
+        str | None,
+        Field(
+            description="Null until the dispatch is heard.",
+            examples=["CORREIOS"],
+            pattern="^[A-Z0-9]{2,20}$",
+        ),
+    ]
+    dispatched_at: Annotated[AwareDatetime | None, Field(examples=["2025-01-16T15:00:00Z"])]
+    delivered_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    failed_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    failure_reason: Annotated[
+        str | None,
+        Field(
+            description="Why the shipment failed, as logistics said.",
+            examples=[None],
+            max_length=255,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+
+
+class OrderCancel(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    reason: Annotated[
+        str,
+        Field(
+            examples=["Customer changed their mind"],
+            max_length=255,
+            min_length=3,
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+
+
+class OrderHistoryEntry(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    from_status: Annotated[OrderStatus | None, Field(...)]
+    to_status: OrderStatus
+    reason: Annotated[str, Field(examples=["Order placed"], pattern="^[^\\x00]*$")]
+    actor: Annotated[
+        str,
+        Field(
+            description="Who moved it — the user's or API key's id — or the service whose event did.",
+            examples=["b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"],
+            pattern="^[^\\x00]*$",
+        ),
+    ]
+    event_id: Annotated[
+        UUID | None,
+        Field(description="The event that moved it, when one did.", examples=[None]),
+    ]
+    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-01-15T12:00:00Z"])]
+
+
+class OrderHistory(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_by_name=True,
+    )
+    data: list[OrderHistoryEntry]
+
+
 class Order(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -683,6 +779,12 @@ class Order(BaseModel):
     updated_at: Annotated[AwareDatetime, Field(examples=["2025-01-15T12:00:00Z"])]
     confirmed_at: Annotated[AwareDatetime | None, Field(examples=[None])]
     cancelled_at: Annotated[AwareDatetime | None, Field(examples=[None])]
+    shipment: Annotated[
+        OrderShipment | None,
+        Field(
+            description="The order's shipment as sales last heard of it from logistics; null until logistics reports a dispatch, a delivery or a failure."
+        ),
+    ]
     version: Annotated[int, Field(examples=[1], ge=1)]
 
 
@@ -693,50 +795,3 @@ class OrderList(BaseModel):
     )
     data: list[Order]
     meta: PaginationMeta
-
-
-class OrderCancel(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    reason: Annotated[
-        str,
-        Field(
-            examples=["Customer changed their mind"],
-            max_length=255,
-            min_length=3,
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-
-
-class OrderHistoryEntry(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    from_status: Annotated[OrderStatus | None, Field(...)]
-    to_status: OrderStatus
-    reason: Annotated[str, Field(examples=["Order placed"], pattern="^[^\\x00]*$")]
-    actor: Annotated[
-        str,
-        Field(
-            description="Who moved it — the user's or API key's id — or the service whose event did.",
-            examples=["b1c2d3e4-f5a6-4b7c-8d9e-0f1a2b3c4d5e"],
-            pattern="^[^\\x00]*$",
-        ),
-    ]
-    event_id: Annotated[
-        UUID | None,
-        Field(description="The event that moved it, when one did.", examples=[None]),
-    ]
-    occurred_at: Annotated[AwareDatetime, Field(examples=["2025-01-15T12:00:00Z"])]
-
-
-class OrderHistory(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid",
-        validate_by_name=True,
-    )
-    data: list[OrderHistoryEntry]

@@ -280,7 +280,7 @@ SCHEMAS: Mapping[str, Any] = {
         "OrderStatus": {
             "type": "string",
             "enum": ["pending", "confirmed", "shipped", "completed", "cancelled"],
-            "description": "`pending → confirmed → shipped → completed`; `cancelled` from `pending` or `confirmed`.",
+            "description": "`pending → confirmed → shipped → completed` (shipped when logistics dispatches the order, completed when it delivers it); `cancelled` from `pending` or `confirmed`, and from `shipped` while the shipment has failed.",
         },
         "StockStatus": {
             "type": "string",
@@ -442,6 +442,7 @@ SCHEMAS: Mapping[str, Any] = {
                 "updated_at",
                 "confirmed_at",
                 "cancelled_at",
+                "shipment",
                 "version",
             ],
             "properties": {
@@ -477,7 +478,63 @@ SCHEMAS: Mapping[str, Any] = {
                 "updated_at": {"type": "string", "format": "date-time"},
                 "confirmed_at": {"type": ["string", "null"], "format": "date-time"},
                 "cancelled_at": {"type": ["string", "null"], "format": "date-time"},
+                "shipment": {
+                    "anyOf": [
+                        {
+                            "allOf": [{"$ref": "#/definitions/OrderShipment"}],
+                            "description": "The order's shipment as sales last heard of it from logistics; null until logistics reports a dispatch, a delivery or a failure.",
+                        },
+                        {"type": "null"},
+                    ]
+                },
                 "version": {"type": "integer", "minimum": 1},
+            },
+        },
+        "ShipmentStatus": {
+            "type": "string",
+            "enum": ["dispatched", "delivered", "failed"],
+            "description": "What logistics last reported of the shipment that counts (`delivered` outranks a failure of the same shipment; a retried shipment's dispatch replaces a failed one).",
+        },
+        "OrderShipment": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "The shipment logistics reported for the order (details and tracking history are logistics' `GET /api/v1/shipments/{id}`; staff retry a failed one with `POST /api/v1/shipments/{id}/retry`).",
+            "required": [
+                "id",
+                "status",
+                "tracking_code",
+                "carrier_code",
+                "dispatched_at",
+                "delivered_at",
+                "failed_at",
+                "failure_reason",
+            ],
+            "properties": {
+                "id": {
+                    "type": "string",
+                    "format": "uuid",
+                    "description": "logistics' shipment id.",
+                },
+                "status": {"$ref": "#/definitions/ShipmentStatus"},
+                "tracking_code": {
+                    "type": ["string", "null"],
+                    "pattern": "^[A-Z0-9]{8,40}$",
+                    "description": "Public tracking: `GET /api/v1/tracking/{code}` on logistics. Null when the shipment failed before its dispatch.",
+                },
+                "carrier_code": {
+                    "type": ["string", "null"],
+                    "pattern": "^[A-Z0-9]{2,20}$",
+                    "description": "Null until the dispatch is heard.",
+                },
+                "dispatched_at": {"type": ["string", "null"], "format": "date-time"},
+                "delivered_at": {"type": ["string", "null"], "format": "date-time"},
+                "failed_at": {"type": ["string", "null"], "format": "date-time"},
+                "failure_reason": {
+                    "type": ["string", "null"],
+                    "maxLength": 255,
+                    "description": "Why the shipment failed, as logistics said.",
+                    "pattern": "^[^\\x00]*$",
+                },
             },
         },
         "OrderList": {
@@ -505,6 +562,7 @@ SCHEMAS: Mapping[str, Any] = {
         "OrderHistoryEntry": {
             "type": "object",
             "additionalProperties": False,
+            "description": "One status the order took, or a note with `from_status` equal to `to_status` (a shipment failure, a dispatch heard before its delivery, logistics' news about an order cancelled meanwhile).",
             "required": ["from_status", "to_status", "reason", "actor", "event_id", "occurred_at"],
             "properties": {
                 "from_status": {

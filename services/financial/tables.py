@@ -75,6 +75,9 @@ class Payment(FinancialTable, table=True):
     order_id: UUID = Field(unique=True)
     order_number: str = Field(max_length=20)
     customer_id: UUID
+    # Where notification writes about the payment (its processed / failed events carry it).
+    # None on rows older than migration 0005.
+    customer_email: str | None = Field(default=None, max_length=254)
     amount: str = Field(sa_column=Column(Amount(), nullable=False))
     currency: str = Field(max_length=3)
     method: str = Field(max_length=20)  # generated PaymentMethod

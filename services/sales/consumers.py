@@ -9,7 +9,9 @@ dead-lettered.
 The product events keep the catalogue replica (ADR 0016): an older or repeated version changes
 nothing; a newer one under another SKU is refused (inventory's SKUs are immutable). The saga's
 answers (inventory's stock, financial's payment) go to `commands.orders`, which decides the
-order (ADR 0018).
+order (ADR 0018). logistics' news of the shipment goes to `commands.orders.record_shipment`,
+which ships and completes the order (ADR 0022); one about an order sales never placed, or
+about a pending one, is dead-lettered at once.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from generated.events.models import (
     InventoryStockReleasedEvent,
     InventoryStockReservationFailedEvent,
     InventoryStockReservedEvent,
+    LogisticsShipmentDeliveredEvent,
+    LogisticsShipmentDispatchedEvent,
+    LogisticsShipmentFailedEvent,
 )
 from services.platform import DeadLetter, UnitOfWork
 from services.sales import domain
 from services.sales.commands import orders, products
-from services.sales.commands.orders import Answer
-from services.sales.domain import PaymentStatus, StockStatus
+from services.sales.commands.orders import Answer, ShipmentNews
+from services.sales.domain import PaymentStatus, Shipment, StockStatus
 
 
 async def _replicate(uow: UnitOfWork, row: products.ReplicaRow) -> None:
@@ -94,3 +99,47 @@ async def on_financial_payment_refunded(
     payment = event.payload
     answer = Answer("financial", event.event_id, charged=(payment.amount, payment.currency))
     await orders.record_payment(uow, payment.order_id, PaymentStatus.REFUNDED, answer)
+
+
+async def on_logistics_shipment_dispatched(
+    uow: UnitOfWork, event: LogisticsShipmentDispatchedEvent
+) -> None:
+    shipment = event.payload
+    fact = Shipment(
+        shipment.shipment_id,
+        tracking_code=shipment.tracking_code,
+        carrier_code=shipment.carrier_code,
+        dispatched_at=shipment.dispatched_at,
+    )
+    what = f"Shipment dispatched with {shipment.carrier_code}"
+    news = ShipmentNews(event.event_id, shipment.order_number, fact, what)
+    await orders.record_shipment(uow, shipment.order_id, news)
+
+
+async def on_logistics_shipment_delivered(
+    uow: UnitOfWork, event: LogisticsShipmentDeliveredEvent
+) -> None:
+    shipment = event.payload
+    fact = Shipment(
+        shipment.shipment_id,
+        tracking_code=shipment.tracking_code,
+        delivered_at=shipment.delivered_at,
+    )
+    what = f"Shipment delivered to {shipment.received_by}"
+    news = ShipmentNews(event.event_id, shipment.order_number, fact, what)
+    await orders.record_shipment(uow, shipment.order_id, news)
+
+
+async def on_logistics_shipment_failed(
+    uow: UnitOfWork, event: LogisticsShipmentFailedEvent
+) -> None:
+    shipment = event.payload
+    fact = Shipment(
+        shipment.shipment_id,
+        tracking_code=shipment.tracking_code,
+        failed_at=shipment.failed_at,
+        failure_reason=shipment.reason,
+    )
+    what = f"Shipment failed: {shipment.reason}"
+    news = ShipmentNews(event.event_id, shipment.order_number, fact, what)
+    await orders.record_shipment(uow, shipment.order_id, news)

@@ -1,6 +1,7 @@
 """The sales service's pure rules: customer documents (CPF/CNPJ), default addresses, what a
 product description does to the catalogue replica (ADR 0016), and orders — their prices,
-numbers, status machine and the saga's decision (ADR 0018).
+numbers, status machine and the saga's decisions: confirming (ADR 0018), shipping and
+completing (ADR 0022).
 
 A customer's document (CPF/CNPJ) is checked by the kit's `parse_document`, the rule financial's
 suppliers share.
@@ -9,10 +10,12 @@ suppliers share.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 from typing import Final
+from uuid import UUID
 
 from services.platform import FieldError
 
@@ -89,7 +92,8 @@ class PaymentStatus(StrEnum):
 _ORDER_TRANSITIONS: Final[Mapping[OrderStatus, frozenset[OrderStatus]]] = {
     OrderStatus.PENDING: frozenset({OrderStatus.CONFIRMED, OrderStatus.CANCELLED}),
     OrderStatus.CONFIRMED: frozenset({OrderStatus.SHIPPED, OrderStatus.CANCELLED}),
-    OrderStatus.SHIPPED: frozenset({OrderStatus.COMPLETED}),
+    # Cancelling a shipped order is only allowed while its shipment has failed (`cancel_problem`).
+    OrderStatus.SHIPPED: frozenset({OrderStatus.COMPLETED, OrderStatus.CANCELLED}),
     OrderStatus.COMPLETED: frozenset(),
     OrderStatus.CANCELLED: frozenset(),
 }
@@ -229,3 +233,89 @@ def payment_answer(current: PaymentStatus, answer: PaymentStatus) -> PaymentStat
     """The payment status after an answer: `refunded` is final (only an approval can be
     refunded, so a late `approved` after it changes nothing)."""
     return current if current is PaymentStatus.REFUNDED else answer
+
+
+# --- the saga after confirmation: logistics' news (ADR 0022) ----------------------------------
+
+
+class ShipmentStatus(StrEnum):
+    DISPATCHED = "dispatched"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Shipment:
+    """What sales knows of the order's shipment: the facts logistics reported, each kept once
+    heard, so the status they add up to does not depend on the order they came in."""
+
+    shipment_id: UUID
+    tracking_code: str | None = None
+    carrier_code: str | None = None
+    dispatched_at: datetime | None = None
+    delivered_at: datetime | None = None
+    failed_at: datetime | None = None
+    failure_reason: str | None = None
+
+    @property
+    def status(self) -> ShipmentStatus:
+        """A delivery outranks a failure of the same shipment (the parcel arrived after all),
+        and a failure outranks its dispatch."""
+        if self.delivered_at is not None:
+            return ShipmentStatus.DELIVERED
+        if self.failed_at is not None:
+            return ShipmentStatus.FAILED
+        return ShipmentStatus.DISPATCHED
+
+
+def shipment_heard(current: Shipment | None, news: Shipment) -> Shipment | None:
+    """The shipment after logistics' news (one fact of one shipment), or None when the news is
+    stale and changes nothing.
+
+    Facts of the same shipment add up. Another shipment is logistics' retry of a failed one
+    (a retry exists only after a failure): its dispatch or delivery replaces what sales showed,
+    clearing the failure; a failure of another shipment replaces only a failed one (the retry
+    failed too) — against a live shipment it is the old shipment's news, arriving late."""
+    if current is None:
+        return news
+    if news.shipment_id == current.shipment_id:
+        merged = replace(
+            current,
+            tracking_code=news.tracking_code or current.tracking_code,
+            carrier_code=news.carrier_code or current.carrier_code,
+            dispatched_at=current.dispatched_at or news.dispatched_at,
+            delivered_at=current.delivered_at or news.delivered_at,
+            failed_at=current.failed_at or news.failed_at,
+            failure_reason=current.failure_reason or news.failure_reason,
+        )
+        return None if merged == current else merged
+    if current.status is ShipmentStatus.DELIVERED:
+        return None
+    if news.failed_at is not None and current.status is not ShipmentStatus.FAILED:
+        return None
+    return news
+
+
+def shipment_moves(status: OrderStatus, shipment: Shipment) -> list[OrderStatus]:
+    """The statuses the order moves through once the shipment's facts are recorded.
+
+    A confirmed order ships when its dispatch is known (`sales.order.shipped` needs the
+    carrier, which only the dispatch names), and completes when its delivery is known too; a
+    delivery heard before its dispatch therefore waits for it, and both events then go out in
+    one transaction, as they would have in order. A shipped order completes on its delivery."""
+    delivered = shipment.delivered_at is not None
+    if status is OrderStatus.CONFIRMED and shipment.dispatched_at is not None:
+        return [OrderStatus.SHIPPED, OrderStatus.COMPLETED] if delivered else [OrderStatus.SHIPPED]
+    if status is OrderStatus.SHIPPED and delivered:
+        return [OrderStatus.COMPLETED]
+    return []
+
+
+def cancel_problem(status: OrderStatus, shipment: ShipmentStatus | None) -> str | None:
+    """Why the order cannot be cancelled, or None: a shipped order only while its shipment has
+    failed (the parcel is not on its way), a completed or cancelled one never."""
+    if status is OrderStatus.SHIPPED and shipment is not ShipmentStatus.FAILED:
+        return "A shipped order can be cancelled only while its shipment has failed."
+    if OrderStatus.CANCELLED not in _ORDER_TRANSITIONS[status]:
+        return str(IllegalTransitionError(status, OrderStatus.CANCELLED))
+    return None

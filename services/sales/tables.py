@@ -1,8 +1,9 @@
 """The sales service's tables (SQLModel, in the service's own registry — see platform/tables.py).
 
 The migrations (`migrations/versions/`) create exactly these: 0001 the customers, 0002 the
-product replica. "At most one default address per customer" is a partial unique index: the
-database refuses a second default whatever code writes it.
+product replica, 0003 the orders, 0004 their shipment. "At most one default address per
+customer" is a partial unique index: the database refuses a second default whatever code
+writes it.
 """
 
 from __future__ import annotations
@@ -144,6 +145,15 @@ class Order(SalesTable, table=True):
     updated_at: datetime = utc_timestamp(nullable=False)
     confirmed_at: datetime | None = utc_timestamp(nullable=True)
     cancelled_at: datetime | None = utc_timestamp(nullable=True)
+    # The shipment as logistics last reported it (domain.Shipment; migration 0004): null until
+    # logistics dispatches, delivers or fails the order's shipment.
+    shipment_id: UUID | None = Field(default=None)
+    tracking_code: str | None = Field(default=None, max_length=40)
+    carrier_code: str | None = Field(default=None, max_length=20)
+    dispatched_at: datetime | None = utc_timestamp(nullable=True)
+    delivered_at: datetime | None = utc_timestamp(nullable=True)
+    shipment_failed_at: datetime | None = utc_timestamp(nullable=True)
+    shipment_failure: str | None = Field(default=None, max_length=255)
     version: int = Field(default=1)
 
 

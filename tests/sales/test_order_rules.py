@@ -1,10 +1,14 @@
 """The order rules of sales' domain, table-tested: prices and totals, numbers, the status
-machine, and the saga's decision for every combination of answers."""
+machine, the saga's decision for every combination of answers, and what logistics' news does
+to an order."""
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
-from itertools import product
+from itertools import permutations, product
 
 import pytest
 
@@ -16,6 +20,8 @@ from services.sales.domain import (
     PricedLine,
     SagaOutcome,
     SagaStep,
+    Shipment,
+    ShipmentStatus,
     StockStatus,
 )
 
@@ -82,6 +88,7 @@ LEGAL = {
     (OrderStatus.CONFIRMED, OrderStatus.SHIPPED),
     (OrderStatus.CONFIRMED, OrderStatus.CANCELLED),
     (OrderStatus.SHIPPED, OrderStatus.COMPLETED),
+    (OrderStatus.SHIPPED, OrderStatus.CANCELLED),  # only while its shipment failed: cancel_problem
 }
 
 
@@ -135,3 +142,105 @@ def test_released_and_refunded_are_final_answers() -> None:
     for paid in PaymentStatus:
         assert domain.payment_answer(PaymentStatus.REFUNDED, paid) is PaymentStatus.REFUNDED
         assert domain.payment_answer(PaymentStatus.PENDING, paid) is paid
+
+
+# --- logistics' news (ADR 0022) ---------------------------------------------------------------
+
+SHIPMENT = uuid.UUID("3f4a5b6c-7d8e-4f9a-8b1c-2d3e4f5a6b7c")
+RETRY = uuid.UUID("4a5b6c7d-8e9f-4a0b-9c1d-2e3f4a5b6c7d")
+AT = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+DISPATCHED = Shipment(
+    SHIPMENT, tracking_code="BR7K3M9Q2X4ZP", carrier_code="CORREIOS", dispatched_at=AT
+)
+DELIVERED = Shipment(SHIPMENT, tracking_code="BR7K3M9Q2X4ZP", delivered_at=AT)
+FAILED = Shipment(SHIPMENT, tracking_code=None, failed_at=AT, failure_reason="Address not found")
+
+
+@pytest.mark.parametrize("arrival", list(permutations([DISPATCHED, DELIVERED, FAILED])))
+def test_a_shipments_facts_add_up_in_any_order(arrival: tuple[Shipment, ...]) -> None:
+    shipment: Shipment | None = None
+    for news in arrival:
+        shipment = domain.shipment_heard(shipment, news) or shipment
+    assert shipment == Shipment(
+        SHIPMENT,
+        tracking_code="BR7K3M9Q2X4ZP",
+        carrier_code="CORREIOS",
+        dispatched_at=AT,
+        delivered_at=AT,
+        failed_at=AT,
+        failure_reason="Address not found",
+    )
+    assert shipment.status is ShipmentStatus.DELIVERED
+
+
+def test_a_repeated_fact_is_stale() -> None:
+    assert domain.shipment_heard(DISPATCHED, DISPATCHED) is None
+
+
+def test_a_failure_outranks_its_dispatch() -> None:
+    failed = domain.shipment_heard(DISPATCHED, FAILED)
+    assert failed is not None
+    assert failed.status is ShipmentStatus.FAILED
+    assert failed.tracking_code == "BR7K3M9Q2X4ZP"  # a failure without a code keeps it
+
+
+def test_a_retried_shipments_dispatch_replaces_the_failed_one() -> None:
+    failed = domain.shipment_heard(DISPATCHED, FAILED)
+    retried = Shipment(
+        RETRY, tracking_code="QX4ZP7K3M9BR2", carrier_code="JADLOG", dispatched_at=AT
+    )
+    assert domain.shipment_heard(failed, retried) == retried
+
+
+def test_an_old_shipments_failure_arriving_after_its_retry_is_stale() -> None:
+    retried = Shipment(
+        RETRY, tracking_code="QX4ZP7K3M9BR2", carrier_code="JADLOG", dispatched_at=AT
+    )
+    assert domain.shipment_heard(retried, FAILED) is None
+    retry_failed = Shipment(RETRY, failed_at=AT, failure_reason="Refused")
+    assert domain.shipment_heard(FAILED, retry_failed) == retry_failed
+
+
+def test_nothing_replaces_a_delivered_shipment() -> None:
+    other = Shipment(RETRY, carrier_code="JADLOG", dispatched_at=AT)
+    assert domain.shipment_heard(DELIVERED, other) is None
+
+
+SHIPPED, COMPLETED = OrderStatus.SHIPPED, OrderStatus.COMPLETED
+
+
+@pytest.mark.parametrize(
+    ("status", "shipment", "moves"),
+    [
+        (OrderStatus.CONFIRMED, DISPATCHED, [SHIPPED]),
+        (OrderStatus.CONFIRMED, DELIVERED, []),  # shipped needs the dispatch's carrier: wait
+        (OrderStatus.CONFIRMED, FAILED, []),
+        (OrderStatus.CONFIRMED, replace(DISPATCHED, delivered_at=AT), [SHIPPED, COMPLETED]),
+        (OrderStatus.SHIPPED, DISPATCHED, []),
+        (OrderStatus.SHIPPED, replace(DISPATCHED, failed_at=AT), []),
+        (OrderStatus.SHIPPED, DELIVERED, [COMPLETED]),
+        (OrderStatus.COMPLETED, replace(DISPATCHED, delivered_at=AT), []),
+    ],
+)
+def test_what_the_shipment_moves(
+    status: OrderStatus, shipment: Shipment, moves: list[OrderStatus]
+) -> None:
+    assert domain.shipment_moves(status, shipment) == moves
+
+
+@pytest.mark.parametrize(
+    ("status", "shipment", "cancellable"),
+    [
+        (OrderStatus.PENDING, None, True),
+        (OrderStatus.CONFIRMED, None, True),
+        (OrderStatus.CONFIRMED, ShipmentStatus.FAILED, True),
+        (OrderStatus.SHIPPED, ShipmentStatus.DISPATCHED, False),
+        (OrderStatus.SHIPPED, ShipmentStatus.FAILED, True),
+        (OrderStatus.COMPLETED, ShipmentStatus.DELIVERED, False),
+        (OrderStatus.CANCELLED, None, False),
+    ],
+)
+def test_who_can_be_cancelled(
+    status: OrderStatus, shipment: ShipmentStatus | None, cancellable: bool
+) -> None:
+    assert (domain.cancel_problem(status, shipment) is None) is cancellable

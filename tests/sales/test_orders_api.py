@@ -1,6 +1,8 @@
 """Orders over HTTP, on the real servers, with auth, inventory, sales and financial running as
 `erp serve` processes: placing (pricing, numbers, Idempotency-Key), who sees and cancels what,
-and the saga running each order to `confirmed` or `cancelled` with its compensations.
+and the saga running each order to `confirmed` or `cancelled` with its compensations, and on
+through logistics' news (played by the test) to `shipped`, the invoice, and a cancellation
+after a failed delivery that refunds.
 
 Products are created in inventory over its API; sales learns them from `inventory.product.*`
 or, for one it has not replicated yet, by asking inventory. The simulated gateway decides the
@@ -9,19 +11,23 @@ payment by the total's cents (ADR 0012): `.51` is declined.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import aio_pika
 import pytest
 from sqlalchemy import create_engine, text
 
 from services.platform.core.settings import load_settings
 from tests.support.accounts import Members
+from tests.support.events import assert_conforms, envelope
 from tests.support.http import Api, unique_cpf
 from tests.support.polling import eventually
 from tests.support.problems import problem
 from tests.support.processes import ServiceProcess
+from tests.support.wire import publish_body
 
 pytestmark = pytest.mark.integration
 
@@ -362,3 +368,100 @@ async def test_a_cancellation_overtaking_the_saga_leaves_no_stock_reserved_and_n
     stock = inventory("GET", f"/api/v1/products/{product['id']}/stock").json()
     assert (stock["on_hand"], stock["reserved"]) == (5, 0)
     assert staff("GET", f"/api/v1/orders/{order['id']}").json()["status"] == "cancelled"
+
+
+async def _as_logistics(env: Mapping[str, str], name: str, payload: dict[str, Any]) -> None:
+    """Publish one of logistics' events (logistics itself does not run here), checked against
+    the AsyncAPI document first."""
+    body = envelope(name, payload)
+    encoded = json.dumps(body).encode()
+    assert_conforms(encoded)
+    connection = await aio_pika.connect_robust(env["ERP_AMQP_URL"])
+    try:
+        channel = await connection.channel(publisher_confirms=True)
+        await publish_body(channel, "logistics.events", name, encoded, message_id=body["event_id"])
+    finally:
+        await connection.close()
+
+
+async def test_a_failed_delivery_lets_staff_cancel_the_shipped_order_and_refunds_it(
+    staff: Api, inventory: Api, financial: Api, module_env: Mapping[str, str]
+) -> None:
+    product = new_product(inventory, "80.00")
+    customer = new_customer(staff)
+    order = await settled(staff, place(staff, order_body(customer, (product, 1))).json()["id"])
+    assert (order["status"], order["shipment"]) == ("confirmed", None)
+    shipment = {
+        "shipment_id": str(uuid.uuid4()),
+        "order_id": order["id"],
+        "order_number": order["order_number"],
+        "customer_email": order["customer_email"],
+        "tracking_code": "BR7K3M9Q2X4ZP",
+    }
+    await _as_logistics(
+        module_env,
+        "logistics.shipment.dispatched",
+        {
+            **shipment,
+            "carrier_code": "CORREIOS",
+            "service_type": "standard",
+            "estimated_delivery_date": "2026-01-06",
+            "dispatched_at": "2026-01-02T09:00:00Z",
+        },
+    )
+
+    def shipped() -> dict[str, Any] | None:
+        found: dict[str, Any] = staff("GET", f"/api/v1/orders/{order['id']}").json()
+        return found if found["status"] == "shipped" else None
+
+    on_its_way = await eventually(shipped, within=15)
+    assert on_its_way["shipment"] == {
+        "id": shipment["shipment_id"],
+        "status": "dispatched",
+        "tracking_code": "BR7K3M9Q2X4ZP",
+        "carrier_code": "CORREIOS",
+        "dispatched_at": "2026-01-02T09:00:00Z",
+        "delivered_at": None,
+        "failed_at": None,
+        "failure_reason": None,
+    }
+    cancel = f"/api/v1/orders/{order['id']}/cancel"
+    refused = staff("POST", cancel, json={"reason": "Customer changed their mind"})
+    assert problem(refused, 409)["detail"] == (
+        "A shipped order can be cancelled only while its shipment has failed."
+    )
+
+    # Financial invoiced the dispatched order by itself.
+    def invoiced() -> dict[str, Any] | None:
+        listed = financial("GET", "/api/v1/invoices", params={"customer_id": customer["id"]})
+        found = [i for i in listed.json()["data"] if i["order_id"] == order["id"]]
+        return found[0] if found else None
+
+    assert (await eventually(invoiced, within=15))["status"] == "issued"
+
+    await _as_logistics(
+        module_env,
+        "logistics.shipment.failed",
+        {**shipment, "reason": "Address not found", "failed_at": "2026-01-03T11:00:00Z"},
+    )
+
+    def failed() -> dict[str, Any] | None:
+        found: dict[str, Any] = staff("GET", f"/api/v1/orders/{order['id']}").json()
+        return found if found["shipment"]["status"] == "failed" else None
+
+    assert (await eventually(failed, within=15))["shipment"]["failure_reason"] == (
+        "Address not found"
+    )
+    cancelled = staff("POST", cancel, json={"reason": "Undeliverable"})
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+
+    def refunded() -> dict[str, Any] | None:
+        payment: dict[str, Any] = financial(
+            "GET", f"/api/v1/payments/by-order/{order['id']}"
+        ).json()
+        invoice = invoiced()
+        done = payment["status"] == "refunded" and invoice and invoice["status"] == "cancelled"
+        return payment if done else None
+
+    assert (await eventually(refunded, within=20))["amount"] == order["total"]

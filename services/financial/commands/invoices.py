@@ -6,11 +6,13 @@ the number back, so numbers are unique and gap-free), works out the taxes and th
 and leaves it `pending`; `issue`, `send` and `cancel` move it along `domain`'s status machine
 (an illegal move is a 409). `cancel_for_order` is `sales.order.cancelled`'s part: there an
 invoice that can no longer be cancelled is dead-lettered, for a person to issue a return
-invoice.
+invoice. `invoice_dispatched_order` is `logistics.shipment.dispatched`'s part: the order's
+invoice generated and issued without a person (ADR 0022).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -43,6 +45,8 @@ from services.platform import (
     utc_now,
 )
 
+log = logging.getLogger("services.financial")
+
 
 def invoice_model(invoice: Invoice) -> models.Invoice:
     return models.Invoice.model_validate(invoice, from_attributes=True)
@@ -74,12 +78,16 @@ async def _next_number(uow: UnitOfWork, series: str) -> int:
     return number
 
 
+async def _locked_payment(uow: UnitOfWork, order_id: UUID) -> Payment | None:
+    statement = select(Payment).where(col(Payment.order_id) == order_id).with_for_update()
+    return (await uow.session.scalars(statement)).first()
+
+
 async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) -> models.Invoice:
     """The `pending` invoice of an order whose payment is approved and that is not cancelled.
     The payment row is locked meanwhile, as the cancellation's transaction locks it: a
     cancellation committed first is seen here; one that comes after finds this invoice."""
-    statement = select(Payment).where(col(Payment.order_id) == body.order_id).with_for_update()
-    payment = (await uow.session.scalars(statement)).first()
+    payment = await _locked_payment(uow, body.order_id)
     if payment is None:
         raise resource_not_found("The payment of order", body.order_id)
     if payment.status != PaymentStatus.APPROVED.value:
@@ -97,7 +105,11 @@ async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) 
         raise Problem(
             409, detail=f"Order {payment.order_number} already has {_label(existing).lower()}."
         )
+    return invoice_model(await _new_invoice(uow, issuer, payment))
 
+
+async def _new_invoice(uow: UnitOfWork, issuer: Issuer, payment: Payment) -> Invoice:
+    """The `pending` invoice of the payment's order, numbered in its series."""
     number = await _next_number(uow, issuer.series)
     now = utc_now()
     invoice_id = uuid4()
@@ -134,7 +146,37 @@ async def generate(uow: UnitOfWork, issuer: Issuer, body: models.InvoiceCreate) 
     await flush_unique(
         uow.session, Problem(409, detail=f"Order {payment.order_number} already has an invoice.")
     )
-    return invoice_model(invoice)
+    return invoice
+
+
+class UnknownOrderError(Exception):
+    """A dispatch of an order whose `sales.order.created` financial has not recorded (yet):
+    the kit retries it, then dead-letters it."""
+
+
+async def invoice_dispatched_order(uow: UnitOfWork, issuer: Issuer, order_id: UUID) -> None:
+    """logistics dispatched the order: its invoice is generated and issued at once, so
+    `financial.invoice.generated` goes out (caused by the dispatch). Once per order: an order
+    that has an invoice already, live or cancelled by staff, gets none (a redelivered or
+    repeated dispatch, or a retried shipment's). None either for an order cancelled or whose
+    payment is not approved (the cancellation raced the dispatch); that is logged."""
+    payment = await _locked_payment(uow, order_id)
+    if payment is None:
+        raise UnknownOrderError(f"order {order_id} has no payment: financial never saw it")
+    if payment.status != PaymentStatus.APPROVED.value:
+        log.info("order %s dispatched with its payment %s: not invoiced", order_id, payment.status)
+        return
+    if await uow.session.get(OrderCancellation, order_id) is not None:
+        log.info("order %s dispatched after its cancellation: not invoiced", order_id)
+        return
+    existing = await uow.session.scalars(
+        select(Invoice.id).where(col(Invoice.order_id) == order_id)
+    )
+    if existing.first() is not None:
+        log.info("order %s has its invoice already: dispatch changes nothing", order_id)
+        return
+    invoice = await _new_invoice(uow, issuer, payment)
+    _issue(uow, invoice, utc_now())
 
 
 async def _locked(uow: UnitOfWork, invoice_id: UUID) -> Invoice:
@@ -161,7 +203,13 @@ def _move(invoice: Invoice, target: InvoiceStatus, now: datetime) -> None:
 
 async def issue(uow: UnitOfWork, invoice_id: UUID) -> models.Invoice:
     invoice = await _locked(uow, invoice_id)
-    now = utc_now()
+    _issue(uow, invoice, utc_now())
+    return invoice_model(invoice)
+
+
+def _issue(uow: UnitOfWork, invoice: Invoice, now: datetime) -> None:
+    """`pending → issued` and `financial.invoice.generated`: the event means "issued", the
+    invoice's fiscal existence (generation alone is a draft staff can still look over)."""
     _move(invoice, InvoiceStatus.ISSUED, now)
     invoice.issued_at = now
     events.publish_financial_invoice_generated(
@@ -170,7 +218,6 @@ async def issue(uow: UnitOfWork, invoice_id: UUID) -> models.Invoice:
             **_event_fields(invoice), amount=invoice.amount, taxes=invoice.taxes, issued_at=now
         ),
     )
-    return invoice_model(invoice)
 
 
 async def send(uow: UnitOfWork, invoice_id: UUID) -> models.Invoice:

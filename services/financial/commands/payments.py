@@ -133,6 +133,7 @@ async def receive_order(
         order_id=order.order_id,
         order_number=order.order_number,
         customer_id=order.customer_id,
+        customer_email=order.customer_email,
         amount=format_amount(facts.amount),
         currency=facts.currency,
         method=facts.method,
@@ -305,7 +306,10 @@ async def approve(
     events.publish_financial_payment_processed(
         uow,
         FinancialPaymentProcessedPayload(
-            **_event_fields(payment), gateway_reference=reference, processed_at=when
+            **_event_fields(payment),
+            customer_email=payment.customer_email,
+            gateway_reference=reference,
+            processed_at=when,
         ),
     )
     await accounts.follow_payment(uow, payment)
@@ -335,7 +339,10 @@ async def decline(
     events.publish_financial_payment_failed(
         uow,
         FinancialPaymentFailedPayload(
-            **_event_fields(payment), reason=reason.value, processed_at=when
+            **_event_fields(payment),
+            customer_email=payment.customer_email,
+            reason=reason.value,
+            processed_at=when,
         ),
     )
     await accounts.follow_payment(uow, payment)

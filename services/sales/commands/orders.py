@@ -1,6 +1,7 @@
 """Orders: placing one (priced from the catalogue replica, numbered without gaps), cancelling
 one, and the saga's side in sales — recording inventory's and financial's answers and
-confirming or cancelling the order once they decide it (ADR 0018).
+confirming or cancelling the order once they decide it (ADR 0018), then logistics' news of its
+shipment, which ships and completes it (ADR 0022).
 
 Every change locks the order row, raises its `version`, appends to its status history when the
 status moves, and emits its event in the unit of work the kit commits (outbox).
@@ -24,8 +25,10 @@ from generated.events.models import (
     Address,
     OrderLine,
     SalesOrderCancelledPayload,
+    SalesOrderCompletedPayload,
     SalesOrderConfirmedPayload,
     SalesOrderCreatedPayload,
+    SalesOrderShippedPayload,
 )
 from generated.events.models import OrderItem as EventItem
 from generated.sales import models
@@ -91,6 +94,58 @@ async def order_items(
     return lines
 
 
+_SHIPMENT_COLUMNS = frozenset(
+    {
+        "shipment_id",
+        "tracking_code",
+        "carrier_code",
+        "dispatched_at",
+        "delivered_at",
+        "shipment_failed_at",
+        "shipment_failure",
+    }
+)
+
+
+def shipment_of(order: Order) -> domain.Shipment | None:
+    if order.shipment_id is None:
+        return None
+    return domain.Shipment(
+        shipment_id=order.shipment_id,
+        tracking_code=order.tracking_code,
+        carrier_code=order.carrier_code,
+        dispatched_at=order.dispatched_at,
+        delivered_at=order.delivered_at,
+        failed_at=order.shipment_failed_at,
+        failure_reason=order.shipment_failure,
+    )
+
+
+def _keep_shipment(order: Order, shipment: domain.Shipment) -> None:
+    order.shipment_id = shipment.shipment_id
+    order.tracking_code = shipment.tracking_code
+    order.carrier_code = shipment.carrier_code
+    order.dispatched_at = shipment.dispatched_at
+    order.delivered_at = shipment.delivered_at
+    order.shipment_failed_at = shipment.failed_at
+    order.shipment_failure = shipment.failure_reason
+
+
+def _shipment_view(shipment: domain.Shipment | None) -> dict[str, object] | None:
+    if shipment is None:
+        return None
+    return {
+        "id": shipment.shipment_id,
+        "status": shipment.status.value,
+        "tracking_code": shipment.tracking_code,
+        "carrier_code": shipment.carrier_code,
+        "dispatched_at": shipment.dispatched_at,
+        "delivered_at": shipment.delivered_at,
+        "failed_at": shipment.failed_at,
+        "failure_reason": shipment.failure_reason,
+    }
+
+
 def order_model(order: Order, items: Sequence[OrderItem]) -> models.Order:
     status = OrderStatus(order.status)
     waiting = domain.waiting_for(
@@ -98,9 +153,10 @@ def order_model(order: Order, items: Sequence[OrderItem]) -> models.Order:
     )
     return models.Order.model_validate(
         {
-            **order.model_dump(),
+            **order.model_dump(exclude=set(_SHIPMENT_COLUMNS)),
             "waiting_for": [step.value for step in waiting],
             "items": [item.model_dump(exclude={"order_id", "position"}) for item in items],
+            "shipment": _shipment_view(shipment_of(order)),
         }
     )
 
@@ -344,7 +400,8 @@ async def _move(
     event_id: UUID | None = None,
 ) -> list[OrderItem]:
     """Moves the order (IllegalTransitionError when the machine forbids it), records the move
-    and announces a confirmation or a cancellation."""
+    and announces a confirmation or a cancellation (a shipment's moves are announced by
+    `record_shipment`, which has the shipment's facts)."""
     before = OrderStatus(order.status)
     order.status = domain.transition(before, target).value
     now = utc_now()
@@ -384,10 +441,48 @@ async def _move(
     return items
 
 
+def _announce_shipment(
+    uow: UnitOfWork, order: Order, target: OrderStatus, shipment: domain.Shipment
+) -> None:
+    """`sales.order.shipped` or `completed`, from the shipment's facts (domain.shipment_moves
+    only moves an order there once the facts each event needs are known)."""
+    if target is OrderStatus.SHIPPED:
+        events.publish_sales_order_shipped(
+            uow,
+            SalesOrderShippedPayload.model_validate(
+                {
+                    "order_id": order.id,
+                    "order_number": order.order_number,
+                    "customer_id": order.customer_id,
+                    "customer_email": order.customer_email,
+                    "shipment_id": shipment.shipment_id,
+                    "tracking_code": shipment.tracking_code,
+                    "carrier_code": shipment.carrier_code,
+                    "shipped_at": shipment.dispatched_at,
+                }
+            ),
+        )
+    else:
+        events.publish_sales_order_completed(
+            uow,
+            SalesOrderCompletedPayload.model_validate(
+                {
+                    "order_id": order.id,
+                    "order_number": order.order_number,
+                    "customer_id": order.customer_id,
+                    "customer_email": order.customer_email,
+                    "shipment_id": shipment.shipment_id,
+                    "delivered_at": shipment.delivered_at,
+                }
+            ),
+        )
+
+
 async def cancel_order(
     uow: UnitOfWork, caller: Caller, order_id: UUID, reason: str
 ) -> models.Order:
-    """The customer cancels their own pending or confirmed order; staff any."""
+    """The customer cancels their own pending or confirmed order, or a shipped one whose
+    shipment failed; staff any."""
     order = await _locked(uow, order_id)
     if order is None or not (
         STAFF_CANCEL in caller.permissions
@@ -395,10 +490,13 @@ async def cancel_order(
     ):
         # Another's order is as absent as one that does not exist (no probing for ids).
         raise Problem(404, detail=f"Order {order_id} not found.")
-    try:
-        items = await _move(uow, order, OrderStatus.CANCELLED, reason, caller.subject)
-    except domain.IllegalTransitionError as error:
-        raise Problem(409, detail=str(error)) from error
+    shipment = shipment_of(order)
+    problem = domain.cancel_problem(
+        OrderStatus(order.status), None if shipment is None else shipment.status
+    )
+    if problem is not None:
+        raise Problem(409, detail=problem)
+    items = await _move(uow, order, OrderStatus.CANCELLED, reason, caller.subject)
     return order_model(order, items)
 
 
@@ -476,6 +574,70 @@ async def record_payment(
         )
     order.payment_status = domain.payment_answer(PaymentStatus(order.payment_status), payment).value
     await _decide(uow, order, answer, _CANCEL_REASONS.get(payment))
+
+
+# --- the saga after confirmation: logistics' news (ADR 0022) --------------------------------
+
+
+@dataclass(frozen=True)
+class ShipmentNews:
+    """One logistics event about the order's shipment: the fact it states and how the order's
+    history words it."""
+
+    event_id: UUID
+    order_number: str
+    fact: domain.Shipment
+    what: str  # e.g. "Shipment dispatched with CORREIOS"
+
+
+def _note(order: Order, reason: str, event_id: UUID) -> OrderStatusChange:
+    """A history row that records news without a move (from_status = to_status)."""
+    order.updated_at = utc_now()
+    return _history(order, OrderStatus(order.status), reason, "logistics", event_id)
+
+
+async def record_shipment(uow: UnitOfWork, order_id: UUID, news: ShipmentNews) -> None:
+    """logistics dispatched, delivered or failed the order's shipment: the fact is kept on the
+    order, which ships or completes once the facts say so (domain.shipment_moves), whatever
+    order the events came in. A cancelled order stays cancelled: the news is only noted."""
+    order = await _answered(uow, order_id)
+    if news.order_number != order.order_number:
+        raise DeadLetter(
+            f"order {order_id} is {order.order_number}, the shipment event states "
+            f"{news.order_number}"
+        )
+    status = OrderStatus(order.status)
+    if status is OrderStatus.PENDING:
+        # logistics ships an order on its sales.order.confirmed, which sales emits only after
+        # confirming it: news about a pending order is forged or misrouted.
+        raise DeadLetter(f"order {order_id} is pending: logistics ships confirmed orders only")
+    if status is OrderStatus.CANCELLED:
+        note = f"Cancelled before logistics' news: {news.what}"
+        uow.session.add(_note(order, note, news.event_id))
+        order.version += 1
+        log.info("order %s is cancelled: logistics' news only noted", order_id)
+        return
+    shipment = domain.shipment_heard(shipment_of(order), news.fact)
+    if shipment is None:
+        log.info("order %s: logistics' news changes nothing (a repeat or stale)", order_id)
+        return
+    _keep_shipment(order, shipment)
+    moves = domain.shipment_moves(status, shipment)
+    for target in moves:
+        reason = "Shipment dispatched" if target is OrderStatus.SHIPPED else "Shipment delivered"
+        await _move(uow, order, target, reason, "logistics", news.event_id)
+        _announce_shipment(uow, order, target, shipment)
+    if not moves:
+        # Recorded without a move (a failure, a delivery waiting for its dispatch, a retry):
+        # the history says so.
+        waiting = status is OrderStatus.CONFIRMED and shipment.dispatched_at is None
+        note = (
+            f"{news.what}; waiting for its dispatch"
+            if waiting and news.fact.delivered_at
+            else news.what
+        )
+        uow.session.add(_note(order, note, news.event_id))
+        order.version += 1
 
 
 async def expire_order(uow: UnitOfWork, order_id: UUID) -> bool:
