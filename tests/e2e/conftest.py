@@ -1,15 +1,17 @@
-"""The end-to-end harness: auth, inventory, sales and financial as separate `erp serve`
-processes on the real PostgreSQL, RabbitMQ and Redis — databases, a vhost and Redis keys of
-their own — with every message any of them publishes captured (`wire`, a `Capture` declared
-before the first service starts; see tests/support/capture.py).
+"""The end-to-end harness: the six services as separate `erp serve` processes on the real
+PostgreSQL, RabbitMQ and Redis — databases, a vhost and Redis keys of their own — with every
+message any of them publishes captured (`wire`, a `Capture` declared before the first service
+starts; see tests/support/capture.py), and notification's e-mail sent to a real SMTP server
+(`mail`, aiosmtpd: tests/support/mailsink.py).
 
 Fixtures (session-wide, shared by every module here):
 
 * `platform`: the running services by name (`platform["sales"].url`); when a test fails, each
   service's log is added to its report;
 * `wire`: the capture (`wire.messages`, `await wire.wait_for_event(name, order_id)`);
-* `staff`: a super-admin of the run; `inventory_api`, `sales_api`, `financial_api`: async
-  clients of each service as that super-admin (a fresh token per test);
+* `mail`: the SMTP server notification writes to (`mail.wait_for(address, count)`);
+* `staff`: a super-admin of the run; `inventory_api`, `sales_api`, `logistics_api`,
+  `financial_api`: async clients of each service as that super-admin (a fresh token per test);
 * `channel`: an AMQP channel (publisher confirms) on the run's vhost, to play a producer.
 """
 
@@ -23,6 +25,7 @@ import pytest
 
 from tests.support.accounts import Account, create_super_admin
 from tests.support.capture import Capture
+from tests.support.mailsink import SmtpSink, smtp_sink
 from tests.support.processes import Platform, own_vhost
 from tests.support.servers import AMQP_SERVER
 
@@ -30,11 +33,23 @@ LOG_LINES = 200  # of each service, in the report of a failed test
 
 
 @pytest.fixture(scope="session")
+def mail() -> Iterator[SmtpSink]:
+    with smtp_sink() as sink:
+        yield sink
+
+
+@pytest.fixture(scope="session")
 def e2e_env(
-    amqp_vhost: str, scoped_env: Callable[[str], Mapping[str, str]]
+    amqp_vhost: str, scoped_env: Callable[[str], Mapping[str, str]], mail: SmtpSink
 ) -> Iterator[Mapping[str, str]]:
     with own_vhost(f"{amqp_vhost}-e2e") as vhost:
-        yield {**scoped_env("e2e"), "ERP_AMQP_URL": f"{AMQP_SERVER}/{vhost}"}
+        yield {
+            **scoped_env("e2e"),
+            "ERP_AMQP_URL": f"{AMQP_SERVER}/{vhost}",
+            "ERP_NOTIFICATION_SMTP_HOST": mail.host,
+            "ERP_NOTIFICATION_SMTP_PORT": str(mail.port),
+            "ERP_NOTIFICATION_SMTP_STARTTLS": "0",
+        }
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +110,12 @@ async def inventory_api(platform: Platform, staff_token: str) -> AsyncIterator[h
 @pytest.fixture
 async def sales_api(platform: Platform, staff_token: str) -> AsyncIterator[httpx.AsyncClient]:
     async with _client(platform, "sales", staff_token) as client:
+        yield client
+
+
+@pytest.fixture
+async def logistics_api(platform: Platform, staff_token: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(platform, "logistics", staff_token) as client:
         yield client
 
 

@@ -1,4 +1,4 @@
-"""Orders placed over HTTP run their sagas across the four processes to `confirmed` or
+"""Orders placed over HTTP run their sagas across the six processes to `confirmed` or
 `cancelled`, and every message of each saga keeps the AsyncAPI document and belongs to one
 conversation: one correlation id, each event caused by the one the design says.
 
@@ -76,6 +76,7 @@ async def test_an_order_in_stock_and_paid_is_confirmed_and_its_stock_leaves(
         [(product, 2)],
         "sales.order.confirmed",
         "inventory.stock.confirmed",
+        "logistics.shipment.created",
     )
 
     answers = [n for n in names(saga) if n not in (CREATED, REQUESTED)][:2]
@@ -88,6 +89,7 @@ async def test_an_order_in_stock_and_paid_is_confirmed_and_its_stock_leaves(
         # Sales confirms on the second answer, whichever it is.
         "sales.order.confirmed": answers[1],
         "inventory.stock.confirmed": "sales.order.confirmed",
+        "logistics.shipment.created": "sales.order.confirmed",
     }
     assert await status_of(sales_api, order) == "confirmed"
 

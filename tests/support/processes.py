@@ -21,6 +21,7 @@ import httpx
 import uvicorn
 
 from services.platform.runtime.app import server_config
+from services.registry import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 ERP = str(Path(sys.executable).with_name("erp"))
@@ -182,8 +183,8 @@ class ServerThread:
         self.stop()
 
 
-PLATFORM = ("auth", "inventory", "sales", "financial")
-"""The services the end-to-end tests and the saga bench run, auth first."""
+PLATFORM = tuple(SERVICES)
+"""The services the end-to-end tests and the saga bench run: all six, auth first."""
 
 
 class Platform(Mapping[str, ServiceProcess]):
