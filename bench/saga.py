@@ -1,10 +1,11 @@
 """The saga half of `make bench` (tools/dev/bench.sh): orders placed per second through
-`POST /api/v1/orders`, and sagas completed per second to `confirmed`, with p50/p99 of each.
+`POST /api/v1/orders`, and sagas per second to `confirmed` and on to `completed`, with p50/p99
+of each.
 
     python -m bench.saga [--orders N] [--concurrency C] [--products P] [--warmup W]
                          [--timeout SECONDS] [--output .bench/last.md] [--append] [--note TEXT]
 
-Runs auth, inventory, sales and financial as `erp serve` processes (the end-to-end tests'
+Runs the six services as `erp serve` processes (the end-to-end tests'
 `Platform`, tests/support/processes.py) on the real PostgreSQL, RabbitMQ and Redis, in
 databases (`erpbench_<pid>_<service>_db`), a vhost and Redis keys of its own, all dropped at the
 end. It makes a super-admin, P products with stock for every order and a customer with one
@@ -14,15 +15,20 @@ before it is measured), then N orders, C at a time, one unit of one product each
 * Placement: the time from sending `POST /api/v1/orders` (a fresh Idempotency-Key each) to its
   201, per request; orders/s = N / (last 201 - first send).
 * Saga: the time from an order's 201 to `sales.order.confirmed` about it arriving on a queue of
-  the bench's own (bound to sales.order.confirmed and .cancelled before the first order: no
-  polling, and the instant the event was routed, not the next poll); sagas/s = confirmed /
-  (last confirmation - first send).
+  the bench's own (bound to sales.order.confirmed, .completed and .cancelled before the first
+  order: no polling, and the instant the event was routed, not the next poll); sagas/s =
+  confirmed / (last confirmation - first send).
+* Completed: the same to `sales.order.completed`. A simulated courier plays the warehouse and
+  the carrier: as each `logistics.shipment.created` arrives it dispatches the shipment and moves
+  it in transit, out for delivery and delivered over logistics' HTTP API (four calls, at most C
+  shipments at a time), so the figure includes those calls and the invoice made on dispatch.
 
 An async httpx client places the orders, not wrk: each placement's 201 must be matched to its
 order's confirmation (by the id in the body), which wrk's Lua cannot time; the client's own cost
 is in the placement figures, so they are an upper bound of the service's. Nothing is pinned:
-four services, PostgreSQL and RabbitMQ share the machine's cores with the bench. The run fails
-(after printing the table) when an order is cancelled or a saga does not finish in time.
+six services, PostgreSQL and RabbitMQ share the machine's cores with the bench. The run fails
+(after printing the table) when an order is cancelled, a courier call is refused or a saga does
+not complete in time.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import httpx
 
 from bench.harness import BenchError, latency
 from services.platform.core.settings import service_variable
+from services.registry import load_definition
 from tests.support.accounts import Account, create_super_admin
 from tests.support.capture import Capture, WireMessage
 from tests.support.catalog import product_with_stock
@@ -54,7 +61,20 @@ from tests.support.processes import PLATFORM, Platform, own_vhost
 from tests.support.servers import AMQP_SERVER, POSTGRES_URL, REDIS_URL, delete_keys, drop_databases
 
 ORDERS = "/api/v1/orders"
-OUTCOMES = {"sales.order.confirmed": "confirmed", "sales.order.cancelled": "cancelled"}
+OUTCOMES = {
+    "sales.order.confirmed": "confirmed",
+    "sales.order.completed": "completed",
+    "sales.order.cancelled": "cancelled",
+}
+SHIPMENT_CREATED = "logistics.shipment.created"
+CARRIER = "BENCHPOST"
+# The courier's calls, in order, on each shipment (logistics' API, ADR 0020).
+COURIER_STEPS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("dispatch", {"carrier_code": CARRIER, "service_type": "standard"}),
+    ("in-transit", {"location": "Campinas hub"}),
+    ("out-for-delivery", {"location": "São Paulo"}),
+    ("deliver", {"received_by": "Bench Customer"}),
+)
 
 
 # --- statistics (pure) ----------------------------------------------------------------------
@@ -69,7 +89,7 @@ class Placement:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    status: str  # confirmed | cancelled
+    status: str  # confirmed | completed | cancelled
     at: float  # time.monotonic() when the event arrived
     reason: str | None = None
 
@@ -113,11 +133,16 @@ class Rate:
 class SagaResult:
     placed: Rate
     confirmed: Rate | None  # None when no saga confirmed
+    completed: Rate | None  # None when no saga completed
     cancelled: dict[str, str | None]  # order id → reason
-    unfinished: list[str]  # order ids without an outcome
+    unfinished: list[str]  # order ids neither completed nor cancelled
 
 
-def summarize(placements: Sequence[Placement], outcomes: Mapping[str, Outcome]) -> SagaResult:
+Milestones = Mapping[str, Mapping[str, Outcome]]
+"""Order id → status (confirmed, completed, cancelled) → when it was first announced."""
+
+
+def summarize(placements: Sequence[Placement], milestones: Milestones) -> SagaResult:
     if not placements:
         raise BenchError("no order was placed")
     started = min(placement.sent_at for placement in placements)
@@ -125,30 +150,29 @@ def summarize(placements: Sequence[Placement], outcomes: Mapping[str, Outcome]) 
         [placement.answered_at - placement.sent_at for placement in placements],
         max(placement.answered_at for placement in placements) - started,
     )
-    done = [
-        (placement, outcome)
-        for placement in placements
-        if (outcome := outcomes.get(placement.order_id)) is not None
-        and outcome.status == "confirmed"
-    ]
-    confirmed = (
-        Rate.of(
+
+    def reached(status: str) -> list[tuple[Placement, Outcome]]:
+        return [
+            (placement, outcome)
+            for placement in placements
+            if (outcome := milestones.get(placement.order_id, {}).get(status)) is not None
+        ]
+
+    def rate(status: str) -> Rate | None:
+        done = reached(status)
+        if not done:
+            return None
+        return Rate.of(
             [outcome.at - placement.answered_at for placement, outcome in done],
             max(outcome.at for _, outcome in done) - started,
         )
-        if done
-        else None
-    )
-    cancelled = {
-        placement.order_id: outcome.reason
-        for placement in placements
-        if (outcome := outcomes.get(placement.order_id)) is not None
-        and outcome.status == "cancelled"
-    }
+
+    cancelled = {placement.order_id: outcome.reason for placement, outcome in reached("cancelled")}
+    finished = cancelled.keys() | {placement.order_id for placement, _ in reached("completed")}
     unfinished = [
-        placement.order_id for placement in placements if placement.order_id not in outcomes
+        placement.order_id for placement in placements if placement.order_id not in finished
     ]
-    return SagaResult(placed, confirmed, cancelled, unfinished)
+    return SagaResult(placed, rate("confirmed"), rate("completed"), cancelled, unfinished)
 
 
 def table(result: SagaResult, *, concurrency: int) -> str:
@@ -158,10 +182,11 @@ def table(result: SagaResult, *, concurrency: int) -> str:
         "| --- | ---: | ---: | ---: | ---: |",
         _row(f"placed: `POST {ORDERS}` → 201, {concurrency} at a time", result.placed),
     ]
-    if result.confirmed is None:
-        lines.append("| confirmed: 201 → `sales.order.confirmed` | 0 | - | - | - |")
-    else:
-        lines.append(_row("confirmed: 201 → `sales.order.confirmed`", result.confirmed))
+    for label, rate in (
+        ("confirmed: 201 → `sales.order.confirmed`", result.confirmed),
+        ("completed: 201 → `sales.order.completed` (4 courier calls included)", result.completed),
+    ):
+        lines.append(f"| {label} | 0 | - | - | - |" if rate is None else _row(label, rate))
     if result.cancelled or result.unfinished:
         lines.append(
             f"\n{len(result.cancelled)} cancelled, {len(result.unfinished)} unfinished "
@@ -178,36 +203,49 @@ def _row(label: str, rate: Rate) -> str:
 
 
 def failures(result: SagaResult) -> list[str]:
-    """Why the run failed ([] when every saga confirmed)."""
+    """Why the run failed ([] when every saga completed)."""
     found = [
         f"order {order_id} was cancelled: {reason}"
         for order_id, reason in sorted(result.cancelled.items())
     ]
     if result.unfinished:
         found.append(
-            f"{len(result.unfinished)} order(s) neither confirmed nor cancelled in time, e.g. "
+            f"{len(result.unfinished)} order(s) neither completed nor cancelled in time, e.g. "
             + ", ".join(result.unfinished[:5])
         )
     return found
 
 
-def outcomes_of(messages: Iterable[WireMessage]) -> dict[str, Outcome]:
-    """The first outcome of each order among captured `sales.order.confirmed|cancelled`."""
-    found: dict[str, Outcome] = {}
+def _payload(message: WireMessage) -> dict[str, Any] | None:
+    envelope = message.envelope()
+    payload = None if envelope is None else envelope.get("payload")
+    return payload if isinstance(payload, dict) else None
+
+
+def outcomes_of(messages: Iterable[WireMessage]) -> dict[str, dict[str, Outcome]]:
+    """Each order's milestones among captured `sales.order.confirmed|completed|cancelled`:
+    the first announcement of each."""
+    found: dict[str, dict[str, Outcome]] = {}
     for message in messages:
         status = OUTCOMES.get(message.routing_key)
-        envelope = message.envelope()
-        if status is None or envelope is None:
-            continue
-        payload = envelope.get("payload")
-        if not isinstance(payload, dict) or not isinstance(payload.get("order_id"), str):
+        payload = _payload(message)
+        if status is None or payload is None or not isinstance(payload.get("order_id"), str):
             continue
         reason = payload.get("reason")
-        found.setdefault(
-            payload["order_id"],
-            Outcome(status, message.arrived_at, reason if isinstance(reason, str) else None),
+        found.setdefault(payload["order_id"], {}).setdefault(
+            status, Outcome(status, message.arrived_at, reason if isinstance(reason, str) else None)
         )
     return found
+
+
+def shipments_of(messages: Iterable[WireMessage]) -> list[str]:
+    """The ids of the shipments `logistics.shipment.created` announced, first time each."""
+    found: dict[str, None] = {}
+    for message in messages:
+        payload = _payload(message) if message.routing_key == SHIPMENT_CREATED else None
+        if payload is not None and isinstance(payload.get("shipment_id"), str):
+            found.setdefault(payload["shipment_id"])
+    return list(found)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -233,7 +271,8 @@ def bench_env(run: str, vhost: str) -> dict[str, str]:
         "ERP_LOG_LEVEL": "WARNING",
     }
     for service in PLATFORM:
-        env[service_variable(service, "DATABASE_URL")] = f"{server}/erpbench_{run}_{service}_db"
+        if load_definition(service).has_database:
+            env[service_variable(service, "DATABASE_URL")] = f"{server}/erpbench_{run}_{service}_db"
     return env
 
 
@@ -263,26 +302,69 @@ async def place(
 
 async def outcomes_for(
     capture: Capture, placements: Sequence[Placement], within: float
-) -> dict[str, Outcome]:
-    """Wait (at most `within` s) until every placed order confirmed or was cancelled."""
+) -> dict[str, dict[str, Outcome]]:
+    """Wait (at most `within` s) until every placed order completed or was cancelled."""
     wanted = {placement.order_id for placement in placements}
-    found: dict[str, Outcome] = {}
+    found: dict[str, dict[str, Outcome]] = {}
     read = 0
     deadline = time.monotonic() + within
     while True:
         arrived = capture.messages[read:]
         read += len(arrived)
-        for order_id, outcome in outcomes_of(arrived).items():
-            found.setdefault(order_id, outcome)
-        if wanted <= found.keys() or time.monotonic() > deadline:
+        for order_id, milestones in outcomes_of(arrived).items():
+            for status, outcome in milestones.items():
+                found.setdefault(order_id, {}).setdefault(status, outcome)
+        ended = {
+            order_id for order_id, seen in found.items() if seen.keys() & {"completed", "cancelled"}
+        }
+        if wanted <= ended or time.monotonic() > deadline:
             return {order_id: found[order_id] for order_id in wanted & found.keys()}
         await asyncio.sleep(0.02)
+
+
+class Courier:
+    """Walks every shipment logistics creates through `COURIER_STEPS` over HTTP, at most
+    `concurrency` shipments at a time, while `run()` is running; `problems` holds every refusal."""
+
+    def __init__(self, capture: Capture, logistics: httpx.AsyncClient, concurrency: int) -> None:
+        self._capture = capture
+        self._logistics = logistics
+        self._slots = asyncio.Semaphore(concurrency)
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self.problems: list[str] = []
+
+    async def run(self) -> None:
+        read = 0
+        try:
+            while True:
+                arrived = self._capture.messages[read:]
+                read += len(arrived)
+                for shipment_id in shipments_of(arrived):
+                    task = asyncio.create_task(self._deliver(shipment_id))
+                    self._deliveries.add(task)
+                    task.add_done_callback(self._deliveries.discard)
+                await asyncio.sleep(0.02)
+        finally:
+            for task in list(self._deliveries):
+                task.cancel()
+
+    async def _deliver(self, shipment_id: str) -> None:
+        async with self._slots:
+            for step, body in COURIER_STEPS:
+                path = f"/api/v1/shipments/{shipment_id}/{step}"
+                response = await self._logistics.post(path, json=body)
+                if response.status_code != 200:
+                    self.problems.append(
+                        f"POST {path} answered {response.status_code}: {response.text[:300]}"
+                    )
+                    return
 
 
 async def measure(
     platform: Platform, amqp_url: str, admin: Account, options: Options
 ) -> SagaResult:
     bindings = [("sales.events", event) for event in OUTCOMES]
+    bindings.append(("logistics.events", SHIPMENT_CREATED))
     capture = await Capture.start(amqp_url, bindings=bindings)
     try:
         token = admin.login(platform["auth"].url)
@@ -293,7 +375,13 @@ async def measure(
             httpx.AsyncClient(
                 base_url=platform["sales"].url, headers=headers, limits=limits, timeout=60
             ) as sales,
+            httpx.AsyncClient(
+                base_url=platform["logistics"].url, headers=headers, limits=limits, timeout=60
+            ) as logistics,
         ):
+            await carrier(logistics)
+            courier = Courier(capture, logistics, options.concurrency)
+            walking = asyncio.create_task(courier.run())
             stock = options.orders + options.warmup
             products = [
                 await product_with_stock(inventory, stock, tag="SAGA")
@@ -304,30 +392,46 @@ async def measure(
             def body(number: int) -> dict[str, Any]:
                 return order_request(customer.id, [(products[number % len(products)], 1)])
 
-            print(f"== saga warm-up: {options.warmup} order(s)", flush=True)
-            warm = await place(sales, options.warmup, options.concurrency, body)
-            refused = failures(summarize(warm, await outcomes_for(capture, warm, options.timeout)))
-            if warm and refused:
-                raise BenchError("warm-up: " + "; ".join(refused))
-            print(
-                f"== saga: {options.orders} order(s), {options.concurrency} at a time", flush=True
-            )
-            placements = await place(sales, options.orders, options.concurrency, body)
-            outcomes = await outcomes_for(capture, placements, options.timeout)
+            try:
+                print(f"== saga warm-up: {options.warmup} order(s)", flush=True)
+                warm = await place(sales, options.warmup, options.concurrency, body)
+                outcomes = await outcomes_for(capture, warm, options.timeout)
+                refused = courier.problems + failures(summarize(warm, outcomes))
+                if warm and refused:
+                    raise BenchError("warm-up: " + "; ".join(refused))
+                print(
+                    f"== saga: {options.orders} order(s), {options.concurrency} at a time",
+                    flush=True,
+                )
+                placements = await place(sales, options.orders, options.concurrency, body)
+                outcomes = await outcomes_for(capture, placements, options.timeout)
+            finally:
+                walking.cancel()
+            if courier.problems:
+                raise BenchError("courier: " + "; ".join(courier.problems[:5]))
             result = summarize(placements, outcomes)
-            # The API agrees with the wire (a sample: the first and the last order that finished).
-            finished = [placement for placement in placements if placement.order_id in outcomes]
-            for placement in finished[:1] + finished[-1:]:
-                expected = outcomes[placement.order_id].status
+            # The API agrees with the wire (a sample: the first and the last order completed).
+            completed = [p for p in placements if "completed" in outcomes.get(p.order_id, {})]
+            for placement in completed[:1] + completed[-1:]:
                 shown = await sales.get(f"{ORDERS}/{placement.order_id}")
-                if shown.status_code != 200 or shown.json().get("status") != expected:
+                if shown.status_code != 200 or shown.json().get("status") != "completed":
                     raise BenchError(
                         f"GET {ORDERS}/{placement.order_id} answered {shown.status_code} "
-                        f"{shown.text[:300]}; the wire says {expected}"
+                        f"{shown.text[:300]}; the wire says completed"
                     )
             return result
     finally:
         await capture.stop()
+
+
+async def carrier(logistics: httpx.AsyncClient) -> None:
+    """The carrier the courier dispatches with."""
+    response = await logistics.post(
+        "/api/v1/carriers",
+        json={"code": CARRIER, "name": "Bench Post", "service_types": ["standard"]},
+    )
+    if response.status_code != 201:
+        raise BenchError(f"POST /api/v1/carriers answered {response.status_code}: {response.text}")
 
 
 def run(options: Options, log_dir: Path) -> SagaResult:

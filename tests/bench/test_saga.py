@@ -20,6 +20,7 @@ from bench.saga import (
     outcomes_of,
     percentile,
     place,
+    shipments_of,
     summarize,
     table,
 )
@@ -70,6 +71,10 @@ def test_a_rate_counts_per_second_of_the_span_and_gives_milliseconds() -> None:
         Rate.of([0.01], span=0)
 
 
+def reached(*outcomes: Outcome) -> dict[str, Outcome]:
+    return {outcome.status: outcome for outcome in outcomes}
+
+
 def test_summarize_measures_placement_from_send_and_sagas_from_the_201() -> None:
     placements = [
         Placement("a", sent_at=10.0, answered_at=10.1),
@@ -78,9 +83,9 @@ def test_summarize_measures_placement_from_send_and_sagas_from_the_201() -> None
         Placement("d", sent_at=10.4, answered_at=10.6),
     ]
     outcomes = {
-        "a": Outcome("confirmed", 10.6),
-        "b": Outcome("confirmed", 11.3),
-        "c": Outcome("cancelled", 11.0, "payment declined"),
+        "a": reached(Outcome("confirmed", 10.6), Outcome("completed", 12.1)),
+        "b": reached(Outcome("confirmed", 11.3)),  # confirmed, never completed
+        "c": reached(Outcome("cancelled", 11.0, "payment declined")),
     }
     result = summarize(placements, outcomes)
 
@@ -94,23 +99,36 @@ def test_summarize_measures_placement_from_send_and_sagas_from_the_201() -> None
     assert result.confirmed.per_second == pytest.approx(2 / 1.3)
     assert result.confirmed.p50_ms == pytest.approx(750.0)
     assert result.confirmed.p99_ms == pytest.approx(995.0)
+    # One saga completed, 2.0 s after its 201, at 12.1: 1 in 2.1 s from the first send.
+    assert result.completed is not None
+    assert result.completed.count == 1
+    assert result.completed.p50_ms == pytest.approx(2000.0)
+    assert result.completed.per_second == pytest.approx(1 / 2.1)
     assert result.cancelled == {"c": "payment declined"}
-    assert result.unfinished == ["d"]
+    assert result.unfinished == ["b", "d"]
     assert failures(result) == [
         "order c was cancelled: payment declined",
-        "1 order(s) neither confirmed nor cancelled in time, e.g. d",
+        "2 order(s) neither completed nor cancelled in time, e.g. b, d",
     ]
 
 
-def test_a_run_where_every_saga_confirmed_has_no_failures_and_a_two_row_table() -> None:
+def test_a_run_where_every_saga_completed_has_no_failures_and_a_three_row_table() -> None:
     placements = [Placement("a", 0.0, 0.01), Placement("b", 0.0, 0.02)]
-    result = summarize(placements, {"a": Outcome("confirmed", 0.5), "b": Outcome("confirmed", 1)})
+    result = summarize(
+        placements,
+        {
+            "a": reached(Outcome("confirmed", 0.5), Outcome("completed", 1.5)),
+            "b": reached(Outcome("confirmed", 1), Outcome("completed", 2)),
+        },
+    )
     assert failures(result) == []
     assert table(result, concurrency=2).splitlines() == [
         "| saga | count | per second | p50 | p99 |",
         "| --- | ---: | ---: | ---: | ---: |",
         "| placed: `POST /api/v1/orders` → 201, 2 at a time | 2 | 100.0 | 15.00ms | 19.90ms |",
         "| confirmed: 201 → `sales.order.confirmed` | 2 | 2.0 | 735.00ms | 975.10ms |",
+        "| completed: 201 → `sales.order.completed` (4 courier calls included) | 2 | 1.0 |"
+        " 1.73s | 1.98s |",
     ]
 
 
@@ -119,6 +137,7 @@ def test_a_run_without_any_confirmation_says_so() -> None:
     assert result.confirmed is None
     text = table(result, concurrency=1)
     assert "| confirmed: 201 → `sales.order.confirmed` | 0 | - | - | - |" in text
+    assert result.completed is None
     assert "0 cancelled, 1 unfinished of 1." in text
     with pytest.raises(BenchError, match="no order was placed"):
         summarize([], {})
@@ -140,8 +159,9 @@ def wire(routing_key: str, body: dict[str, Any] | bytes, at: float) -> WireMessa
     )
 
 
-def test_outcomes_are_the_first_confirmation_or_cancellation_of_each_order() -> None:
+def test_milestones_are_the_first_announcement_of_each_status_of_each_order() -> None:
     confirmed = envelope("sales.order.confirmed", {"order_id": "a"})
+    completed = envelope("sales.order.completed", {"order_id": "a"})
     cancelled = envelope("sales.order.cancelled", {"order_id": "b", "reason": "out of stock"})
     messages = [
         wire("sales.order.confirmed", confirmed, 1.0),
@@ -150,11 +170,24 @@ def test_outcomes_are_the_first_confirmation_or_cancellation_of_each_order() -> 
         wire("sales.order.created", envelope("sales.order.created", {"order_id": "c"}), 4.0),
         wire("sales.order.confirmed", b"not json", 5.0),
         wire("sales.order.confirmed", envelope("sales.order.confirmed", {"order_id": 7}), 6.0),
+        wire("sales.order.completed", completed, 7.0),
     ]
     assert outcomes_of(messages) == {
-        "a": Outcome("confirmed", 1.0),
-        "b": Outcome("cancelled", 3.0, "out of stock"),
+        "a": {"confirmed": Outcome("confirmed", 1.0), "completed": Outcome("completed", 7.0)},
+        "b": {"cancelled": Outcome("cancelled", 3.0, "out of stock")},
     }
+
+
+def test_the_courier_walks_each_created_shipment_once() -> None:
+    created = envelope("logistics.shipment.created", {"shipment_id": "s-1", "order_id": "a"})
+    messages = [
+        wire("logistics.shipment.created", created, 1.0),
+        wire("logistics.shipment.created", created, 2.0),  # a redelivery
+        wire("logistics.shipment.created", b"not json", 3.0),
+        wire("logistics.shipment.dispatched", envelope("x", {"shipment_id": "s-2"}), 4.0),
+        wire("logistics.shipment.created", envelope("x", {"shipment_id": "s-3"}), 5.0),
+    ]
+    assert shipments_of(messages) == ["s-1", "s-3"]
 
 
 async def test_orders_are_placed_with_a_fresh_idempotency_key_each_and_bounded_concurrency() -> (

@@ -8,10 +8,11 @@
 # rounds (service first in odd rounds, twin first in even ones), and prints the medians as a table,
 # also written to .bench/last.md. Any non-2xx answer or socket error under load fails the run.
 #
-# Then the order saga (bench/saga.py): auth, inventory, sales and financial as `erp serve`
-# processes, SAGA_ORDERS orders placed SAGA_CONCURRENCY at a time through POST /api/v1/orders;
-# orders/s and sagas/s (201 → sales.order.confirmed) with p50/p99 of each, appended to the same
-# .bench/last.md. Any cancelled or unfinished saga fails the run.
+# Then the order saga (bench/saga.py): the six services as `erp serve` processes, SAGA_ORDERS
+# orders placed SAGA_CONCURRENCY at a time through POST /api/v1/orders and a simulated courier
+# moving each shipment to delivered; orders/s and sagas/s to sales.order.confirmed and to
+# sales.order.completed, with p50/p99 of each, appended to the same .bench/last.md. Any
+# cancelled or uncompleted saga fails the run.
 #
 #   DURATION  seconds per wrk run (default 10)      ROUNDS  rounds per side (default 3)
 #   WARMUP    seconds of unmeasured load per side and endpoint before the rounds (default 2)
@@ -87,7 +88,7 @@ saga() { # [--append]: the saga part, its table written (or appended) to $OUT/la
   echo "== saga: $SAGA_ORDERS orders, $SAGA_CONCURRENCY in flight, no CPU pinning"
   $PY -m bench.saga --orders "$SAGA_ORDERS" --concurrency "$SAGA_CONCURRENCY" --logs "$OUT/saga" \
     --output "$OUT/last.md" "$@" \
-    --note "make bench (saga), $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) core(s): $SAGA_ORDERS orders of 1 item, $SAGA_CONCURRENCY in flight (httpx), confirmation seen on the wire" ||
+    --note "make bench (saga), $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $(nproc) core(s): $SAGA_ORDERS orders of 1 item, $SAGA_CONCURRENCY in flight (httpx), confirmation and completion seen on the wire" ||
     fail "saga (logs: $OUT/saga)"
 }
 case $BENCH in
