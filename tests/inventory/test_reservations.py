@@ -485,17 +485,37 @@ async def test_confirmed_for_an_unknown_order_is_dead_lettered(ctx: ServiceConte
 
 async def test_illegal_transitions_are_dead_lettered(ctx: ServiceContext) -> None:
     product = await new_product(ctx, 2)
-    released, done = uuid4(), uuid4()
+    released = uuid4()
     await reserve(ctx, released, (product, 1))
     await cancel(ctx, released)
     with pytest.raises(DeadLetter, match="illegal transition"):
         await confirm(ctx, released)
 
-    await reserve(ctx, done, (product, 1))
-    await confirm(ctx, done)
-    with pytest.raises(DeadLetter, match="illegal transition"):
-        await cancel(ctx, done)
-    assert await level(ctx, product) == (1, 0)  # nothing released by the refused event
+
+async def test_an_order_cancelled_after_confirmation_gets_its_stock_back_once(
+    ctx: ServiceContext,
+) -> None:
+    product = await new_product(ctx, 2)
+    order = uuid4()
+    await reserve(ctx, order, (product, 1))
+    await confirm(ctx, order)
+    assert await level(ctx, product) == (1, 0)  # the unit left
+    await cancel(ctx, order)
+    assert await level(ctx, product) == (2, 0)  # and came back
+    await cancel(ctx, order)  # a redelivery under another id returns nothing more
+    assert await level(ctx, product) == (2, 0)
+    returned = await reservation(ctx, order)
+    assert returned is not None
+    assert (returned.status, returned.reason) == ("confirmed", "cancelled")
+    async with ctx.database.session() as session:
+        kinds = (
+            await session.scalars(
+                select(col(Movement.type))
+                .where(col(Movement.reference) == str(order))
+                .order_by(col(Movement.id))
+            )
+        ).all()
+    assert kinds == ["reservation", "confirmation", "in"]
 
 
 # --- the database guards the invariants -----------------------------------------------------

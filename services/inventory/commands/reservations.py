@@ -390,7 +390,8 @@ async def _release(uow: UnitOfWork, reservation: Reservation, reason: ReleaseRea
 
 async def cancel_order(uow: UnitOfWork, order_id: UUID) -> None:
     """pending → released (cancelled). With no reservation yet (the cancellation overtook the
-    order), a released tombstone makes the late `sales.order.created` reserve nothing."""
+    order), a released tombstone makes the late `sales.order.created` reserve nothing; a
+    confirmed one gives its units back (`_return_to_stock`)."""
     session = uow.session
     reservation = await _reservation_of(session, order_id, lock=True)
     if reservation is None:
@@ -416,6 +417,9 @@ async def cancel_order(uow: UnitOfWork, order_id: UUID) -> None:
             ),
         )
         return
+    if reservation.status == ReservationStatus.CONFIRMED.value:
+        await _return_to_stock(uow, reservation)
+        return
     decision = domain.decide(ReservationStatus(reservation.status), ReservationStatus.RELEASED)
     if decision is domain.Decision.IGNORE:
         log.info("reservation of order %s is already released (%s)", order_id, reservation.reason)
@@ -423,6 +427,53 @@ async def cancel_order(uow: UnitOfWork, order_id: UUID) -> None:
     if decision is domain.Decision.REFUSE:
         raise _refuse(order_id, reservation, "released")
     await _release(uow, reservation, ReleaseReason.CANCELLED)
+
+
+async def _return_to_stock(uow: UnitOfWork, reservation: Reservation) -> None:
+    """An order cancelled after its stock left (confirmed, then cancelled before dispatch or
+    after a failed delivery): its units come back on hand, one `in` movement each, once —
+    the reservation stays confirmed and its reason `cancelled` records the return."""
+    if reservation.reason == ReleaseReason.CANCELLED.value:
+        log.info("stock of cancelled order %s was returned already", reservation.order_id)
+        return
+    session = uow.session
+    now = utc_now()
+    for item in await _items(session, reservation.id):
+        row = (
+            await session.execute(
+                update(_STOCK)
+                .where(
+                    _STOCK.c.product_id == item.product_id,
+                    _STOCK.c.warehouse_id == item.warehouse_id,
+                )
+                .values(on_hand=_STOCK.c.on_hand + item.quantity, updated_at=now)
+                .returning(_STOCK.c.on_hand, _STOCK.c.reserved)
+            )
+        ).first()
+        if row is None:
+            raise RuntimeError(
+                f"no stock row of {item.product_id} for reservation {reservation.id}"
+            )
+        on_hand, reserved = int(row[0]), int(row[1])
+        session.add(
+            movement(
+                product_id=item.product_id,
+                warehouse_id=item.warehouse_id,
+                kind=MovementType.IN,
+                quantity=item.quantity,
+                before=StockLevel(on_hand - item.quantity, reserved),
+                after=StockLevel(on_hand, reserved),
+                reason=f"Returned: order {reservation.order_id} cancelled after confirmation",
+                reference=str(reservation.order_id),
+                user_id=None,
+                now=now,
+            )
+        )
+    reservation.reason = ReleaseReason.CANCELLED.value
+    reservation.updated_at = now
+    log.info(
+        "order %s cancelled after confirmation: its stock is back on hand", reservation.order_id
+    )
 
 
 async def expire_reservation(uow: UnitOfWork, reservation_id: UUID) -> bool:
