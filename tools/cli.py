@@ -219,6 +219,8 @@ def _up(args: argparse.Namespace) -> int:
     print("erp: services\n" + "\n".join(lines), flush=True)
     if mode.embedded:
         print(f"erp: demo data loaded; log in as {_demo_login()} (demo only)", flush=True)
+        mailbox = f"http://{args.host}:{settings_of['notification'].port}/dev/mailbox"
+        print(f"erp: e-mail is kept, not sent: {mailbox} (or `erp mail list`)", flush=True)
     asyncio.run(_serve_all(servers))
     return 0
 

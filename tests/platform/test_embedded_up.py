@@ -85,3 +85,4 @@ def test_erp_up_runs_embedded_and_serves_auth(tmp_path: Path) -> None:
     assert "running embedded" in output
     for service_port in ports.values():
         assert f"http://127.0.0.1:{service_port}/ui/" in output
+    assert f"http://127.0.0.1:{ports['notification']}/dev/mailbox" in output
