@@ -7,31 +7,25 @@ payment events carry the customer's address for notification (ADR 0022)."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from sqlmodel import col, select
 
-from generated.events.publishers import EVENTS
 from generated.topology import TOPOLOGY
 from services.financial.issuer import load_into
 from services.financial.service import definition
 from services.financial.tables import Invoice, Payment
 from services.platform.core.settings import Settings, load_settings
-from services.platform.http.validation import CompiledSchema
 from services.platform.messaging.bus import (
-    IncomingMessage,
     InProcessBus,
     InProcessRouter,
-    Settlement,
 )
 from services.platform.persistence.tables import OutboxMessage
-from services.platform.runtime.consumers import MessageConsumer, resolve_handlers
 from services.platform.runtime.service import ServiceContext
+from tests.support.consuming import Deliver, consumer_of
 from tests.support.contexts import migrated_database, service_context
 from tests.support.events import assert_conforms, envelope
 from tests.support.orders import order_cancelled, order_totalling
@@ -64,44 +58,9 @@ async def ctx(settings: Settings, router: InProcessRouter) -> AsyncIterator[Serv
     await bus.stop()
 
 
-@dataclass(frozen=True)
-class Delivery:
-    dead_letter_reason: str | None  # None: handled (or dropped as a duplicate)
-    attempts: int = 0
-
-
 @pytest.fixture(scope="module")
-def deliver(ctx: ServiceContext, router: InProcessRouter) -> Callable[[dict[str, Any]], Any]:
-    queue = next(q for q in TOPOLOGY.queues if q.name == "financial.queue")
-    handlers = resolve_handlers(ctx, queue, definition.envelopes, definition.envelope_schemas)
-    compiled = {name: CompiledSchema(definition.envelope_schemas[name]) for name in handlers}
-    consumer = MessageConsumer(ctx, queue, EVENTS, definition.envelopes, compiled, handlers)
-    dead_letters = router.queue("financial.dlq").messages
-
-    async def send(body: dict[str, Any]) -> Delivery:
-        async def settle(how: Settlement) -> None:
-            """The bus settles after the consumer; a dead letter is acked by the consumer."""
-
-        name = body["event_name"]
-        message = IncomingMessage(
-            body=json.dumps(body).encode(),
-            headers={},
-            message_id=body["event_id"],
-            correlation_id=body["correlation_id"],
-            exchange=EVENTS[name].exchange,
-            routing_key=name,
-            queue="financial.queue",
-            redelivered=False,
-            settle=settle,
-        )
-        before = len(dead_letters)
-        await consumer(message)
-        if len(dead_letters) == before:
-            return Delivery(None)
-        headers = dead_letters.pop().headers
-        return Delivery(str(headers["x-erp-error-reason"]), int(str(headers["x-erp-attempts"])))
-
-    return send
+def deliver(ctx: ServiceContext, router: InProcessRouter) -> Deliver:
+    return consumer_of(ctx, router)
 
 
 def dispatched(created: dict[str, Any], shipment_id: str | None = None) -> dict[str, Any]:

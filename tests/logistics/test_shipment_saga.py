@@ -26,16 +26,13 @@ from services.logistics.service import definition
 from services.logistics.tables import Carrier, Shipment, ShipmentHistory
 from services.platform import DeadLetter, UnitOfWork, utc_now
 from services.platform.core.settings import Settings, load_settings
-from services.platform.http.validation import CompiledSchema
 from services.platform.messaging.bus import (
-    IncomingMessage,
     InProcessBus,
     InProcessRouter,
-    Settlement,
 )
 from services.platform.persistence.tables import OutboxMessage
-from services.platform.runtime.consumers import MessageConsumer, resolve_handlers
 from services.platform.runtime.service import ServiceContext
+from tests.support.consuming import Deliver, consumer_of
 from tests.support.contexts import migrated_database, service_context
 from tests.support.events import assert_conforms, envelope
 
@@ -78,49 +75,9 @@ async def ctx(settings: Settings, router: InProcessRouter) -> AsyncIterator[Serv
     await bus.stop()
 
 
-@dataclass(frozen=True)
-class Delivery:
-    dead_letter_reason: str | None  # None: handled (or dropped as a duplicate)
-
-    @property
-    def handled(self) -> bool:
-        return self.dead_letter_reason is None
-
-
-Deliver = Callable[[dict[str, Any]], Any]
-
-
 @pytest.fixture(scope="module")
 def deliver(ctx: ServiceContext, router: InProcessRouter) -> Deliver:
-    queue = next(q for q in TOPOLOGY.queues if q.name == "logistics.queue")
-    handlers = resolve_handlers(ctx, queue, definition.envelopes, definition.envelope_schemas)
-    compiled = {name: CompiledSchema(definition.envelope_schemas[name]) for name in handlers}
-    consumer = MessageConsumer(ctx, queue, EVENTS, definition.envelopes, compiled, handlers)
-    dead_letters = router.queue("logistics.dlq").messages
-
-    async def send(body: dict[str, Any]) -> Delivery:
-        async def settle(how: Settlement) -> None:
-            """The bus settles after the consumer; a dead letter is acked by the consumer."""
-
-        name = body["event_name"]
-        message = IncomingMessage(
-            body=json.dumps(body).encode(),
-            headers={},
-            message_id=body["event_id"],
-            correlation_id=body["correlation_id"],
-            exchange=EVENTS[name].exchange,
-            routing_key=name,
-            queue="logistics.queue",
-            redelivered=False,
-            settle=settle,
-        )
-        before = len(dead_letters)
-        await consumer(message)
-        if len(dead_letters) == before:
-            return Delivery(None)
-        return Delivery(str(dead_letters.pop().headers["x-erp-error-reason"]))
-
-    return send
+    return consumer_of(ctx, router)
 
 
 @dataclass(frozen=True)

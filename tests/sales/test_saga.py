@@ -25,26 +25,22 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from generated.events.publishers import EVENTS
 from generated.sales import models
 from generated.topology import TOPOLOGY
 from services.platform import Problem
 from services.platform.core.scope import Caller, Principal
 from services.platform.core.settings import Settings, load_settings
-from services.platform.http.validation import CompiledSchema
 from services.platform.messaging.bus import (
-    IncomingMessage,
     InProcessBus,
     InProcessRouter,
-    Settlement,
 )
 from services.platform.persistence.tables import OutboxMessage
-from services.platform.runtime.consumers import MessageConsumer, resolve_handlers
 from services.platform.runtime.service import ServiceContext
 from services.sales.catalogue import ProductSnapshot
 from services.sales.commands import customers, orders
 from services.sales.service import definition
 from services.sales.tables import Order, OrderStatusChange
+from tests.support.consuming import Deliver, consumer_of
 from tests.support.contexts import migrated_database, service_context
 from tests.support.events import envelope
 
@@ -117,47 +113,9 @@ async def customer_id(ctx: ServiceContext) -> UUID:
     return created.id
 
 
-@dataclass(frozen=True)
-class Delivery:
-    dead_letter_reason: str | None  # None: handled (or dropped as a duplicate)
-
-    @property
-    def handled(self) -> bool:
-        return self.dead_letter_reason is None
-
-
 @pytest.fixture(scope="module")
-def deliver(ctx: ServiceContext, router: InProcessRouter) -> Callable[[dict[str, Any]], Any]:
-    queue = next(q for q in TOPOLOGY.queues if q.name == "sales.queue")
-    handlers = resolve_handlers(ctx, queue, definition.envelopes, definition.envelope_schemas)
-    compiled = {name: CompiledSchema(definition.envelope_schemas[name]) for name in handlers}
-    consumer = MessageConsumer(ctx, queue, EVENTS, definition.envelopes, compiled, handlers)
-
-    dead_letters = router.queue("sales.dlq").messages
-
-    async def send(body: dict[str, Any]) -> Delivery:
-        async def settle(how: Settlement) -> None:
-            """The bus settles after the consumer; a dead letter is acked by the consumer."""
-
-        name = body["event_name"]
-        message = IncomingMessage(
-            body=json.dumps(body).encode(),
-            headers={},
-            message_id=body["event_id"],
-            correlation_id=body["correlation_id"],
-            exchange=EVENTS[name].exchange,
-            routing_key=name,
-            queue="sales.queue",
-            redelivered=False,
-            settle=settle,
-        )
-        before = len(dead_letters)
-        await consumer(message)
-        if len(dead_letters) == before:
-            return Delivery(None)
-        return Delivery(str(dead_letters.pop().headers["x-erp-error-reason"]))
-
-    return send
+def deliver(ctx: ServiceContext, router: InProcessRouter) -> Deliver:
+    return consumer_of(ctx, router)
 
 
 async def place(ctx: ServiceContext, customer_id: UUID, quantity: int = 1) -> models.Order:
