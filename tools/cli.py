@@ -152,7 +152,7 @@ def _settings_in_mode(service: str) -> Settings:
     mode = _choose_mode()
     definition = load_definition(service)
     settings = _settings(definition.name, definition.default_port)
-    _say_mode(mode, describe_servers(settings))
+    _say_mode(mode, describe_servers(settings, with_database=definition.has_database))
     return settings
 
 

@@ -224,3 +224,16 @@ def test_mail_lists_and_shows_what_notification_kept_on_redis(
     missing = run_erp("mail", "show", str(uuid.uuid4()), env=env)
     assert missing.returncode == 1
     no_traceback(missing)
+
+
+def test_a_service_without_a_database_names_none() -> None:
+    port = free_port()
+    result = run_erp(
+        "dlq", "list", "notification", env={"ERP_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{port}/"}
+    )
+    assert result.returncode == 1
+    no_traceback(result)
+    line = mode_line(result)
+    assert f"RabbitMQ 127.0.0.1:{port}/" in line
+    assert "PostgreSQL" not in line
+    assert "SQLite" not in line

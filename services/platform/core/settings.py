@@ -242,9 +242,10 @@ def detect_embedded(env: Mapping[str, str] = os.environ, timeout: float = 0.3) -
     return choose_mode(env, timeout).embedded
 
 
-def describe_servers(settings: Settings) -> str:
+def describe_servers(settings: Settings, *, with_database: bool = True) -> str:
     """Where `settings` point, passwords hidden: "PostgreSQL 127.0.0.1:5432/auth_db, ..." or,
-    embedded, the SQLite file and the in-process stand-ins."""
+    embedded, the SQLite file and the in-process stand-ins; `with_database=False` for a
+    service that has none (notification) leaves the database out."""
 
     def where(url: str) -> str:
         parts = urlsplit(url)
@@ -257,7 +258,7 @@ def describe_servers(settings: Settings) -> str:
         store = f"PostgreSQL {database.host}:{database.port or 5432}/{database.database}"
     broker = f"RabbitMQ {where(settings.amqp_url)}" if settings.amqp_url else "in-process broker"
     redis = f"Redis {where(settings.redis_url)}" if settings.redis_url else "in-process Redis"
-    return f"{store}, {broker}, {redis}"
+    return ", ".join([store, broker, redis] if with_database else [broker, redis])
 
 
 def _accepts(host: str, port: int, timeout: float) -> bool:
