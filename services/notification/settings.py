@@ -30,11 +30,9 @@ from typing import Final
 from urllib.parse import urlsplit
 
 from services.notification.domain import WEBHOOK_EVENTS, AllowList, parse_target
-from services.platform import FieldError, SettingsError, stored_email
+from services.platform import FieldError, SettingsError, SettingsReader, stored_email
 
 PREFIX: Final = "ERP_NOTIFICATION_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 MIN_SECRET_LENGTH: Final = 16
 
 
@@ -69,7 +67,7 @@ class NotificationSettings:
 
 
 def load_notification_settings(env: Mapping[str, str] = os.environ) -> NotificationSettings:
-    reader = _Reader(env)
+    reader = _Reader(env, PREFIX)
     host = reader.get("SMTP_HOST")
     user, password = reader.get("SMTP_USER"), reader.get("SMTP_PASSWORD")
     if (user is None) != (password is None):
@@ -98,34 +96,8 @@ def load_notification_settings(env: Mapping[str, str] = os.environ) -> Notificat
     return settings
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.errors: list[str] = []
-
-    def get(self, name: str) -> str | None:
-        return self.env.get(PREFIX + name, "").strip() or None
-
-    def fail(self, name: str, problem: str) -> None:
-        self.errors.append(f"{PREFIX}{name}: {problem}")
-
-    def flag(self, name: str, *, default: bool) -> bool:
-        value = self.get(name)
-        if value is None:
-            return default
-        if value.lower() not in _TRUE | _FALSE:
-            self.fail(name, "expected 1/0 (or true/false)")
-            return default
-        return value.lower() in _TRUE
-
-    def number(self, name: str, default: int, low: int, high: int) -> int:
-        value = self.get(name)
-        if value is None:
-            return default
-        if not value.isdigit() or not low <= int(value) <= high:
-            self.fail(name, f"expected a whole number from {low} to {high}")
-            return default
-        return int(value)
+class _Reader(SettingsReader):
+    """The kit's reader, with the checks of notification's own kinds of value."""
 
     def email(self, name: str, default: str) -> str:
         value = self.get(name) or default

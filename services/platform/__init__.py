@@ -38,6 +38,7 @@ from services.platform.core.scope import (
 from services.platform.core.settings import (
     Settings,
     SettingsError,
+    SettingsReader,
     WarehouseAddress,
     detect_embedded,
     load_settings,
@@ -117,6 +118,7 @@ __all__ = [
     "ServiceDefinition",
     "Settings",
     "SettingsError",
+    "SettingsReader",
     "Sql",
     "Topology",
     "UnitOfWork",

@@ -139,7 +139,7 @@ def load_settings(service: str, default_port: int, env: Mapping[str, str] = os.e
     """Read and validate the settings of `service`; raise SettingsError listing every bad value."""
     if not _SERVICE_NAME.match(service):
         raise SettingsError([f"service name {service!r}: expected lower-case letters and digits"])
-    reader = _Reader(env)
+    reader = SettingsReader(env)
     embedded = reader.flag("ERP_EMBEDDED", default=False)
     data_dir = Path(reader.get("ERP_DATA_DIR") or ".data")
 
@@ -296,19 +296,31 @@ def _with_async_driver(url: URL) -> URL:
     return url
 
 
-class _Reader:
-    """Reads variables, collecting one error line per bad value instead of stopping at the first."""
+class SettingsReader:
+    """Reads variables, collecting one error line per bad value instead of stopping at the first;
+    `raise SettingsError(reader.errors)` once all are read. A service with variables of its own
+    (`ERP_NOTIFICATION_*`) reads them with `prefix`, and names them without it."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], prefix: str = "") -> None:
         self.env = env
+        self.prefix = prefix
         self.errors: list[str] = []
 
     def get(self, name: str) -> str | None:
-        value = self.env.get(name, "").strip()
+        value = self.env.get(self.prefix + name, "").strip()
         return value or None
 
     def fail(self, name: str, problem: str) -> None:
-        self.errors.append(f"{name}: {problem}")
+        self.errors.append(f"{self.prefix}{name}: {problem}")
+
+    def number(self, name: str, default: int, low: int, high: int) -> int:
+        value = self.get(name)
+        if value is None:
+            return default
+        if not value.isdigit() or not low <= int(value) <= high:
+            self.fail(name, f"expected a whole number from {low} to {high}")
+            return default
+        return int(value)
 
     def flag(self, name: str, *, default: bool) -> bool:
         value = self.get(name)
