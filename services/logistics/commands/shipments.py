@@ -398,50 +398,51 @@ async def _progress(
 async def mark_in_transit(
     uow: UnitOfWork, shipment_id: UUID, body: models.ShipmentProgress, if_match: str | None
 ) -> models.Shipment:
-    location = _given(body.location)
-    shipment = await _progress(
+    return await _report_progress(
         uow,
         shipment_id,
-        ShipmentStatus.IN_TRANSIT,
+        body,
         if_match,
-        location=location,
-        note=_given(body.note),
-    )
-    _announce(
-        uow,
-        shipment,
+        ShipmentStatus.IN_TRANSIT,
         events.publish_logistics_shipment_in_transit,
-        LogisticsShipmentInTransitPayload.model_validate(
-            {
-                "shipment_id": shipment.id,
-                "order_id": shipment.order_id,
-                "order_number": shipment.order_number,
-                "tracking_code": shipment.tracking_code,
-                "location": location,
-                "at": shipment.updated_at,
-            }
-        ),
+        LogisticsShipmentInTransitPayload,
     )
-    return await _model(uow, shipment)
 
 
 async def mark_out_for_delivery(
     uow: UnitOfWork, shipment_id: UUID, body: models.ShipmentProgress, if_match: str | None
 ) -> models.Shipment:
-    location = _given(body.location)
-    shipment = await _progress(
+    return await _report_progress(
         uow,
         shipment_id,
-        ShipmentStatus.OUT_FOR_DELIVERY,
+        body,
         if_match,
-        location=location,
-        note=_given(body.note),
+        ShipmentStatus.OUT_FOR_DELIVERY,
+        events.publish_logistics_shipment_out_for_delivery,
+        LogisticsShipmentOutForDeliveryPayload,
+    )
+
+
+async def _report_progress(
+    uow: UnitOfWork,
+    shipment_id: UUID,
+    body: models.ShipmentProgress,
+    if_match: str | None,
+    target: ShipmentStatus,
+    publish: Callable[[UnitOfWork, P], UUID],
+    payload: type[P],
+) -> models.Shipment:
+    """A carrier's scan (in transit, out for delivery): the move and its event, which both
+    kinds of scan describe alike (where and when)."""
+    location = _given(body.location)
+    shipment = await _progress(
+        uow, shipment_id, target, if_match, location=location, note=_given(body.note)
     )
     _announce(
         uow,
         shipment,
-        events.publish_logistics_shipment_out_for_delivery,
-        LogisticsShipmentOutForDeliveryPayload.model_validate(
+        publish,
+        payload.model_validate(
             {
                 "shipment_id": shipment.id,
                 "order_id": shipment.order_id,
