@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from enum import StrEnum
 from typing import Final
 from uuid import UUID
@@ -271,41 +272,15 @@ async def confirm_order(uow: UnitOfWork, order_id: UUID) -> None:
     now = utc_now()
     low: list[tuple[UUID, UUID, int, int]] = []
     for item in items:
-        row = (
-            await session.execute(
-                update(_STOCK)
-                .where(
-                    _STOCK.c.product_id == item.product_id,
-                    _STOCK.c.warehouse_id == item.warehouse_id,
-                    _STOCK.c.reserved >= item.quantity,
-                )
-                .values(
-                    on_hand=_STOCK.c.on_hand - item.quantity,
-                    reserved=_STOCK.c.reserved - item.quantity,
-                    updated_at=now,
-                )
-                .returning(_STOCK.c.on_hand, _STOCK.c.reserved, _STOCK.c.min_quantity)
-            )
-        ).first()
-        if row is None:
-            raise RuntimeError(
-                f"stock of {item.product_id} holds fewer reserved units than reservation "
-                f"{reservation.id} took"
-            )
-        on_hand, reserved, min_quantity = int(row[0]), int(row[1]), int(row[2])
-        session.add(
-            movement(
-                product_id=item.product_id,
-                warehouse_id=item.warehouse_id,
-                kind=MovementType.CONFIRMATION,
-                quantity=item.quantity,
-                before=StockLevel(on_hand + item.quantity, reserved + item.quantity),
-                after=StockLevel(on_hand, reserved),
-                reason=f"Order {order_id} confirmed",
-                reference=str(order_id),
-                user_id=None,
-                now=now,
-            )
+        on_hand, reserved, min_quantity = await _shift_units(
+            session,
+            reservation,
+            item,
+            on_hand=-item.quantity,
+            reserved=-item.quantity,
+            kind=MovementType.CONFIRMATION,
+            reason=f"Order {order_id} confirmed",
+            now=now,
         )
         if domain.is_low(on_hand - reserved, min_quantity):
             low.append((item.product_id, item.warehouse_id, on_hand - reserved, min_quantity))
@@ -335,43 +310,75 @@ async def confirm_order(uow: UnitOfWork, order_id: UUID) -> None:
 # --- release: cancelled or expired ----------------------------------------------------------
 
 
+async def _shift_units(
+    session: AsyncSession,
+    reservation: Reservation,
+    item: ReservationItem,
+    *,
+    on_hand: int,
+    reserved: int,
+    kind: MovementType,
+    reason: str,
+    now: datetime,
+) -> tuple[int, int, int]:
+    """Move one reservation line's units (`on_hand` / `reserved`: the signed changes) and
+    record the movement; the stock row's on_hand, reserved and min_quantity after it. A fall
+    of `reserved` is guarded by the row itself: it never takes more than the row holds."""
+    guard = [_STOCK.c.reserved >= -reserved] if reserved < 0 else []
+    row = (
+        await session.execute(
+            update(_STOCK)
+            .where(
+                _STOCK.c.product_id == item.product_id,
+                _STOCK.c.warehouse_id == item.warehouse_id,
+                *guard,
+            )
+            .values(
+                on_hand=_STOCK.c.on_hand + on_hand,
+                reserved=_STOCK.c.reserved + reserved,
+                updated_at=now,
+            )
+            .returning(_STOCK.c.on_hand, _STOCK.c.reserved, _STOCK.c.min_quantity)
+        )
+    ).first()
+    if row is None:
+        raise RuntimeError(
+            f"stock of {item.product_id} is missing or holds fewer reserved units than "
+            f"reservation {reservation.id} took"
+        )
+    after = StockLevel(int(row[0]), int(row[1]))
+    session.add(
+        movement(
+            product_id=item.product_id,
+            warehouse_id=item.warehouse_id,
+            kind=kind,
+            quantity=item.quantity,
+            before=StockLevel(after.on_hand - on_hand, after.reserved - reserved),
+            after=after,
+            reason=reason,
+            reference=str(reservation.order_id),
+            user_id=None,
+            now=now,
+        )
+    )
+    return after.on_hand, after.reserved, int(row[2])
+
+
 async def _release(uow: UnitOfWork, reservation: Reservation, reason: ReleaseReason) -> None:
     """pending → released: every reserved unit back to available, one movement each."""
     session = uow.session
     items = await _items(session, reservation.id)
     now = utc_now()
     for item in items:
-        row = (
-            await session.execute(
-                update(_STOCK)
-                .where(
-                    _STOCK.c.product_id == item.product_id,
-                    _STOCK.c.warehouse_id == item.warehouse_id,
-                    _STOCK.c.reserved >= item.quantity,
-                )
-                .values(reserved=_STOCK.c.reserved - item.quantity, updated_at=now)
-                .returning(_STOCK.c.on_hand, _STOCK.c.reserved)
-            )
-        ).first()
-        if row is None:
-            raise RuntimeError(
-                f"stock of {item.product_id} holds fewer reserved units than reservation "
-                f"{reservation.id} took"
-            )
-        on_hand, reserved = int(row[0]), int(row[1])
-        session.add(
-            movement(
-                product_id=item.product_id,
-                warehouse_id=item.warehouse_id,
-                kind=MovementType.RELEASE,
-                quantity=item.quantity,
-                before=StockLevel(on_hand, reserved + item.quantity),
-                after=StockLevel(on_hand, reserved),
-                reason=f"Reservation of order {reservation.order_id} {reason.value}",
-                reference=str(reservation.order_id),
-                user_id=None,
-                now=now,
-            )
+        await _shift_units(
+            session,
+            reservation,
+            item,
+            on_hand=0,
+            reserved=-item.quantity,
+            kind=MovementType.RELEASE,
+            reason=f"Reservation of order {reservation.order_id} {reason.value}",
+            now=now,
         )
     reservation.status = ReservationStatus.RELEASED.value
     reservation.reason = reason.value
@@ -439,35 +446,15 @@ async def _return_to_stock(uow: UnitOfWork, reservation: Reservation) -> None:
     session = uow.session
     now = utc_now()
     for item in await _items(session, reservation.id):
-        row = (
-            await session.execute(
-                update(_STOCK)
-                .where(
-                    _STOCK.c.product_id == item.product_id,
-                    _STOCK.c.warehouse_id == item.warehouse_id,
-                )
-                .values(on_hand=_STOCK.c.on_hand + item.quantity, updated_at=now)
-                .returning(_STOCK.c.on_hand, _STOCK.c.reserved)
-            )
-        ).first()
-        if row is None:
-            raise RuntimeError(
-                f"no stock row of {item.product_id} for reservation {reservation.id}"
-            )
-        on_hand, reserved = int(row[0]), int(row[1])
-        session.add(
-            movement(
-                product_id=item.product_id,
-                warehouse_id=item.warehouse_id,
-                kind=MovementType.IN,
-                quantity=item.quantity,
-                before=StockLevel(on_hand - item.quantity, reserved),
-                after=StockLevel(on_hand, reserved),
-                reason=f"Returned: order {reservation.order_id} cancelled after confirmation",
-                reference=str(reservation.order_id),
-                user_id=None,
-                now=now,
-            )
+        await _shift_units(
+            session,
+            reservation,
+            item,
+            on_hand=item.quantity,
+            reserved=0,
+            kind=MovementType.IN,
+            reason=f"Returned: order {reservation.order_id} cancelled after confirmation",
+            now=now,
         )
     reservation.reason = ReleaseReason.CANCELLED.value
     reservation.updated_at = now
