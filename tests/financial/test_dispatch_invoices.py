@@ -20,13 +20,11 @@ from services.financial.service import definition
 from services.financial.tables import Invoice, Payment
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import (
-    InProcessBus,
     InProcessRouter,
 )
 from services.platform.persistence.tables import OutboxMessage
 from services.platform.runtime.service import ServiceContext
-from tests.support.consuming import Deliver, consumer_of
-from tests.support.contexts import migrated_database, service_context
+from tests.support.consuming import Deliver, consumer_of, consuming_context
 from tests.support.events import assert_conforms, envelope
 from tests.support.orders import order_cancelled, order_totalling
 
@@ -47,15 +45,9 @@ def router() -> InProcessRouter:
 
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings, router: InProcessRouter) -> AsyncIterator[ServiceContext]:
-    bus = InProcessBus(router, service="financial")
-    await bus.start()
-    async with (
-        migrated_database(definition, settings) as database,
-        service_context(definition, settings, bus=bus, database=database) as running,
-    ):
-        await load_into(running)  # the issuer, as the service's start-up loads it
+    # The issuer, as the service's start-up loads it.
+    async with consuming_context(definition, settings, router, load_into) as running:
         yield running
-    await bus.stop()
 
 
 @pytest.fixture(scope="module")

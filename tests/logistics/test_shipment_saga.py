@@ -27,13 +27,11 @@ from services.logistics.tables import Carrier, Shipment, ShipmentHistory
 from services.platform import DeadLetter, UnitOfWork, utc_now
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import (
-    InProcessBus,
     InProcessRouter,
 )
 from services.platform.persistence.tables import OutboxMessage
 from services.platform.runtime.service import ServiceContext
-from tests.support.consuming import Deliver, consumer_of
-from tests.support.contexts import migrated_database, service_context
+from tests.support.consuming import Deliver, consumer_of, consuming_context
 from tests.support.events import assert_conforms, envelope
 
 pytestmark = pytest.mark.integration
@@ -64,15 +62,8 @@ def router() -> InProcessRouter:
 
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings, router: InProcessRouter) -> AsyncIterator[ServiceContext]:
-    bus = InProcessBus(router, service="logistics")
-    await bus.start()
-    async with (
-        migrated_database(definition, settings) as database,
-        service_context(definition, settings, bus=bus, database=database) as running,
-    ):
-        await consumers.use_warehouse(running)
+    async with consuming_context(definition, settings, router, consumers.use_warehouse) as running:
         yield running
-    await bus.stop()
 
 
 @pytest.fixture(scope="module")

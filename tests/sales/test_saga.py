@@ -31,7 +31,6 @@ from services.platform import Problem
 from services.platform.core.scope import Caller, Principal
 from services.platform.core.settings import Settings, load_settings
 from services.platform.messaging.bus import (
-    InProcessBus,
     InProcessRouter,
 )
 from services.platform.persistence.tables import OutboxMessage
@@ -40,8 +39,7 @@ from services.sales.catalogue import ProductSnapshot
 from services.sales.commands import customers, orders
 from services.sales.service import definition
 from services.sales.tables import Order, OrderStatusChange
-from tests.support.consuming import Deliver, consumer_of
-from tests.support.contexts import migrated_database, service_context
+from tests.support.consuming import Deliver, consumer_of, consuming_context
 from tests.support.events import envelope
 
 pytestmark = pytest.mark.integration
@@ -79,14 +77,8 @@ def router() -> InProcessRouter:
 
 @pytest.fixture(scope="module")
 async def ctx(settings: Settings, router: InProcessRouter) -> AsyncIterator[ServiceContext]:
-    bus = InProcessBus(router, service="sales")
-    await bus.start()
-    async with (
-        migrated_database(definition, settings) as database,
-        service_context(definition, settings, bus=bus, database=database) as running,
-    ):
+    async with consuming_context(definition, settings, router) as running:
         yield running
-    await bus.stop()
 
 
 @pytest.fixture(scope="module")

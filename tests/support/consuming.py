@@ -5,16 +5,24 @@ a broker: the tests of every arrival order of a saga."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from generated.events.publishers import EVENTS
 from generated.topology import TOPOLOGY
+from services.platform.core.settings import Settings
 from services.platform.http.validation import CompiledSchema
-from services.platform.messaging.bus import IncomingMessage, InProcessRouter, Settlement
+from services.platform.messaging.bus import (
+    IncomingMessage,
+    InProcessBus,
+    InProcessRouter,
+    Settlement,
+)
 from services.platform.runtime.consumers import MessageConsumer, resolve_handlers
-from services.platform.runtime.service import ServiceContext
+from services.platform.runtime.service import ServiceContext, ServiceDefinition
+from tests.support.contexts import migrated_database, service_context
 
 
 @dataclass(frozen=True)
@@ -65,3 +73,26 @@ def consumer_of(ctx: ServiceContext, router: InProcessRouter) -> Deliver:
         return Delivery(str(headers["x-erp-error-reason"]), int(str(headers["x-erp-attempts"])))
 
     return deliver
+
+
+@asynccontextmanager
+async def consuming_context(
+    definition: ServiceDefinition,
+    settings: Settings,
+    router: InProcessRouter,
+    *start_up: Callable[[ServiceContext], Awaitable[None]],
+) -> AsyncIterator[ServiceContext]:
+    """The service's context on its migrated database and an in-process bus on `router` (whose
+    `<service>.dlq` `consumer_of` reads), after the given start-up hooks of the service."""
+    bus = InProcessBus(router, service=definition.name)
+    await bus.start()
+    try:
+        async with (
+            migrated_database(definition, settings) as database,
+            service_context(definition, settings, bus=bus, database=database) as running,
+        ):
+            for hook in start_up:
+                await hook(running)
+            yield running
+    finally:
+        await bus.stop()
