@@ -169,6 +169,12 @@ async def test_each_event_emails_the_person_it_concerns(
     text, html = parts(mail)
     assert "https://shop.example.com/" in text
     assert 'href="https://shop.example.com/' in html
+    # The history says `sent` once the SMTP server has answered, a moment after it has the mail.
+    await eventually(
+        lambda: [e for e in history(api, recipient=address) if e["status"] != "queued"] or None,
+        within=15,
+        what=f"the history entry of {address} past queued",
+    )
     [kept] = history(api, recipient=address)
     assert kept["event_name"] == event
     assert kept["event_id"] == envelope["event_id"]

@@ -356,6 +356,11 @@ async def test_a_cancellation_overtaking_the_saga_leaves_no_stock_reserved_and_n
     assert cancelled.status_code == 200, cancelled.text
 
     def settled_elsewhere() -> dict[str, Any] | None:
+        # Inventory has seen the cancellation (its reservation, or the tombstone a cancellation
+        # that overtook the order leaves, is released); until then, 0 reserved proves nothing.
+        reservation = inventory("GET", f"/api/v1/stock/reservations/{order['id']}")
+        if reservation.status_code != 200 or reservation.json()["status"] != "released":
+            return None
         stock: dict[str, Any] = inventory("GET", f"/api/v1/products/{product['id']}/stock").json()
         payment = financial("GET", f"/api/v1/payments/by-order/{order['id']}")
         if stock["reserved"] != 0 or payment.status_code != 200:
